@@ -1,0 +1,16 @@
+//! pistemcell: builds BOSH stemcells for ARM boards, first of all the Raspberry Pi.
+//!
+//! The library holds every stage of the build; `main.rs` is only the command line.
+
+pub mod archive;
+pub mod cmd;
+pub mod deb;
+pub mod doctor;
+pub mod interrupt;
+pub mod mirror;
+pub mod profile;
+pub mod progress;
+pub mod rootfs;
+pub mod spec;
+pub mod steps;
+pub mod workdir;

@@ -1,0 +1,235 @@
+//! The second stage: configuring the extracted packages with dpkg.
+//!
+//! With `Host` mode the host's own dpkg unpacks natively (`--root`, `--force-architecture`)
+//! and runs each maintainer script chrooted into the rootfs (emulated on a foreign host); in
+//! `Chroot` mode the target's dpkg runs inside the chroot, emulated throughout. Services are
+//! kept from starting by a `policy-rc.d` that exists only while dpkg runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::progress::Reporter;
+
+/// Which dpkg runs the second stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The host's dpkg with `--root` (faster: unpacking is native).
+    Host,
+    /// The target's dpkg inside the chroot.
+    Chroot,
+}
+
+/// Errors in the second stage.
+#[derive(Debug, thiserror::Error)]
+pub enum DpkgError {
+    /// dpkg could not be started.
+    #[error("cannot start dpkg ({argv}): {source}")]
+    Spawn {
+        /// The command line.
+        argv: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// dpkg failed.
+    #[error("dpkg failed ({status}) configuring the rootfs; full log: {log}\n  last lines:\n{tail}")]
+    Failed {
+        /// Exit status.
+        status: String,
+        /// Path of the full log.
+        log: PathBuf,
+        /// Last lines of output.
+        tail: String,
+    },
+    /// A file in the rootfs could not be prepared.
+    #[error("preparing {path} for dpkg: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Packages ended up not fully installed.
+    #[error("after dpkg, these packages are not installed correctly: {0}; see the dpkg log under the work dir")]
+    NotInstalled(String),
+}
+
+/// Why the host's dpkg cannot be used for `--root` installs (None when it can).
+pub fn host_dpkg_unusable() -> Option<String> {
+    if !crate::cmd::on_path("dpkg") {
+        return Some("the host has no dpkg".into());
+    }
+    let mut files = vec![PathBuf::from("/etc/dpkg/dpkg.cfg")];
+    if let Ok(rd) = std::fs::read_dir("/etc/dpkg/dpkg.cfg.d") {
+        files.extend(rd.flatten().map(|e| e.path()));
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        if text.lines().any(|l| l.trim_start().starts_with("path-exclude")) {
+            return Some(format!("the host's {} excludes paths (path-exclude) and would strip the image", f.display()));
+        }
+    }
+    None
+}
+
+/// The environment maintainer scripts run with: fixed, never the caller's.
+pub fn script_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("LC_ALL", "C"),
+        ("LANG", "C"),
+        ("HOME", "/root"),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+        ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
+        ("DEBIAN_PRIORITY", "critical"),
+    ]
+}
+
+/// Creates an empty dpkg database in `root` (what dpkg needs before the first install).
+pub fn init_database(root: &Path) -> Result<(), DpkgError> {
+    let db = root.join("var/lib/dpkg");
+    for d in ["info", "updates", "parts", "alternatives", "triggers"] {
+        let p = db.join(d);
+        std::fs::create_dir_all(&p).map_err(|source| DpkgError::Io { path: p, source })?;
+    }
+    for f in ["status", "available"] {
+        let p = db.join(f);
+        if !p.exists() {
+            std::fs::write(&p, "").map_err(|source| DpkgError::Io { path: p, source })?;
+        }
+    }
+    Ok(())
+}
+
+/// `policy-rc.d` that refuses every service start, removed again on drop.
+pub struct PolicyRcD {
+    path: PathBuf,
+}
+
+impl PolicyRcD {
+    /// Installs `usr/sbin/policy-rc.d` (exit 101) in `root`.
+    pub fn install(root: &Path) -> Result<PolicyRcD, DpkgError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join("usr/sbin/policy-rc.d");
+        let io = |source| DpkgError::Io { path: path.clone(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::write(&path, "#!/bin/sh\n# installed by pistemcell while packages are configured\nexit 101\n").map_err(io)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+        Ok(PolicyRcD { path })
+    }
+}
+
+impl Drop for PolicyRcD {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Installs `debs` (paths on the host, in install order) into `root` and configures them.
+/// The full dpkg output goes to `log`.
+pub fn install(root: &Path, debs: &[PathBuf], mode: Mode, log: &Path, reporter: &Reporter) -> Result<(), DpkgError> {
+    let mut staged = Vec::new();
+    let mut cmd = match mode {
+        Mode::Host => {
+            let mut c = Command::new("dpkg");
+            c.arg(format!("--root={}", root.display())).arg("--force-architecture");
+            c
+        }
+        Mode::Chroot => {
+            // The target's dpkg sees the debs through the rootfs's apt cache directory.
+            let dir = root.join("var/cache/apt/archives");
+            std::fs::create_dir_all(&dir).map_err(|source| DpkgError::Io { path: dir.clone(), source })?;
+            for (i, d) in debs.iter().enumerate() {
+                let dest = dir.join(format!("pistemcell-{i:04}.deb"));
+                if std::fs::hard_link(d, &dest).is_err() {
+                    std::fs::copy(d, &dest).map_err(|source| DpkgError::Io { path: dest.clone(), source })?;
+                }
+                staged.push(dest);
+            }
+            let mut c = Command::new("chroot");
+            c.arg(root).arg("dpkg");
+            c
+        }
+    };
+    cmd.args(["--force-depends", "--force-unsafe-io", "--force-confdef", "--force-confold", "--install"]);
+    match mode {
+        Mode::Host => cmd.args(debs),
+        Mode::Chroot => cmd.args(staged.iter().map(|p| Path::new("/").join(p.strip_prefix(root).unwrap_or(p)))),
+    };
+    cmd.env_clear().envs(script_env());
+    let result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
+    for p in staged {
+        let _ = std::fs::remove_file(p);
+    }
+    result
+}
+
+/// Runs dpkg with its output in `log`, counting "Unpacking"/"Setting up" lines as progress.
+fn run_logged(cmd: &mut Command, log: &Path, steps: u64, reporter: &Reporter) -> Result<(), DpkgError> {
+    let argv = crate::cmd::argv_of(cmd);
+    let mut file = std::fs::File::create(log).map_err(|source| DpkgError::Io { path: log.to_path_buf(), source })?;
+    let _ = writeln!(file, "$ {argv}");
+    let (reader, writer) = std::io::pipe().map_err(|source| DpkgError::Spawn { argv: argv.clone(), source })?;
+    let writer2 = writer.try_clone().map_err(|source| DpkgError::Spawn { argv: argv.clone(), source })?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .spawn()
+        .map_err(|source| DpkgError::Spawn { argv: argv.clone(), source })?;
+    drop(cmd);
+    let bar = reporter.bar("configure", steps, false);
+    let mut tail: Vec<String> = Vec::new();
+    for line in BufReader::new(reader).lines() {
+        let Ok(line) = line else { break };
+        let _ = writeln!(file, "{line}");
+        if line.starts_with("Unpacking ") || line.starts_with("Setting up ") {
+            bar.inc(1);
+            bar.message(&line);
+        }
+        reporter.detail(&line);
+        tail.push(line);
+        if tail.len() > 25 {
+            tail.remove(0);
+        }
+    }
+    let status = child.wait().map_err(|source| DpkgError::Spawn { argv, source })?;
+    if !status.success() {
+        return Err(DpkgError::Failed { status: status.to_string(), log: log.to_path_buf(), tail: tail.join("\n") });
+    }
+    bar.finish("all packages configured");
+    Ok(())
+}
+
+/// Reads `var/lib/dpkg/status`: package name → (version, architecture, status).
+pub fn read_status(root: &Path) -> Result<BTreeMap<String, (String, String, String)>, DpkgError> {
+    let p = root.join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&p).map_err(|source| DpkgError::Io { path: p, source })?;
+    let mut out = BTreeMap::new();
+    for para in crate::archive::packages::parse_paragraphs(&text) {
+        let f = |n: &str| crate::archive::packages::field(&para, n).unwrap_or("").to_string();
+        out.insert(f("Package"), (f("Version"), f("Architecture"), f("Status")));
+    }
+    Ok(out)
+}
+
+/// Checks that exactly `expected` is installed, every package in state `install ok installed`.
+pub fn verify_installed(root: &Path, expected: &BTreeSet<String>) -> Result<(), DpkgError> {
+    let status = read_status(root)?;
+    let mut problems = Vec::new();
+    for name in expected {
+        match status.get(name) {
+            None => problems.push(format!("{name} (missing)")),
+            Some((_, _, s)) if s != "install ok installed" => problems.push(format!("{name} ({s})")),
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DpkgError::NotInstalled(problems.join(", ")))
+    }
+}

@@ -1,0 +1,643 @@
+//! Extracting a .deb's data.tar into a rootfs directory without ever writing outside it.
+//!
+//! Safety rules (the host is protected):
+//! - entry names that are absolute or hold a `..` component are refused;
+//! - every parent component is resolved chroot-style (see `safepath`): a symlink in the
+//!   rootfs (merged-usr `bin -> usr/bin`, or one planted by an earlier entry pointing at
+//!   `/etc` or `../../..`) is followed as if the rootfs were `/`, so it leads back inside;
+//! - the final component is never followed: a file written over a symlink replaces it;
+//! - a hard link may only point at an entry already extracted from the same archive;
+//! - symlink targets are stored as text and never followed while extracting.
+//!
+//! Files are written under a temporary name in their directory and renamed into place, so a
+//! failure never leaves a half-written file at the final path. Owners (numeric), modes with
+//! setuid/setgid/sticky bits, mtimes, device nodes, fifos and `SCHILY.xattr.*` attributes
+//! (e.g. `security.capability`) are kept.
+
+mod safepath;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use thiserror::Error;
+
+use crate::deb::{list_path, Deb, DebError};
+use safepath::{child, normalize, resolve_dir, Name, ResolveError};
+
+pub use sys::is_root;
+
+/// What one extraction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    /// Regular files written.
+    pub files: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Directories created or updated (including ones kept as symlinks).
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Hard links created.
+    pub hardlinks: u64,
+    /// Device nodes and fifos created.
+    pub nodes: u64,
+    /// Device nodes skipped because the process is not root.
+    pub skipped_nodes: u64,
+    /// Entries whose owner could not be set because the process is not root.
+    pub skipped_owners: u64,
+    /// Human-readable warnings (one line each, already naming the .deb).
+    pub warnings: Vec<String>,
+    /// Every entry as dpkg lists it in `info/PKG.list` (`/.`, `/usr/bin/x`), archive order.
+    pub paths: Vec<String>,
+}
+
+/// Errors from extracting a .deb; each names the .deb, the entry and what to do.
+#[derive(Debug, Error)]
+pub enum ExtractError {
+    /// The .deb itself could not be read (truncated, corrupt, unsupported compression).
+    #[error(transparent)]
+    Deb(#[from] DebError),
+    /// The entry name tries to leave the rootfs or is malformed.
+    #[error("{deb}: entry `{entry}` refused: {reason}; the package is corrupt or hostile: do not install it, report it to its maintainer")]
+    Unsafe {
+        /// The .deb file.
+        deb: PathBuf,
+        /// The entry name as stored in data.tar.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A hard link points outside the entries of this archive.
+    #[error("{deb}: hard link `{entry}` -> `{target}` refused: {reason}; the package is corrupt or hostile: do not install it, report it to its maintainer")]
+    HardLink {
+        /// The .deb file.
+        deb: PathBuf,
+        /// The hard link entry.
+        entry: String,
+        /// Its link target as stored.
+        target: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Something in the rootfs is in the way of the entry.
+    #[error("{deb}: entry `{entry}` conflicts with {existing}, which exists in the rootfs as {found}; remove that path from the rootfs or fix the package set")]
+    Conflict {
+        /// The .deb file.
+        deb: PathBuf,
+        /// The entry name.
+        entry: String,
+        /// The host path in the way.
+        existing: PathBuf,
+        /// What it is (`a regular file`, `a non-empty directory`, …).
+        found: &'static str,
+    },
+    /// A filesystem operation failed.
+    #[error("{deb}: entry `{entry}`: cannot {op} {path}: {source}; check free space and permissions of the rootfs")]
+    Io {
+        /// The .deb file.
+        deb: PathBuf,
+        /// The entry name.
+        entry: String,
+        /// What was being done.
+        op: &'static str,
+        /// The host path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// An extended attribute could not be set.
+    #[error("{deb}: entry `{entry}`: cannot set extended attribute `{name}` on {path}: {source}; run as root on a filesystem with xattr support (ext4, xfs)")]
+    Xattr {
+        /// The .deb file.
+        deb: PathBuf,
+        /// The entry name.
+        entry: String,
+        /// The attribute name.
+        name: String,
+        /// The host path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The entry has a tar type this extractor does not handle.
+    #[error("{deb}: entry `{entry}` has unsupported tar entry type {kind:?}; repack the package with dpkg-deb")]
+    Unsupported {
+        /// The .deb file.
+        deb: PathBuf,
+        /// The entry name.
+        entry: String,
+        /// The raw type byte.
+        kind: char,
+    },
+}
+
+/// Extracts `deb`'s data.tar into `root` (which must exist) and reports what was written.
+pub fn extract_deb(deb: &Deb, root: &Path) -> Result<ExtractStats, ExtractError> {
+    let mut x = Extractor {
+        deb,
+        root,
+        root_user: sys::is_root(),
+        stats: ExtractStats::default(),
+        extracted: HashSet::new(),
+        dirs: Vec::new(),
+    };
+    let mut archive = deb.data_archive()?;
+    {
+        let entries = archive.entries().map_err(|e| deb.corrupt(&e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| deb.corrupt(&e))?;
+            x.entry(&mut entry)?;
+        }
+    }
+    deb.finish_data(archive)?;
+    x.finish_dirs()?;
+    x.summarize();
+    Ok(x.stats)
+}
+
+/// Metadata of one entry, decoded from its header and PAX records.
+struct Meta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+struct Extractor<'a> {
+    deb: &'a Deb,
+    root: &'a Path,
+    root_user: bool,
+    stats: ExtractStats,
+    /// Normalized names extracted so far (hard-link targets must be among them).
+    extracted: HashSet<Vec<Name>>,
+    /// Directories whose mode (if deferred) and mtime are set at the end.
+    dirs: Vec<(PathBuf, String, Option<u32>, i64)>,
+}
+
+type Entry<'e, 'r> = tar::Entry<'e, Box<dyn Read + 'r>>;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary name in the target directory, removed on drop unless renamed into place.
+struct Temp {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Extractor<'_> {
+    fn path(&self) -> PathBuf {
+        self.deb.path().to_path_buf()
+    }
+
+    fn io(&self, entry: &str, op: &'static str, path: &Path, source: io::Error) -> ExtractError {
+        ExtractError::Io {
+            deb: self.path(),
+            entry: entry.to_string(),
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn unsafe_entry(&self, entry: &str, reason: &str) -> ExtractError {
+        ExtractError::Unsafe {
+            deb: self.path(),
+            entry: entry.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn conflict(&self, entry: &str, existing: &Path, found: &'static str) -> ExtractError {
+        ExtractError::Conflict {
+            deb: self.path(),
+            entry: entry.to_string(),
+            existing: existing.to_path_buf(),
+            found,
+        }
+    }
+
+    fn resolve_err(&self, entry: &str, err: ResolveError) -> ExtractError {
+        match err {
+            ResolveError::Loop => self.unsafe_entry(
+                entry,
+                &format!(
+                    "more than {} symbolic links on the way to its directory",
+                    safepath::MAX_SYMLINKS
+                ),
+            ),
+            ResolveError::NotDir(p) => self.conflict(entry, &p, "a non-directory parent"),
+            ResolveError::Io(op, p, e) => self.io(entry, op, &p, e),
+        }
+    }
+
+    fn meta(&self, entry: &mut Entry<'_, '_>, name: &str) -> Result<Meta, ExtractError> {
+        let corrupt = |e: io::Error| {
+            ExtractError::Deb(self.deb.corrupt(&io::Error::new(
+                e.kind(),
+                format!("entry `{name}`: {e}"),
+            )))
+        };
+        let header = entry.header();
+        let mode = header.mode().map_err(corrupt)? & 0o7777;
+        let uid = header.uid().map_err(corrupt)?;
+        let gid = header.gid().map_err(corrupt)?;
+        let mut mtime = header.mtime().map_err(corrupt)? as i64;
+        let mut xattrs = Vec::new();
+        if let Some(pax) = entry.pax_extensions().map_err(corrupt)? {
+            for record in pax {
+                let record = record.map_err(corrupt)?;
+                let key = record.key_bytes();
+                if let Some(attr) = key.strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.push((attr.to_vec(), record.value_bytes().to_vec()));
+                } else if key == b"mtime" {
+                    let text = record.value().unwrap_or("");
+                    let secs = text.split('.').next().unwrap_or("");
+                    if let Ok(v) = secs.parse::<i64>() {
+                        mtime = v;
+                    }
+                }
+            }
+        }
+        Ok(Meta {
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        })
+    }
+
+    fn entry(&mut self, entry: &mut Entry<'_, '_>) -> Result<(), ExtractError> {
+        use tar::EntryType as T;
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            return Ok(());
+        }
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw).into_owned();
+        let comps = normalize(&raw).map_err(|r| self.unsafe_entry(&name, r))?;
+        let meta = self.meta(entry, &name)?;
+        let is_dir = kind == T::Directory || (kind == T::Regular && raw.ends_with(b"/"));
+        self.stats.paths.push(list_path(&name));
+        let Some((last, parents)) = comps.split_last() else {
+            if !is_dir {
+                return Err(self.unsafe_entry(&name, "only a directory may name the root"));
+            }
+            let root = self.root.to_path_buf();
+            self.dir_meta(&name, &root, &meta)?;
+            return Ok(());
+        };
+        let parent = resolve_dir(self.root, parents, true)
+            .map_err(|e| self.resolve_err(&name, e))?
+            .ok_or_else(|| self.unsafe_entry(&name, "its directory cannot be created"))?;
+        let target = child(&parent, last);
+        match kind {
+            _ if is_dir => self.dir(&name, &comps, &target, &meta)?,
+            T::Regular | T::Continuous | T::GNUSparse => {
+                self.file(entry, &name, &parent, &target, &meta)?
+            }
+            T::Symlink => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .filter(|l| !l.is_empty() && !l.contains(&0))
+                    .ok_or_else(|| self.unsafe_entry(&name, "symlink without a valid target"))?;
+                self.symlink(&name, &parent, &target, &link, &meta)?;
+            }
+            T::Link => {
+                let link = entry.link_name_bytes().map(|l| l.into_owned());
+                self.hardlink(&name, &parent, &target, link.as_deref().unwrap_or(b""))?;
+            }
+            T::Char | T::Block | T::Fifo => {
+                let major = entry.header().device_major().ok().flatten().unwrap_or(0);
+                let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+                let kind = match kind {
+                    T::Char => libc::S_IFCHR,
+                    T::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                self.node(&name, &parent, &target, kind, major, minor, &meta)?;
+            }
+            other => {
+                return Err(ExtractError::Unsupported {
+                    deb: self.path(),
+                    entry: name,
+                    kind: other.as_byte() as char,
+                })
+            }
+        }
+        self.extracted.insert(comps);
+        Ok(())
+    }
+
+    /// A fresh name in `dir` made by `make`, retried if a stale one is in the way.
+    fn temp(
+        &self,
+        name: &str,
+        dir: &Path,
+        mut make: impl FnMut(&Path) -> io::Result<()>,
+    ) -> Result<Temp, ExtractError> {
+        let pid = std::process::id();
+        for _ in 0..1000 {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".pistemcell-new.{pid}.{n}"));
+            match make(&path) {
+                Ok(()) => return Ok(Temp { path, armed: true }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(self.io(name, "create a temporary file in", dir, e)),
+            }
+        }
+        let e = io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name");
+        Err(self.io(name, "create a temporary file in", dir, e))
+    }
+
+    /// Moves `temp` to `target`; a directory in the way is removed only if empty.
+    fn install(&self, name: &str, mut temp: Temp, target: &Path) -> Result<(), ExtractError> {
+        if let Ok(meta) = fs::symlink_metadata(target) {
+            if meta.is_dir() && fs::remove_dir(target).is_err() {
+                return Err(self.conflict(name, target, "a non-empty directory"));
+            }
+        }
+        fs::rename(&temp.path, target).map_err(|e| self.io(name, "rename into", target, e))?;
+        // rename() is a no-op when both names are links to the same inode: drop the temp.
+        if fs::symlink_metadata(&temp.path).is_ok() {
+            fs::remove_file(&temp.path).map_err(|e| self.io(name, "remove", &temp.path, e))?;
+        }
+        temp.armed = false;
+        Ok(())
+    }
+
+    fn chown(&mut self, name: &str, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
+        if self.root_user {
+            std::os::unix::fs::lchown(path, Some(meta.uid as u32), Some(meta.gid as u32))
+                .map_err(|e| self.io(name, "change the owner of", path, e))
+        } else {
+            self.stats.skipped_owners += 1;
+            Ok(())
+        }
+    }
+
+    fn xattrs(&self, name: &str, path: &Path, meta: &Meta, file: Option<&File>) -> Result<(), ExtractError> {
+        for (attr, value) in &meta.xattrs {
+            let res = match file {
+                Some(f) => sys::fsetxattr(f, attr, value),
+                None => sys::lsetxattr(path, attr, value),
+            };
+            res.map_err(|source| ExtractError::Xattr {
+                deb: self.path(),
+                entry: name.to_string(),
+                name: String::from_utf8_lossy(attr).into_owned(),
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        entry: &mut Entry<'_, '_>,
+        name: &str,
+        parent: &Path,
+        target: &Path,
+        meta: &Meta,
+    ) -> Result<(), ExtractError> {
+        if fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+            // Checked before writing so nothing is written for nothing.
+            if fs::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(true) {
+                return Err(self.conflict(name, target, "a non-empty directory"));
+            }
+        }
+        let mut file = None;
+        let temp = self.temp(name, parent, |p| {
+            let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(p)?;
+            file = Some(f);
+            Ok(())
+        })?;
+        let Some(mut file) = file else {
+            let e = io::Error::other("temporary file vanished");
+            return Err(self.io(name, "create", &temp.path, e));
+        };
+        let mut buf = vec![0u8; 128 * 1024];
+        let mut written = 0u64;
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let e = io::Error::new(e.kind(), format!("entry `{name}`: {e}"));
+                    return Err(self.deb.corrupt(&e).into());
+                }
+            };
+            file.write_all(&buf[..n])
+                .map_err(|e| self.io(name, "write", &temp.path, e))?;
+            written += n as u64;
+        }
+        let kind = entry.header().entry_type();
+        if !kind.is_gnu_sparse() && written != entry.size() {
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("entry `{name}` is cut short ({written} of {} bytes)", entry.size()),
+            );
+            return Err(self.deb.corrupt(&e).into());
+        }
+        if self.root_user {
+            std::os::unix::fs::fchown(&file, Some(meta.uid as u32), Some(meta.gid as u32))
+                .map_err(|e| self.io(name, "change the owner of", &temp.path, e))?;
+        } else {
+            self.stats.skipped_owners += 1;
+        }
+        file.set_permissions(fs::Permissions::from_mode(meta.mode))
+            .map_err(|e| self.io(name, "set the mode of", &temp.path, e))?;
+        self.xattrs(name, &temp.path, meta, Some(&file))?;
+        sys::set_mtime_fd(&file, meta.mtime)
+            .map_err(|e| self.io(name, "set the mtime of", &temp.path, e))?;
+        drop(file);
+        self.install(name, temp, target)?;
+        self.stats.files += 1;
+        self.stats.bytes += written;
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        name: &str,
+        parent: &Path,
+        target: &Path,
+        link: &[u8],
+        meta: &Meta,
+    ) -> Result<(), ExtractError> {
+        use std::os::unix::ffi::OsStrExt;
+        let link = std::ffi::OsStr::from_bytes(link);
+        let temp = self.temp(name, parent, |p| std::os::unix::fs::symlink(link, p))?;
+        self.chown(name, &temp.path, meta)?;
+        self.xattrs(name, &temp.path, meta, None)?;
+        sys::set_mtime_nofollow(&temp.path, meta.mtime)
+            .map_err(|e| self.io(name, "set the mtime of", &temp.path, e))?;
+        self.install(name, temp, target)?;
+        self.stats.symlinks += 1;
+        Ok(())
+    }
+
+    fn hardlink(
+        &mut self,
+        name: &str,
+        parent: &Path,
+        target: &Path,
+        link: &[u8],
+    ) -> Result<(), ExtractError> {
+        let shown = String::from_utf8_lossy(link).into_owned();
+        let refuse = |reason: &str| ExtractError::HardLink {
+            deb: self.path(),
+            entry: name.to_string(),
+            target: shown.clone(),
+            reason: reason.to_string(),
+        };
+        let comps = normalize(link).map_err(refuse)?;
+        if !self.extracted.contains(&comps) {
+            return Err(refuse("the target is not an earlier entry of this package"));
+        }
+        let Some((last, parents)) = comps.split_last() else {
+            return Err(refuse("the target is the root directory"));
+        };
+        let source = resolve_dir(self.root, parents, false)
+            .map_err(|e| self.resolve_err(name, e))?
+            .map(|dir| safepath::child(&dir, last))
+            .ok_or_else(|| refuse("the target's directory is gone"))?;
+        match fs::symlink_metadata(&source) {
+            Ok(m) if m.is_dir() => return Err(refuse("the target is a directory")),
+            Ok(_) => {}
+            Err(_) => return Err(refuse("the target no longer exists")),
+        }
+        let temp = self.temp(name, parent, |p| sys::link_nofollow(&source, p))?;
+        self.install(name, temp, target)?;
+        self.stats.hardlinks += 1;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node(
+        &mut self,
+        name: &str,
+        parent: &Path,
+        target: &Path,
+        kind: libc::mode_t,
+        major: u32,
+        minor: u32,
+        meta: &Meta,
+    ) -> Result<(), ExtractError> {
+        if kind != libc::S_IFIFO && !self.root_user {
+            self.stats.skipped_nodes += 1;
+            return Ok(());
+        }
+        let temp = self.temp(name, parent, |p| sys::mknod(p, kind, major, minor))?;
+        self.chown(name, &temp.path, meta)?;
+        fs::set_permissions(&temp.path, fs::Permissions::from_mode(meta.mode))
+            .map_err(|e| self.io(name, "set the mode of", &temp.path, e))?;
+        self.xattrs(name, &temp.path, meta, None)?;
+        sys::set_mtime_nofollow(&temp.path, meta.mtime)
+            .map_err(|e| self.io(name, "set the mtime of", &temp.path, e))?;
+        self.install(name, temp, target)?;
+        self.stats.nodes += 1;
+        Ok(())
+    }
+
+    fn dir(
+        &mut self,
+        name: &str,
+        comps: &[Name],
+        target: &Path,
+        meta: &Meta,
+    ) -> Result<(), ExtractError> {
+        match fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                // merged-usr: `bin -> usr/bin` stays a symlink when it leads to a directory.
+                if let Ok(Some(_)) = resolve_dir(self.root, comps, false) {
+                    self.stats.dirs += 1;
+                    return Ok(());
+                }
+                fs::remove_file(target).map_err(|e| self.io(name, "remove", target, e))?;
+                self.mkdir(name, target)?;
+            }
+            Ok(m) if m.is_file() => return Err(self.conflict(name, target, "a regular file")),
+            Ok(_) => return Err(self.conflict(name, target, "a special file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.mkdir(name, target)?,
+            Err(e) => return Err(self.io(name, "inspect", target, e)),
+        }
+        self.dir_meta(name, target, meta)
+    }
+
+    fn mkdir(&self, name: &str, target: &Path) -> Result<(), ExtractError> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(target)
+            .map_err(|e| self.io(name, "create the directory", target, e))
+    }
+
+    fn dir_meta(&mut self, name: &str, target: &Path, meta: &Meta) -> Result<(), ExtractError> {
+        self.chown(name, target, meta)?;
+        // Without root, a directory we could not write into would stop its own contents:
+        // keep u+rwx until the end.
+        let (now, later) = if !self.root_user && meta.mode & 0o700 != 0o700 {
+            (meta.mode | 0o700, Some(meta.mode))
+        } else {
+            (meta.mode, None)
+        };
+        fs::set_permissions(target, fs::Permissions::from_mode(now))
+            .map_err(|e| self.io(name, "set the mode of", target, e))?;
+        self.xattrs(name, target, meta, None)?;
+        self.dirs
+            .push((target.to_path_buf(), name.to_string(), later, meta.mtime));
+        self.stats.dirs += 1;
+        Ok(())
+    }
+
+    /// Directory mtimes (and deferred modes) last, deepest first, once nothing changes them.
+    fn finish_dirs(&mut self) -> Result<(), ExtractError> {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (path, name, mode, mtime) in dirs.iter().rev() {
+            if let Some(mode) = mode {
+                fs::set_permissions(path, fs::Permissions::from_mode(*mode))
+                    .map_err(|e| self.io(name, "set the mode of", path, e))?;
+            }
+            sys::set_mtime_nofollow(path, *mtime)
+                .map_err(|e| self.io(name, "set the mtime of", path, e))?;
+        }
+        Ok(())
+    }
+
+    fn summarize(&mut self) {
+        let deb = self.deb.path().display();
+        if self.stats.skipped_nodes > 0 {
+            self.stats.warnings.push(format!(
+                "{deb}: skipped {} device node(s): creating devices needs root",
+                self.stats.skipped_nodes
+            ));
+        }
+        if self.stats.skipped_owners > 0 {
+            self.stats.warnings.push(format!(
+                "{deb}: kept the current user as owner of {} entr(y/ies): setting owners needs root",
+                self.stats.skipped_owners
+            ));
+        }
+    }
+}

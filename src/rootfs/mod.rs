@@ -1,0 +1,6 @@
+//! The target root filesystem: safe extraction, mounts as RAII guards, emulation, dpkg.
+
+pub mod binfmt;
+pub mod dpkg;
+pub mod extract;
+pub mod mounts;

@@ -1,0 +1,434 @@
+//! The stemcell spec: one YAML file, unknown keys rejected, defaults from the OS profile.
+//!
+//! Errors name the file and, for YAML problems, the line and column. `--set key=value`
+//! overrides are applied to the parsed document before the types are checked again.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{self, Profile, ProfileError};
+
+/// Errors reading or validating a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The spec file could not be read.
+    #[error("cannot read spec {path}: {source}")]
+    Read {
+        /// The spec path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not match the spec's fields (the message carries line and column).
+    #[error("spec {path}: {source}\n  (every field is documented in README.md, section \"Spec reference\")")]
+    Parse {
+        /// The spec path.
+        path: String,
+        /// The YAML error with its position.
+        source: serde_norway::Error,
+    },
+    /// A `--set` flag is malformed or sets a value of the wrong type.
+    #[error("--set {arg}: {reason}")]
+    Set {
+        /// The flag's argument.
+        arg: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The spec names an unknown profile.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The values parse but do not fit together.
+    #[error("spec {path}: {reason}")]
+    Invalid {
+        /// The spec path.
+        path: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+/// Target architecture (Debian's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// 32-bit ARM, hard float.
+    #[default]
+    Armhf,
+    /// 64-bit ARM.
+    Arm64,
+}
+
+impl Arch {
+    /// The Debian architecture name.
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::Armhf => "armhf",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The qemu-user emulator that runs this architecture's binaries.
+    pub fn qemu(self) -> &'static str {
+        match self {
+            Arch::Armhf => "qemu-arm",
+            Arch::Arm64 => "qemu-aarch64",
+        }
+    }
+}
+
+/// The oldest CPU the image must run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cpu {
+    /// ARMv6 with VFP (Pi Zero, Pi 1): only Raspbian builds for it.
+    Armv6,
+    /// ARMv7 (Pi 2 and later in 32-bit mode).
+    Armv7,
+    /// ARMv8 / AArch64 (Pi 3 and later in 64-bit mode).
+    Armv8,
+}
+
+/// Which packages the bootstrap installs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantSpec {
+    /// `Essential: yes` and `Priority: required` packages, with their dependencies.
+    Required,
+    /// Required plus apt: what `debootstrap --variant=minbase` installs.
+    #[default]
+    Minbase,
+    /// Minbase plus `Priority: important`: debootstrap's default variant.
+    Important,
+    /// Exactly these packages and their dependencies (`variant: {packages: [..]}`).
+    Packages(Vec<String>),
+}
+
+/// The spec file as written: every field optional, defaults come from the profile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// OS profile (`debian-bookworm`, `raspbian-bookworm`, `raspbian-buster`, `ubuntu-trusty`, `ubuntu-jammy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Target architecture: `armhf` or `arm64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Arch>,
+    /// CPU floor: `armv6` (Pi Zero/1), `armv7`, `armv8`; default from the architecture and profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    /// Archive suite; default from the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    /// Archive components; default from the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<String>>,
+    /// Mirror URL (http, https or file); default from the profile (Debian: the host's apt sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
+    /// Archive key file (path or URL) replacing the profile's; its fingerprint must still be pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<String>,
+    /// Fingerprints allowed to sign the archive, replacing the profile's (needed with a private archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring_fingerprints: Option<Vec<String>>,
+    /// Package selection: `required`, `minbase` (default), `important`, or `{packages: [..]}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantSpec>,
+    /// Extra packages installed on top of the variant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+}
+
+/// Documentation of every spec field: (name, YAML type, default, description).
+pub const FIELDS: &[(&str, &str, &str, &str)] = &[
+    ("profile", "string", "debian-bookworm", "OS profile: debian-bookworm, raspbian-bookworm, raspbian-buster, ubuntu-trusty, ubuntu-jammy"),
+    ("architecture", "armhf | arm64", "armhf", "target architecture"),
+    ("cpu", "armv6 | armv7 | armv8", "armv6 on raspbian, armv7 on armhf, armv8 on arm64", "the oldest CPU the image must run on"),
+    ("suite", "string", "the profile's suite", "archive suite"),
+    ("components", "list of strings", "the profile's components", "archive components to read"),
+    ("mirror", "URL", "the profile's mirror; Debian: the host's apt sources", "where packages come from (http, https or file://); --mirror overrides"),
+    ("keyring", "path or URL", "the profile's key", "archive key file (binary or armored); its fingerprint must be pinned"),
+    ("keyring_fingerprints", "list of strings", "the profile's fingerprints", "full fingerprints of the keys allowed to sign the archive"),
+    ("variant", "required | minbase | important | {packages: [..]}", "minbase", "which packages the bootstrap installs (minbase = debootstrap --variant=minbase)"),
+    ("packages", "list of strings", "[]", "extra packages installed on top of the variant"),
+];
+
+/// A spec with the profile's defaults applied and checked.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Where the spec came from (a path, or `<default spec>`).
+    pub source: String,
+    /// The OS profile.
+    pub profile: Profile,
+    /// Target architecture.
+    pub arch: Arch,
+    /// CPU floor.
+    pub cpu: Cpu,
+    /// Archive suite.
+    pub suite: String,
+    /// Archive components.
+    pub components: Vec<String>,
+    /// Explicit mirror from the spec (the CLI's `--mirror` and the profile are applied later).
+    pub mirror: Option<String>,
+    /// Key file location.
+    pub keyring: String,
+    /// Pinned fingerprints.
+    pub fingerprints: Vec<String>,
+    /// Package selection.
+    pub variant: VariantSpec,
+    /// Extra packages.
+    pub packages: Vec<String>,
+    /// The spec as written plus overrides, for records.
+    pub raw: Spec,
+}
+
+/// Loads the spec at `path` (or the default spec when `None`), applies `--set` overrides,
+/// fills defaults from the profile and validates.
+pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Resolved, SpecError> {
+    let (source, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|source| SpecError::Read { path: p.to_path_buf(), source })?,
+        ),
+        None => ("<default spec>".to_string(), String::new()),
+    };
+    let spec = parse(&source, &text, sets)?;
+    resolve(source, spec)
+}
+
+/// Parses spec text (errors carry line and column) and applies `--set key=value` overrides.
+pub fn parse(source: &str, text: &str, sets: &[String]) -> Result<Spec, SpecError> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let spec: Spec = serde_norway::from_str(text).map_err(|source_err| SpecError::Parse {
+        path: source.to_string(),
+        source: source_err,
+    })?;
+    if sets.is_empty() {
+        return Ok(spec);
+    }
+    let mut doc: serde_norway::Value = serde_norway::from_str(text)
+        .map_err(|e| SpecError::Parse { path: source.to_string(), source: e })?;
+    for arg in sets {
+        apply_set(&mut doc, arg)?;
+    }
+    serde_norway::from_value(doc).map_err(|e| SpecError::Set {
+        arg: sets.join(" --set "),
+        reason: format!("{e} (see README.md, \"Spec reference\")"),
+    })
+}
+
+/// Applies one `key.sub=value` override to a YAML document; the value is read as YAML.
+fn apply_set(doc: &mut serde_norway::Value, arg: &str) -> Result<(), SpecError> {
+    use serde_norway::Value;
+    let err = |reason: &str| SpecError::Set { arg: arg.to_string(), reason: reason.to_string() };
+    let (key, value) = arg.split_once('=').ok_or_else(|| err("expected key=value, e.g. --set architecture=arm64"))?;
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(err("the key is empty; expected key=value, e.g. --set architecture=arm64"));
+    }
+    let value: Value = if value.is_empty() {
+        Value::String(String::new())
+    } else {
+        serde_norway::from_str(value).map_err(|e| err(&format!("the value is not valid YAML: {e}")))?
+    };
+    if doc.is_null() {
+        *doc = Value::Mapping(Default::default());
+    }
+    let mut node = doc;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let map = node.as_mapping_mut().ok_or_else(|| err(&format!("`{}` is not a mapping", parts[..i].join("."))))?;
+        let k = Value::String(part.to_string());
+        if i + 1 == parts.len() {
+            map.insert(k, value);
+            return Ok(());
+        }
+        node = map.entry(k).or_insert_with(|| Value::Mapping(Default::default()));
+    }
+    Ok(())
+}
+
+/// Fills defaults from the profile and checks that the values fit together.
+pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
+    let profile = profile::load(spec.profile.as_deref().unwrap_or(profile::DEFAULT_PROFILE))?;
+    let invalid = |reason: String| SpecError::Invalid { path: source.clone(), reason };
+    let arch = spec.architecture.unwrap_or_default();
+    if !profile.architectures.iter().any(|a| a == arch.debian()) {
+        return Err(invalid(format!(
+            "profile {} has no {} packages (it has: {}); set `architecture:` to one of those or choose another profile",
+            profile.name,
+            arch.debian(),
+            profile.architectures.join(", ")
+        )));
+    }
+    let default_cpu = match (arch, profile.distro.as_str()) {
+        (Arch::Arm64, _) => Cpu::Armv8,
+        (Arch::Armhf, "raspbian") => Cpu::Armv6,
+        (Arch::Armhf, _) => Cpu::Armv7,
+    };
+    let cpu = spec.cpu.unwrap_or(default_cpu);
+    match (arch, cpu) {
+        (Arch::Arm64, Cpu::Armv6 | Cpu::Armv7) => {
+            return Err(invalid(format!("cpu {cpu:?} cannot run arm64; use `architecture: armhf` or `cpu: armv8`").to_lowercase()))
+        }
+        (Arch::Armhf, Cpu::Armv6) if profile.distro != "raspbian" => {
+            return Err(invalid(format!(
+                "{} armhf is built for ARMv7 and will not run on an ARMv6 Pi (Zero/1); use a raspbian-* profile for `cpu: armv6`",
+                profile.name
+            )))
+        }
+        _ => {}
+    }
+    for (field, list) in [("packages", &spec.packages)] {
+        if let Some(bad) = list.iter().find(|p| !valid_package_name(p)) {
+            return Err(invalid(format!("`{field}` entry `{bad}` is not a valid Debian package name")));
+        }
+    }
+    if let Some(VariantSpec::Packages(list)) = &spec.variant {
+        if list.is_empty() {
+            return Err(invalid("`variant: {packages: []}` names no packages".into()));
+        }
+        if let Some(bad) = list.iter().find(|p| !valid_package_name(p)) {
+            return Err(invalid(format!("`variant.packages` entry `{bad}` is not a valid Debian package name")));
+        }
+    }
+    if let Some(m) = &spec.mirror {
+        check_url(m).map_err(|r| invalid(format!("`mirror: {m}`: {r}")))?;
+    }
+    let fingerprints = spec.keyring_fingerprints.clone().unwrap_or_else(|| profile.keyring.fingerprints.clone());
+    for f in &fingerprints {
+        let clean: String = f.chars().filter(|c| !c.is_whitespace()).collect();
+        if clean.len() != 40 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(invalid(format!("keyring fingerprint `{f}` is not a full 40-hex-digit fingerprint")));
+        }
+    }
+    Ok(Resolved {
+        arch,
+        cpu,
+        suite: spec.suite.clone().unwrap_or_else(|| profile.suite.clone()),
+        components: spec.components.clone().unwrap_or_else(|| profile.components.clone()),
+        mirror: spec.mirror.clone(),
+        keyring: spec.keyring.clone().unwrap_or_else(|| profile.keyring.location.clone()),
+        fingerprints,
+        variant: spec.variant.clone().unwrap_or_default(),
+        packages: spec.packages.clone(),
+        raw: spec,
+        profile,
+        source,
+    })
+}
+
+/// Whether `name` is a valid Debian package name (policy 5.6.1).
+pub fn valid_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+/// Checks that a mirror URL has a scheme pistemcell can fetch from.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://") {
+        Ok(())
+    } else {
+        Err("expected an http://, https:// or file:// URL".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, sets: &[&str]) -> Result<Resolved, SpecError> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        resolve("t.yml".into(), parse("t.yml", text, &sets)?)
+    }
+
+    #[test]
+    fn empty_spec_is_debian_bookworm_armhf_minbase() {
+        let r = load_text("", &[]).unwrap();
+        assert_eq!(r.profile.name, "debian-bookworm");
+        assert_eq!(r.arch, Arch::Armhf);
+        assert_eq!(r.cpu, Cpu::Armv7);
+        assert_eq!(r.suite, "bookworm");
+        assert_eq!(r.variant, VariantSpec::Minbase);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_line_and_column() {
+        let e = load_text("architecture: arm64\nfrobnicate: 1\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("t.yml"), "{e}");
+        assert!(e.contains("unknown field `frobnicate`"), "{e}");
+        assert!(e.contains("line 2 column 1"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_choices() {
+        let e = load_text("architecture: x86\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("armhf") && e.contains("arm64") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_the_file() {
+        let r = load_text("architecture: armhf\n", &["architecture=arm64", "packages=[curl, less]"]).unwrap();
+        assert_eq!(r.arch, Arch::Arm64);
+        assert_eq!(r.cpu, Cpu::Armv8);
+        assert_eq!(r.packages, vec!["curl", "less"]);
+    }
+
+    #[test]
+    fn set_of_unknown_key_or_without_equals_is_an_error() {
+        let e = load_text("", &["nope=1"]).unwrap_err().to_string();
+        assert!(e.contains("--set nope=1") && e.contains("unknown field `nope`"), "{e}");
+        let e = load_text("", &["architecture"]).unwrap_err().to_string();
+        assert!(e.contains("expected key=value"), "{e}");
+    }
+
+    #[test]
+    fn explicit_package_variant_parses() {
+        let r = load_text("variant:\n  packages: [busybox, libc6]\n", &[]).unwrap();
+        assert_eq!(r.variant, VariantSpec::Packages(vec!["busybox".into(), "libc6".into()]));
+    }
+
+    #[test]
+    fn armv6_needs_raspbian() {
+        let e = load_text("cpu: armv6\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("raspbian"), "{e}");
+        let r = load_text("profile: raspbian-bookworm\n", &[]).unwrap();
+        assert_eq!(r.cpu, Cpu::Armv6);
+        let e = load_text("profile: raspbian-bookworm\narchitecture: arm64\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("no arm64 packages"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = load_text("packages: [Foo_Bar]\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("Foo_Bar"), "{e}");
+        let e = load_text("mirror: ftp.example/debian\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("http://"), "{e}");
+        let e = load_text("keyring_fingerprints: [ABCD]\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("ABCD"), "{e}");
+        let e = load_text("profile: fedora\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("fedora"), "{e}");
+    }
+
+    #[test]
+    fn fields_table_documents_every_spec_field() {
+        let full = Spec {
+            profile: Some("x".into()),
+            architecture: Some(Arch::Arm64),
+            cpu: Some(Cpu::Armv8),
+            suite: Some("s".into()),
+            components: Some(vec![]),
+            mirror: Some("m".into()),
+            keyring: Some("k".into()),
+            keyring_fingerprints: Some(vec![]),
+            variant: Some(VariantSpec::Minbase),
+            packages: vec!["p".into()],
+        };
+        let v = serde_norway::to_value(&full).unwrap();
+        let keys: Vec<String> = v.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+        let documented: Vec<String> = FIELDS.iter().map(|f| f.0.to_string()).collect();
+        assert_eq!(keys, documented);
+    }
+}

@@ -1,0 +1,275 @@
+//! The bootstrap step: from a spec to a configured ARM root filesystem.
+//!
+//! In order: choose the mirror, check the archive key, read the signed indices, resolve the
+//! package set, download (parallel, verified, cached), extract every package natively
+//! (like debootstrap's first stage), then configure them with dpkg (maintainer scripts run
+//! chrooted, emulated on a foreign host), check the result and move it into place.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::archive::cache::Cache;
+use crate::archive::client::{self, Source};
+use crate::archive::download::{self, Item};
+use crate::archive::http::{join, Http};
+use crate::archive::packages::Package;
+use crate::archive::resolve::{self, Universe, Variant};
+use crate::deb::Deb;
+use crate::progress::Reporter;
+use crate::rootfs::{binfmt, dpkg, extract, mounts};
+use crate::spec::{Resolved, VariantSpec};
+use crate::workdir::WorkDir;
+
+/// Errors bootstrapping, each naming the step.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// Choosing the mirror failed.
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::MirrorError),
+    /// The archive could not be read or verified.
+    #[error("reading the archive: {0}")]
+    Archive(#[from] client::ClientError),
+    /// The package set cannot be resolved.
+    #[error("resolving packages: {0}")]
+    Resolve(#[from] resolve::ResolveError),
+    /// Downloads failed.
+    #[error("downloading packages: {0}")]
+    Download(#[from] download::DownloadError),
+    /// A cache directory is unusable.
+    #[error(transparent)]
+    Cache(#[from] crate::archive::cache::CacheError),
+    /// A package could not be read.
+    #[error("reading a package: {0}")]
+    Deb(#[from] crate::deb::DebError),
+    /// A package could not be extracted.
+    #[error("extracting packages: {0}")]
+    Extract(#[from] extract::ExtractError),
+    /// The target's binaries cannot run here.
+    #[error(transparent)]
+    Binfmt(#[from] binfmt::BinfmtError),
+    /// Mounting failed.
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    /// The second stage failed.
+    #[error("configuring packages: {0}")]
+    Dpkg(#[from] dpkg::DpkgError),
+    /// The work directory is unusable.
+    #[error(transparent)]
+    WorkDir(#[from] crate::workdir::WorkDirError),
+    /// The user pressed Ctrl-C.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The finished rootfs does not work.
+    #[error("the finished rootfs does not work: {0}")]
+    Check(String),
+}
+
+/// Where and how to bootstrap.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The shared download cache.
+    pub cache_dir: PathBuf,
+    /// Where the rootfs goes (default: WORK/rootfs).
+    pub output: Option<PathBuf>,
+    /// `--mirror` from the command line.
+    pub mirror: Option<String>,
+    /// Parallel downloads.
+    pub jobs: usize,
+    /// Force a dpkg mode (default: host dpkg when usable).
+    pub dpkg_mode: Option<dpkg::Mode>,
+    /// The host's apt configuration directory (for the Debian mirror).
+    pub etc_apt: PathBuf,
+}
+
+/// What the bootstrap produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The rootfs path.
+    pub rootfs: PathBuf,
+    /// Installed packages (name, version, architecture).
+    pub packages: Vec<(String, String, String)>,
+    /// The mirror used.
+    pub mirror: String,
+    /// Per-step wall times in seconds.
+    pub timings: Vec<(&'static str, f64)>,
+    /// Packages that were already in the cache.
+    pub cache_hits: usize,
+}
+
+/// Runs the whole bootstrap into `WORK/rootfs` (or `opts.output`).
+pub fn run(spec: &Resolved, work: &WorkDir, opts: &Options, reporter: &Reporter) -> Result<Outcome, BootstrapError> {
+    let mut timings = Vec::new();
+    let mut t = Instant::now();
+    let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
+        timings.push((name, t.elapsed().as_secs_f64()));
+        t = Instant::now();
+    };
+    let arch = spec.arch;
+    if let Some(done) = binfmt::ensure(arch)? {
+        reporter.step(&done);
+    }
+    let mirror = crate::mirror::choose(spec, opts.mirror.as_deref(), &opts.etc_apt)?;
+    reporter.step(&format!("{} {} {} from {mirror}", spec.profile.name, spec.suite, arch.debian()));
+    let http = Http::new();
+    let cache = Cache::open(&opts.cache_dir)?;
+    let keyring = client::prepare_keyring(
+        &http,
+        &cache,
+        &spec.keyring,
+        spec.profile.keyring.package.as_deref(),
+        &spec.fingerprints,
+        spec.profile.keyring.allow_sha1,
+    )?;
+    let source = Source {
+        mirror: mirror.clone(),
+        suite: spec.suite.clone(),
+        components: spec.components.clone(),
+        arch: arch.debian().into(),
+        keyring,
+    };
+    let index = client::load_index(&http, &cache, &source, reporter)?;
+    lap("index", &mut timings);
+
+    let universe = Universe::new(index.packages, arch.debian());
+    let variant = match &spec.variant {
+        VariantSpec::Required => Variant::Required,
+        VariantSpec::Minbase => Variant::Minbase,
+        VariantSpec::Important => Variant::Important,
+        VariantSpec::Packages(p) => Variant::Packages(p.clone()),
+    };
+    let selected = resolve::resolve(&universe, &variant, &spec.packages, &[])?;
+    reporter.step(&format!("resolved {} packages", selected.len()));
+    lap("resolve", &mut timings);
+
+    let items: Vec<Item> = selected
+        .iter()
+        .map(|p| Item {
+            name: format!("{}_{}_{}.deb", p.name, p.version, p.architecture),
+            url: join(&mirror, &p.filename),
+            size: p.size,
+            sha256: p.sha256.to_ascii_lowercase(),
+        })
+        .collect();
+    let fetched = download::fetch_all(&http, &cache, &items, opts.jobs, reporter)?;
+    lap("download", &mut timings);
+    crate::interrupt::check()?;
+
+    let tree = work.partial("rootfs")?;
+    let root = tree.path().to_path_buf();
+    if spec.profile.merged_usr {
+        merge_usr(&root)?;
+    }
+    let order = install_order(&selected);
+    let debs: Vec<PathBuf> = order.iter().map(|&i| fetched.paths[i].clone()).collect();
+    let bar = reporter.bar("extract", debs.len() as u64, false);
+    for (&i, path) in order.iter().zip(&debs) {
+        crate::interrupt::check()?;
+        bar.message(&selected[i].name);
+        let deb = Deb::open(path)?;
+        extract::extract_deb(&deb, &root)?;
+        bar.inc(1);
+    }
+    bar.finish(&format!("{} packages extracted", debs.len()));
+    lap("extract", &mut timings);
+
+    dpkg::init_database(&root)?;
+    let mode = opts.dpkg_mode.unwrap_or_else(|| match dpkg::host_dpkg_unusable() {
+        None => dpkg::Mode::Host,
+        Some(why) => {
+            reporter.step(&format!("using the target's dpkg in the chroot: {why}"));
+            dpkg::Mode::Chroot
+        }
+    });
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).map_err(|source| BootstrapError::Io { what: "creating", path: logs.clone(), source })?;
+    {
+        let _mounts = mounts::ChrootMounts::setup(&root)?;
+        check_runs(&root)?;
+        let _policy = dpkg::PolicyRcD::install(&root)?;
+        dpkg::install(&root, &debs, mode, &logs.join("bootstrap-dpkg.log"), reporter)?;
+    }
+    crate::interrupt::check()?;
+    let expected: BTreeSet<String> = selected.iter().map(|p| p.name.clone()).collect();
+    dpkg::verify_installed(&root, &expected)?;
+    lap("configure", &mut timings);
+
+    finish_rootfs(&root, spec, &mirror, &opts.etc_apt)?;
+    let status = dpkg::read_status(&root)?;
+    let out = opts.output.clone().unwrap_or_else(|| work.path().join("rootfs"));
+    tree.commit(&out).map_err(|source| BootstrapError::Io { what: "moving the finished rootfs to", path: out.clone(), source })?;
+    lap("finish", &mut timings);
+    Ok(Outcome {
+        rootfs: out,
+        packages: status.into_iter().map(|(n, (v, a, _))| (n, v, a)).collect(),
+        mirror,
+        timings,
+        cache_hits: fetched.hits,
+    })
+}
+
+/// Creates the merged-/usr layout (`bin`, `sbin`, `lib` as links into `usr`) as debootstrap does.
+fn merge_usr(root: &Path) -> Result<(), BootstrapError> {
+    for d in ["bin", "sbin", "lib"] {
+        let real = root.join("usr").join(d);
+        std::fs::create_dir_all(&real).map_err(|source| BootstrapError::Io { what: "creating", path: real.clone(), source })?;
+        let link = root.join(d);
+        std::os::unix::fs::symlink(format!("usr/{d}"), &link)
+            .map_err(|source| BootstrapError::Io { what: "creating merged-/usr link", path: link, source })?;
+    }
+    Ok(())
+}
+
+/// Install order: the packages debootstrap installs first, then the rest by name.
+fn install_order(selected: &[Package]) -> Vec<usize> {
+    const FIRST: &[&str] = &["base-passwd", "base-files", "dpkg", "libc6", "perl-base", "mawk", "debconf"];
+    let mut idx: Vec<usize> = (0..selected.len()).collect();
+    idx.sort_by_key(|&i| {
+        let n = selected[i].name.as_str();
+        (FIRST.iter().position(|f| *f == n).unwrap_or(FIRST.len()), n.to_string())
+    });
+    idx
+}
+
+/// Checks that the target's shell runs in the chroot (natively or emulated).
+fn check_runs(root: &Path) -> Result<(), BootstrapError> {
+    let r = crate::cmd::run(std::process::Command::new("chroot").arg(root).args(["/bin/sh", "-c", "exit 0"]));
+    r.map(|_| ()).map_err(|e| BootstrapError::Check(format!("the target's /bin/sh does not run in the chroot: {e}")))
+}
+
+/// The archive the image's apt sources name: the profile's public one, or for the Debian
+/// profile the host's (a public mirror on a normal host), falling back to the build mirror.
+pub fn image_mirror(spec: &Resolved, build_mirror: &str, etc_apt: &Path) -> String {
+    if spec.profile.mirror != crate::profile::HOST_APT {
+        return spec.profile.mirror.clone();
+    }
+    crate::mirror::from_host(etc_apt, &spec.profile.distro, &spec.suite).unwrap_or_else(|| build_mirror.to_string())
+}
+
+/// Final touches: the image's apt sources, no leftover package files, a chroot that runs.
+fn finish_rootfs(root: &Path, spec: &Resolved, build_mirror: &str, etc_apt: &Path) -> Result<(), BootstrapError> {
+    let sources = root.join("etc/apt/sources.list");
+    let line = format!("deb {} {} {}\n", image_mirror(spec, build_mirror, etc_apt), spec.suite, spec.components.join(" "));
+    std::fs::write(&sources, line).map_err(|source| BootstrapError::Io { what: "writing", path: sources, source })?;
+    let archives = root.join("var/cache/apt/archives");
+    if let Ok(rd) = std::fs::read_dir(&archives) {
+        for e in rd.flatten() {
+            if e.path().extension().is_some_and(|x| x == "deb") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    crate::cmd::run(std::process::Command::new("chroot").arg(root).arg("/bin/true"))
+        .map_err(|e| BootstrapError::Check(format!("`chroot ROOT /bin/true` fails: {e}")))?;
+    Ok(())
+}

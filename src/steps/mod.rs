@@ -1,0 +1,3 @@
+//! The built-in stages written in Rust.
+
+pub mod bootstrap;

@@ -1,0 +1,176 @@
+//! The work directory: one run at a time (a lock), a sweep of what a killed run left
+//! (mounts, half-built trees), and temporary trees that vanish unless kept.
+
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::rootfs::mounts;
+
+/// Suffix of trees under construction; the sweep removes any it finds.
+pub const PARTIAL: &str = ".partial";
+
+/// Errors managing the work directory.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkDirError {
+    /// The directory could not be created or read.
+    #[error("work dir {path}: {source}; choose another with --work-dir")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another run holds the lock.
+    #[error("another pistemcell run is using work dir {path}; wait for it, or give this run its own --work-dir")]
+    Locked {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A leftover mount could not be removed.
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+}
+
+/// An open, locked work directory.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl WorkDir {
+    /// Creates and locks `path`, then sweeps what a killed run left: mounts first, then
+    /// `*.partial` trees. Returns the work dir and the leftovers that were removed.
+    pub fn open(path: &Path) -> Result<(WorkDir, Vec<PathBuf>), WorkDirError> {
+        let io = |source| WorkDirError::Io { path: path.to_path_buf(), source };
+        std::fs::create_dir_all(path).map_err(io)?;
+        let path = path.canonicalize().map_err(io)?;
+        let lock = File::create(path.join(".lock")).map_err(|source| WorkDirError::Io { path: path.clone(), source })?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(WorkDirError::Locked { path });
+        }
+        let mut swept = mounts::sweep(&path)?;
+        let entries = std::fs::read_dir(&path).map_err(|source| WorkDirError::Io { path: path.clone(), source })?;
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(PARTIAL) {
+                remove_tree(&e.path()).map_err(|source| WorkDirError::Io { path: e.path(), source })?;
+                swept.push(e.path());
+            }
+        }
+        Ok((WorkDir { path, _lock: lock }, swept))
+    }
+
+    /// The work directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A fresh temporary tree `NAME.partial` under the work dir, removed on drop unless kept.
+    pub fn partial(&self, name: &str) -> Result<PartialTree, WorkDirError> {
+        let p = self.path.join(format!("{name}{PARTIAL}"));
+        if p.exists() {
+            remove_tree(&p).map_err(|source| WorkDirError::Io { path: p.clone(), source })?;
+        }
+        std::fs::create_dir(&p).map_err(|source| WorkDirError::Io { path: p.clone(), source })?;
+        Ok(PartialTree { path: Some(p) })
+    }
+}
+
+/// Removes a tree after unmounting anything below it (never descends into a mount).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    mounts::sweep(path).map_err(std::io::Error::other)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A tree under construction: removed on drop (error, panic, Ctrl-C) unless `commit`ted.
+#[derive(Debug)]
+pub struct PartialTree {
+    path: Option<PathBuf>,
+}
+
+impl PartialTree {
+    /// The tree's current path.
+    pub fn path(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new("/nonexistent"))
+    }
+
+    /// Moves the finished tree to `dest`, replacing an older tree there only after the new
+    /// one is in place.
+    pub fn commit(mut self, dest: &Path) -> std::io::Result<()> {
+        let Some(src) = self.path.take() else { return Ok(()) };
+        let old = dest.with_file_name(format!(
+            "{}.old{PARTIAL}",
+            dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        let had_old = dest.exists();
+        if had_old {
+            remove_tree(&old)?;
+            std::fs::rename(dest, &old)?;
+        }
+        if let Err(e) = std::fs::rename(&src, dest) {
+            if had_old {
+                let _ = std::fs::rename(&old, dest);
+            }
+            self.path = Some(src);
+            return Err(e);
+        }
+        if had_old {
+            remove_tree(&old)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PartialTree {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = remove_tree(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_on_the_same_work_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_w, _) = WorkDir::open(dir.path()).unwrap();
+        let e = WorkDir::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("another pistemcell run"), "{e}");
+    }
+
+    #[test]
+    fn partial_trees_vanish_unless_committed_and_leftovers_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (w, _) = WorkDir::open(dir.path()).unwrap();
+            let t = w.partial("rootfs").unwrap();
+            std::fs::write(t.path().join("f"), "x").unwrap();
+            let kept = t.path().to_path_buf();
+            drop(t);
+            assert!(!kept.exists());
+
+            let t = w.partial("rootfs").unwrap();
+            std::fs::write(t.path().join("f"), "new").unwrap();
+            std::fs::create_dir(dir.path().join("out")).unwrap();
+            std::fs::write(dir.path().join("out/f"), "old").unwrap();
+            t.commit(&dir.path().join("out")).unwrap();
+            assert_eq!(std::fs::read_to_string(dir.path().join("out/f")).unwrap(), "new");
+            // A killed run's tree:
+            std::fs::create_dir(dir.path().join(format!("x{PARTIAL}"))).unwrap();
+        }
+        let (_w, swept) = WorkDir::open(dir.path()).unwrap();
+        assert_eq!(swept.len(), 1);
+        assert!(!dir.path().join(format!("x{PARTIAL}")).exists());
+        assert!(dir.path().join("out/f").exists());
+    }
+}
