@@ -324,7 +324,10 @@ impl Deb {
             }
             let size = entry.size();
             if size > MAX_CONTROL_FILE {
-                return Err(bad(&shown, &format!("is {size} bytes, over the 64 MiB limit")));
+                return Err(bad(
+                    &shown,
+                    &format!("is {size} bytes, over the 64 MiB limit"),
+                ));
             }
             let mode = entry
                 .header()
@@ -337,7 +340,10 @@ impl Deb {
             if (content.len() as u64) != size {
                 return Err(self.corrupt_member(
                     self.control,
-                    &io::Error::new(io::ErrorKind::UnexpectedEof, format!("`{shown}` is cut short")),
+                    &io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("`{shown}` is cut short"),
+                    ),
                 ));
             }
             out.push((name.to_string(), content, mode));
@@ -517,8 +523,12 @@ fn read_members(path: &Path, file: &mut File, len: u64) -> Result<Vec<Member>, D
         let raw_name = std::str::from_utf8(&header[..16])
             .map_err(|_| bad("member name is not ASCII".into()))?
             .trim_end_matches(' ');
-        let size = parse_decimal(&header[48..58])
-            .ok_or_else(|| bad(format!("bad size field {:?}", String::from_utf8_lossy(&header[48..58]))))?;
+        let size = parse_decimal(&header[48..58]).ok_or_else(|| {
+            bad(format!(
+                "bad size field {:?}",
+                String::from_utf8_lossy(&header[48..58])
+            ))
+        })?;
         let mut offset = pos + 60;
         let mut size_left = size;
         let name = if let Some(n) = raw_name.strip_prefix("#1/") {
@@ -537,18 +547,25 @@ fn read_members(path: &Path, file: &mut File, len: u64) -> Result<Vec<Member>, D
             }
             offset += n;
             size_left -= n;
-            String::from_utf8_lossy(&buf).trim_end_matches('\0').to_string()
+            String::from_utf8_lossy(&buf)
+                .trim_end_matches('\0')
+                .to_string()
         } else if raw_name == "/" || raw_name == "//" {
             raw_name.to_string() // GNU symbol / long-name tables: kept, never matched
         } else {
             raw_name.trim_end_matches('/').to_string()
         };
-        let end = offset.checked_add(size_left).ok_or_else(|| bad("size overflows".into()))?;
+        let end = offset
+            .checked_add(size_left)
+            .ok_or_else(|| bad("size overflows".into()))?;
         if end > len {
             return Err(DebError::Truncated {
                 path: path.to_path_buf(),
                 member: name,
-                detail: format!("needs {size_left} bytes but the file ends {} bytes early", end - len),
+                detail: format!(
+                    "needs {size_left} bytes but the file ends {} bytes early",
+                    end - len
+                ),
             });
         }
         last = name.clone();

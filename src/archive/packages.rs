@@ -69,7 +69,9 @@ pub enum PackagesError {
         source: std::io::Error,
     },
     /// The index uses a compression this tool does not read.
-    #[error("{name}: compression `{format}` is not supported; use the .xz, .gz or uncompressed index")]
+    #[error(
+        "{name}: compression `{format}` is not supported; use the .xz, .gz or uncompressed index"
+    )]
     UnsupportedCompression {
         /// The index file name.
         name: String,
@@ -124,7 +126,9 @@ pub fn parse_paragraphs(text: &str) -> Vec<Vec<(String, String)>> {
 
 /// The value of field `name` in a paragraph, matching the name case-insensitively.
 pub fn field<'a>(para: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    para.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    para.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A version relation operator in a dependency.
@@ -213,7 +217,10 @@ pub fn parse_relations(text: &str) -> Result<Vec<Alternatives>, PackagesError> {
         if group.trim().is_empty() {
             continue;
         }
-        let alts = group.split('|').map(parse_dep).collect::<Result<Vec<_>, _>>()?;
+        let alts = group
+            .split('|')
+            .map(parse_dep)
+            .collect::<Result<Vec<_>, _>>()?;
         out.push(alts);
     }
     Ok(out)
@@ -221,9 +228,14 @@ pub fn parse_relations(text: &str) -> Result<Vec<Alternatives>, PackagesError> {
 
 /// Parses one `name[:arch] [(op version)] [[archs]] [<profiles>]` term.
 fn parse_dep(term: &str) -> Result<Dep, PackagesError> {
-    let err = |reason: &str| PackagesError::Relation { text: term.trim().to_string(), reason: reason.to_string() };
+    let err = |reason: &str| PackagesError::Relation {
+        text: term.trim().to_string(),
+        reason: reason.to_string(),
+    };
     let s = term.trim();
-    let end = s.find(|c: char| c.is_whitespace() || matches!(c, '(' | '[' | '<')).unwrap_or(s.len());
+    let end = s
+        .find(|c: char| c.is_whitespace() || matches!(c, '(' | '[' | '<'))
+        .unwrap_or(s.len());
     let (full_name, mut rest) = (&s[..end], s[end..].trim_start());
     let (name, arch) = match full_name.split_once(':') {
         Some((n, a)) => (n, Some(a)),
@@ -267,10 +279,16 @@ fn parse_dep(term: &str) -> Result<Dep, PackagesError> {
             b'<' => '>',
             _ => return Err(err("unexpected text after the package name")),
         };
-        let end = rest.find(close).ok_or_else(|| err("unterminated `[` or `<` group"))?;
+        let end = rest
+            .find(close)
+            .ok_or_else(|| err("unterminated `[` or `<` group"))?;
         rest = rest[end + 1..].trim_start();
     }
-    Ok(Dep { name: name.to_string(), arch: arch.map(str::to_string), constraint })
+    Ok(Dep {
+        name: name.to_string(),
+        arch: arch.map(str::to_string),
+        constraint,
+    })
 }
 
 /// One binary package as described by a Packages index.
@@ -314,36 +332,60 @@ pub fn parse_packages(text: &str, origin: &str) -> Result<Vec<Package>, Packages
 }
 
 /// Builds one [`Package`] from its paragraph.
-fn parse_package(para: &[(String, String)], origin: &str, index: usize) -> Result<Package, PackagesError> {
+fn parse_package(
+    para: &[(String, String)],
+    origin: &str,
+    index: usize,
+) -> Result<Package, PackagesError> {
     let name = field(para, "Package")
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| PackagesError::MissingPackage { origin: origin.to_string(), index })?;
-    let missing =
-        |field: &'static str| PackagesError::MissingField { origin: origin.to_string(), package: name.to_string(), field };
+        .ok_or_else(|| PackagesError::MissingPackage {
+            origin: origin.to_string(),
+            index,
+        })?;
+    let missing = |field: &'static str| PackagesError::MissingField {
+        origin: origin.to_string(),
+        package: name.to_string(),
+        field,
+    };
     let invalid = |field: &'static str, reason: String| PackagesError::InvalidField {
         origin: origin.to_string(),
         package: name.to_string(),
         field,
         reason,
     };
-    let required = |f: &'static str| field(para, f).filter(|v| !v.is_empty()).ok_or_else(|| missing(f));
+    let required = |f: &'static str| {
+        field(para, f)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| missing(f))
+    };
     let relations = |f: &'static str| -> Result<Vec<Alternatives>, PackagesError> {
-        field(para, f).map_or(Ok(Vec::new()), |v| parse_relations(v).map_err(|e| invalid(f, e.to_string())))
+        field(para, f).map_or(Ok(Vec::new()), |v| {
+            parse_relations(v).map_err(|e| invalid(f, e.to_string()))
+        })
     };
 
     let version = required("Version")?;
     let architecture = required("Architecture")?;
     let filename = required("Filename")?;
     let size_text = required("Size")?;
-    let size = size_text.parse::<u64>().map_err(|e| invalid("Size", format!("`{size_text}`: {e}")))?;
+    let size = size_text
+        .parse::<u64>()
+        .map_err(|e| invalid("Size", format!("`{size_text}`: {e}")))?;
     let sha256 = required("SHA256")?.to_ascii_lowercase();
     if sha256.len() != 64 || !sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(invalid("SHA256", format!("`{sha256}` is not 64 hex digits")));
+        return Err(invalid(
+            "SHA256",
+            format!("`{sha256}` is not 64 hex digits"),
+        ));
     }
     let mut provides = Vec::new();
     for group in relations("Provides")? {
         if group.len() != 1 {
-            return Err(invalid("Provides", "alternatives (`|`) are not allowed in Provides".to_string()));
+            return Err(invalid(
+                "Provides",
+                "alternatives (`|`) are not allowed in Provides".to_string(),
+            ));
         }
         provides.extend(group);
     }
@@ -371,16 +413,37 @@ fn parse_package(para: &[(String, String)], origin: &str, index: usize) -> Resul
 pub fn decompress_index(name: &str, bytes: &[u8]) -> Result<String, PackagesError> {
     let mut out = Vec::new();
     let decode = |format: &'static str, result: std::io::Result<usize>| {
-        result.map(|_| ()).map_err(|source| PackagesError::Decompress { name: name.to_string(), format, source })
+        result
+            .map(|_| ())
+            .map_err(|source| PackagesError::Decompress {
+                name: name.to_string(),
+                format,
+                source,
+            })
     };
     if name.ends_with(".xz") {
-        decode("xz", xz2::read::XzDecoder::new_multi_decoder(bytes).read_to_end(&mut out))?;
+        decode(
+            "xz",
+            xz2::read::XzDecoder::new_multi_decoder(bytes).read_to_end(&mut out),
+        )?;
     } else if name.ends_with(".gz") {
-        decode("gzip", flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out))?;
+        decode(
+            "gzip",
+            flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out),
+        )?;
     } else if name.ends_with(".zst") {
-        decode("zstd", zstd::stream::read::Decoder::new(bytes).and_then(|mut d| d.read_to_end(&mut out)))?;
-    } else if let Some(ext) = [".bz2", ".lzma", ".lz4"].iter().find(|e| name.ends_with(*e)) {
-        return Err(PackagesError::UnsupportedCompression { name: name.to_string(), format: ext.to_string() });
+        decode(
+            "zstd",
+            zstd::stream::read::Decoder::new(bytes).and_then(|mut d| d.read_to_end(&mut out)),
+        )?;
+    } else if let Some(ext) = [".bz2", ".lzma", ".lz4"]
+        .iter()
+        .find(|e| name.ends_with(*e))
+    {
+        return Err(PackagesError::UnsupportedCompression {
+            name: name.to_string(),
+            format: ext.to_string(),
+        });
     } else {
         out = bytes.to_vec();
     }
@@ -391,136 +454,4 @@ pub fn decompress_index(name: &str, bytes: &[u8]) -> Result<String, PackagesErro
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    const INDEX: &str = "\
-Package: libc6
-Source: glibc (2.36-9+deb12u4)
-Version: 2.36-9+deb12u4
-Architecture: arm64
-Priority: optional
-Multi-Arch: same
-Depends: libgcc-s1
-Description: GNU C Library
- Contains the standard libraries.
- .
- More text.
-Filename: pool/main/g/glibc/libc6_2.36-9+deb12u4_arm64.deb
-Size: 2321456
-SHA256: 0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef
-
-Package: dpkg
-Version: 1.21.22
-Architecture: arm64
-Essential: yes
-Priority: required
-Pre-Depends: libc6 (>= 2.34), liblzma5 (>= 5.4.0), libzstd1 (>= 1.5.2)
-Depends: tar (>= 1.28-1)
-Provides: dpkg-dev-tools (= 1.21.22), foo
-Filename: pool/main/d/dpkg/dpkg_1.21.22_arm64.deb
-Size: 1500000
-SHA256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
-";
-
-    #[test]
-    fn paragraphs_keep_order_and_join_continuations() {
-        let paras = parse_paragraphs("A: 1\nB:\n x\n  y\n\n\n# comment\nC: 3  \n");
-        assert_eq!(paras.len(), 2);
-        assert_eq!(paras[0], vec![("A".into(), "1".into()), ("B".into(), "x\n y".into())]);
-        assert_eq!(field(&paras[1], "c"), Some("3"));
-        assert_eq!(field(&paras[1], "A"), None);
-    }
-
-    #[test]
-    fn relations_parse_alternatives_constraints_and_qualifiers() {
-        let r = parse_relations("a (>= 1.0), b | c:any (<< 2~), d [amd64 arm64] <!nocheck>, e:native (=1), f (<2), g (>3),")
-            .unwrap();
-        assert_eq!(r.len(), 6);
-        assert_eq!(r[0], vec![Dep { name: "a".into(), arch: None, constraint: Some((Relation::Ge, "1.0".into())) }]);
-        assert_eq!(r[1][1], Dep { name: "c".into(), arch: Some("any".into()), constraint: Some((Relation::Lt, "2~".into())) });
-        assert_eq!(r[2], vec![Dep { name: "d".into(), arch: None, constraint: None }]);
-        assert_eq!(r[3][0].arch.as_deref(), Some("native"));
-        assert_eq!(r[3][0].constraint, Some((Relation::Eq, "1".into())));
-        assert_eq!(r[4][0].constraint, Some((Relation::Le, "2".into())));
-        assert_eq!(r[5][0].constraint, Some((Relation::Ge, "3".into())));
-        assert_eq!(r[1][1].to_string(), "c:any (<< 2~)");
-    }
-
-    #[test]
-    fn bad_relations_are_errors() {
-        for bad in ["a (>= 1.0", "a (~ 1)", "a (>= )", "a b", "(>= 1)", "a [amd64", "a | | b"] {
-            assert!(parse_relations(bad).is_err(), "{bad} should fail");
-        }
-    }
-
-    #[test]
-    fn satisfied_by_applies_each_relation() {
-        let dep = |rel, v: &str| Dep { name: "x".into(), arch: None, constraint: Some((rel, v.into())) };
-        assert!(dep(Relation::Ge, "1.0").satisfied_by("1.0"));
-        assert!(!dep(Relation::Ge, "1.0").satisfied_by("1.0~rc1"));
-        assert!(dep(Relation::Lt, "2").satisfied_by("1.9"));
-        assert!(!dep(Relation::Lt, "2").satisfied_by("2"));
-        assert!(dep(Relation::Le, "2").satisfied_by("2"));
-        assert!(dep(Relation::Eq, "1:2").satisfied_by("1:2"));
-        assert!(!dep(Relation::Gt, "1:2").satisfied_by("1:2"));
-        assert!(Dep { name: "x".into(), arch: None, constraint: None }.satisfied_by("0"));
-    }
-
-    #[test]
-    fn packages_index_parses_all_fields() {
-        let pkgs = parse_packages(INDEX, "test-index").unwrap();
-        assert_eq!(pkgs.len(), 2);
-        let libc = &pkgs[0];
-        assert_eq!(libc.name, "libc6");
-        assert_eq!(libc.source.as_deref(), Some("glibc (2.36-9+deb12u4)"));
-        assert_eq!(libc.multi_arch.as_deref(), Some("same"));
-        assert_eq!(libc.size, 2321456);
-        assert_eq!(libc.sha256, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-        assert!(!libc.essential);
-        let dpkg = &pkgs[1];
-        assert!(dpkg.essential);
-        assert_eq!(dpkg.priority.as_deref(), Some("required"));
-        assert_eq!(dpkg.pre_depends.len(), 3);
-        assert_eq!(dpkg.depends[0][0].name, "tar");
-        assert_eq!(dpkg.provides.len(), 2);
-        assert_eq!(dpkg.provides[0].constraint, Some((Relation::Eq, "1.21.22".into())));
-    }
-
-    #[test]
-    fn missing_fields_name_origin_and_package() {
-        let text = INDEX.replace("Size: 1500000\n", "");
-        let msg = parse_packages(&text, "http://mirror.invalid/Packages.xz").unwrap_err().to_string();
-        assert!(msg.contains("http://mirror.invalid/Packages.xz"), "{msg}");
-        assert!(msg.contains("`dpkg`") && msg.contains("Size"), "{msg}");
-
-        let text = INDEX.replace("Depends: tar (>= 1.28-1)", "Depends: tar (>= 1.28-1");
-        let msg = parse_packages(&text, "idx").unwrap_err().to_string();
-        assert!(msg.contains("`dpkg`") && msg.contains("Depends"), "{msg}");
-
-        let msg = parse_packages("Version: 1\n", "idx").unwrap_err().to_string();
-        assert!(msg.contains("paragraph 1"), "{msg}");
-
-        let text = INDEX.replace("SHA256: aaaa", "SHA256: zzzz");
-        assert!(matches!(parse_packages(&text, "idx"), Err(PackagesError::InvalidField { field: "SHA256", .. })));
-    }
-
-    #[test]
-    fn decompress_by_suffix() {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(INDEX.as_bytes()).unwrap();
-        let gz = gz.finish().unwrap();
-        assert_eq!(decompress_index("Packages.gz", &gz).unwrap(), INDEX);
-
-        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
-        xz.write_all(INDEX.as_bytes()).unwrap();
-        let xz = xz.finish().unwrap();
-        assert_eq!(decompress_index("main/binary-arm64/Packages.xz", &xz).unwrap(), INDEX);
-
-        assert_eq!(decompress_index("Packages", INDEX.as_bytes()).unwrap(), INDEX);
-        let err = decompress_index("Packages.xz", b"not xz").unwrap_err();
-        assert!(err.to_string().contains("Packages.xz"), "{err}");
-        assert!(matches!(decompress_index("Packages.bz2", b""), Err(PackagesError::UnsupportedCompression { .. })));
-    }
-}
+mod tests;

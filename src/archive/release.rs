@@ -20,7 +20,9 @@ pub enum ReleaseError {
         origin: String,
     },
     /// The text has no fields at all.
-    #[error("{origin}: the Release file is empty; check the suite name and the mirror (`--mirror`)")]
+    #[error(
+        "{origin}: the Release file is empty; check the suite name and the mirror (`--mirror`)"
+    )]
     Empty {
         /// The Release file (URL or path).
         origin: String,
@@ -90,7 +92,9 @@ pub struct Release {
 impl Release {
     /// The size and SHA-256 the Release file gives for `path` (relative to `dists/SUITE/`).
     pub fn index_entry(&self, path: &str) -> Option<(u64, &str)> {
-        self.sha256.get(path).map(|(size, digest)| (*size, digest.as_str()))
+        self.sha256
+            .get(path)
+            .map(|(size, digest)| (*size, digest.as_str()))
     }
 
     /// The `by-hash` path (relative to `dists/SUITE/`) for `path`, if the Release lists it.
@@ -108,13 +112,23 @@ impl Release {
 /// Parses Release text (already verified and stripped of its signature).
 pub fn parse_release(text: &str, origin: &str) -> Result<Release, ReleaseError> {
     if text.trim_start().starts_with("-----BEGIN PGP") {
-        return Err(ReleaseError::StillSigned { origin: origin.to_string() });
+        return Err(ReleaseError::StillSigned {
+            origin: origin.to_string(),
+        });
     }
     let paragraphs = parse_paragraphs(text);
-    let para = paragraphs.first().ok_or_else(|| ReleaseError::Empty { origin: origin.to_string() })?;
+    let para = paragraphs.first().ok_or_else(|| ReleaseError::Empty {
+        origin: origin.to_string(),
+    })?;
     let text_field = |name: &str| field(para, name).map(str::to_string);
-    let list = |name: &str| field(para, name).map_or_else(Vec::new, |v| v.split_whitespace().map(str::to_string).collect());
-    let sums = field(para, "SHA256").ok_or_else(|| ReleaseError::NoSha256 { origin: origin.to_string() })?;
+    let list = |name: &str| {
+        field(para, name).map_or_else(Vec::new, |v| {
+            v.split_whitespace().map(str::to_string).collect()
+        })
+    };
+    let sums = field(para, "SHA256").ok_or_else(|| ReleaseError::NoSha256 {
+        origin: origin.to_string(),
+    })?;
 
     let mut sha256 = BTreeMap::new();
     for line in sums.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -130,11 +144,15 @@ pub fn parse_release(text: &str, origin: &str) -> Result<Release, ReleaseError> 
         if digest.len() != 64 || !digest.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad("the digest is not 64 hex digits"));
         }
-        let size = size.parse::<u64>().map_err(|_| bad("the size is not a number"))?;
+        let size = size
+            .parse::<u64>()
+            .map_err(|_| bad("the size is not a number"))?;
         sha256.insert(path.to_string(), (size, digest.to_ascii_lowercase()));
     }
     if sha256.is_empty() {
-        return Err(ReleaseError::NoSha256 { origin: origin.to_string() });
+        return Err(ReleaseError::NoSha256 {
+            origin: origin.to_string(),
+        });
     }
     Ok(Release {
         origin: text_field("Origin"),
@@ -144,7 +162,8 @@ pub fn parse_release(text: &str, origin: &str) -> Result<Release, ReleaseError> 
         valid_until: text_field("Valid-Until"),
         architectures: list("Architectures"),
         components: list("Components"),
-        acquire_by_hash: field(para, "Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        acquire_by_hash: field(para, "Acquire-By-Hash")
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         sha256,
     })
 }
@@ -167,10 +186,12 @@ pub fn check_digest(name: &str, data: &[u8], size: u64, sha256: &str) -> Result<
 /// The SHA-256 of `data` as lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     use std::fmt::Write;
-    Sha256::digest(data).iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    Sha256::digest(data)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -205,8 +226,14 @@ mod tests {
         assert_eq!(r.architectures, ["all", "amd64", "arm64", "armhf"]);
         assert_eq!(r.components.len(), 4);
         assert_eq!(r.sha256.len(), 2);
-        assert_eq!(r.index_entry("main/binary-arm64/Packages.xz"), Some((123, "ab".repeat(32).as_str())));
-        assert_eq!(r.index_entry("main/binary-arm64/Packages"), Some((0, EMPTY_SHA)));
+        assert_eq!(
+            r.index_entry("main/binary-arm64/Packages.xz"),
+            Some((123, "ab".repeat(32).as_str()))
+        );
+        assert_eq!(
+            r.index_entry("main/binary-arm64/Packages"),
+            Some((0, EMPTY_SHA))
+        );
         assert_eq!(r.index_entry("main/binary-armhf/Packages"), None);
         assert_eq!(
             r.by_hash_path("main/binary-arm64/Packages").unwrap(),
@@ -219,13 +246,27 @@ mod tests {
         let text = "Origin: X\nMD5Sum:\n d41d8cd98f00b204e9800998ecf8427e 0 main/Packages\n";
         let err = parse_release(text, "http://m.invalid/dists/x/InRelease").unwrap_err();
         assert!(matches!(err, ReleaseError::NoSha256 { .. }));
-        assert!(err.to_string().contains("http://m.invalid/dists/x/InRelease"));
+        assert!(err
+            .to_string()
+            .contains("http://m.invalid/dists/x/InRelease"));
 
         let text = sample().replace(" 123 ", " lots ");
-        assert!(matches!(parse_release(&text, "t"), Err(ReleaseError::BadSha256Line { .. })));
-        assert!(matches!(parse_release("", "t"), Err(ReleaseError::Empty { .. })));
-        let signed = format!("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{}", sample());
-        assert!(matches!(parse_release(&signed, "t"), Err(ReleaseError::StillSigned { .. })));
+        assert!(matches!(
+            parse_release(&text, "t"),
+            Err(ReleaseError::BadSha256Line { .. })
+        ));
+        assert!(matches!(
+            parse_release("", "t"),
+            Err(ReleaseError::Empty { .. })
+        ));
+        let signed = format!(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{}",
+            sample()
+        );
+        assert!(matches!(
+            parse_release(&signed, "t"),
+            Err(ReleaseError::StillSigned { .. })
+        ));
     }
 
     #[test]
@@ -235,9 +276,15 @@ mod tests {
         let err = check_digest("main/binary-arm64/Packages", b"x", 0, EMPTY_SHA).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("main/binary-arm64/Packages"), "{msg}");
-        assert!(msg.contains(EMPTY_SHA) && msg.contains(&sha256_hex(b"x")), "{msg}");
+        assert!(
+            msg.contains(EMPTY_SHA) && msg.contains(&sha256_hex(b"x")),
+            "{msg}"
+        );
         assert!(msg.contains("0 bytes") && msg.contains("1 bytes"), "{msg}");
-        assert!(msg.contains("mid-sync") && msg.contains("tampered"), "{msg}");
+        assert!(
+            msg.contains("mid-sync") && msg.contains("tampered"),
+            "{msg}"
+        );
         // Right size, wrong digest.
         assert!(check_digest("f", b"y", 1, &sha256_hex(b"x")).is_err());
     }

@@ -1,26 +1,32 @@
 //! Choosing the package set of a root filesystem, like debootstrap: seed packages from the
 //! variant, then the transitive closure over Depends and Pre-Depends.
 //!
-//! How this differs from debootstrap's own resolver (which the integration test compares our
-//! minbase set against):
-//! - debootstrap (`pkgdetails`, `GETDEPS`) keeps only the FIRST alternative of each `a | b`
-//!   group, drops version constraints and arch qualifiers, and looks a name up as a real
-//!   package only; a virtual name is resolved through Provides (newer releases) or skipped
-//!   with a warning (older ones). It never checks versions.
-//! - We honour versions: an alternative whose version does not satisfy the constraint is
-//!   skipped in favour of the next one, and versioned dependencies only match versioned
-//!   Provides. Unsatisfiable dependencies are errors, all reported at once.
-//! - We settle dependencies that have a single candidate first and only then choose among
-//!   alternatives, so an alternative that something else pulls in anyway is used instead of
-//!   adding the first one. debootstrap would select both; our set can therefore be a subset
-//!   of debootstrap's when alternatives are involved, never a superset for the same seeds.
-//! - debootstrap applies `--exclude` to its seed lists only, so a dependency can bring an
+//! How debootstrap's own resolver differs (read from debootstrap 1.0.128's `functions` and
+//! `scripts/debian-common`; the integration test compares our minbase set to its output):
+//! - `pkgdetails GETDEPS` keeps only the FIRST alternative of each `a | b` group and drops
+//!   version constraints and arch qualifiers; `PKGS REAL` then silently drops names that are
+//!   not real packages, so virtual dependencies are never resolved through Provides, and
+//!   versions are never checked.
+//! - We honour versions (an alternative too old for its constraint is skipped for the next
+//!   one; versioned dependencies only match versioned Provides), resolve virtual names to
+//!   a provider, and report every unsatisfiable dependency at once instead of ignoring it.
+//! - We settle dependencies with a single candidate first and only then choose among
+//!   alternatives, so an alternative that something else pulls in anyway is used rather
+//!   than adding the first one too.
+//! - debootstrap's `--exclude` only edits its seed lists, so a dependency can bring an
 //!   excluded package back. Here an excluded package is never selected, and a dependency
-//!   that only excluded packages could satisfy is treated as satisfied (the user took it out
-//!   on purpose, as with debootstrap's warning that excluding can break the system).
-//! - Seeds: `Required` is every `Priority: required` plus every `Essential: yes` package;
-//!   `Minbase` adds `apt` (debootstrap `--variant=minbase`); `Important` adds every
-//!   `Priority: important` package (debootstrap's default variant).
+//!   only excluded packages could satisfy counts as satisfied (the user removed it on
+//!   purpose). This is also how debootstrap's internal `EXCLUDE_DEPENDENCY` behaves.
+//! - Suite quirk the caller must reproduce: for bookworm debootstrap adds `usr-is-merged`
+//!   to the required seeds and, for bookworm and later, excludes `usrmerge` as a dependency
+//!   (it merges /usr itself). With `extra = [usr-is-merged]`, `exclude = [usrmerge]` our
+//!   minbase and default (`Important`) sets for bookworm amd64 were identical to
+//!   `debootstrap --print-debs` (88 and 156 packages); without them `init-system-helpers`'
+//!   `usrmerge | usr-is-merged` pulls in usrmerge and perl.
+//! - Seeds: debootstrap's required set is `Priority: required` only; ours adds every
+//!   `Essential: yes` package (in Debian these are all required anyway). `Minbase` adds
+//!   `apt` (`--variant=minbase`); `Important` adds every `Priority: important` package
+//!   (debootstrap's default variant).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -44,7 +50,11 @@ pub enum ResolveError {
 
 /// Formats problems as an indented bullet list.
 fn bullets(problems: &[String]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The packages available for one architecture, newest version of each name, with Provides indexed.
@@ -77,14 +87,22 @@ impl Universe {
         for pkg in best.values() {
             for p in &pkg.provides {
                 let version = p.constraint.as_ref().map(|(_, v)| v.clone());
-                providers.entry(p.name.clone()).or_default().push((pkg.name.clone(), version));
+                providers
+                    .entry(p.name.clone())
+                    .or_default()
+                    .push((pkg.name.clone(), version));
             }
         }
         for list in providers.values_mut() {
             list.sort();
             list.dedup();
         }
-        Universe { arch: arch.to_string(), label: "the archive".to_string(), packages: best, providers }
+        Universe {
+            arch: arch.to_string(),
+            label: "the archive".to_string(),
+            packages: best,
+            providers,
+        }
     }
 
     /// Sets how the archive is named in problem messages (e.g. `bookworm main`).
@@ -144,7 +162,11 @@ pub fn resolve(
     extra: &[String],
     exclude: &[String],
 ) -> Result<Vec<Package>, ResolveError> {
-    let priority = |p: &Package, want: &str| p.priority.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(want));
+    let priority = |p: &Package, want: &str| {
+        p.priority
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case(want))
+    };
     let mut seeds: BTreeSet<String> = BTreeSet::new();
     match variant {
         Variant::Required | Variant::Minbase | Variant::Important => {
@@ -218,7 +240,11 @@ impl<'u> State<'u> {
         let chosen = providers
             .iter()
             .find(|(p, _)| self.selected.contains_key(p.as_str()))
-            .or_else(|| providers.iter().find(|(p, _)| !self.exclude.contains(p.as_str())))
+            .or_else(|| {
+                providers
+                    .iter()
+                    .find(|(p, _)| !self.exclude.contains(p.as_str()))
+            })
             .and_then(|(p, _)| self.universe.get(p));
         match chosen {
             Some(pkg) => self.select(pkg),
@@ -321,20 +347,38 @@ impl<'u> State<'u> {
             let providers = self.universe.providers(&dep.name);
             match self.universe.get(&dep.name) {
                 Some(real) => format!("{label} has {} {}", real.name, real.version),
-                None if providers.is_empty() => format!("no package in {label} provides {}", dep.name),
+                None if providers.is_empty() => {
+                    format!("no package in {label} provides {}", dep.name)
+                }
                 None => {
                     let list: Vec<String> = providers
                         .iter()
-                        .map(|(p, v)| v.as_ref().map_or_else(|| p.clone(), |v| format!("{p} (= {v})")))
+                        .map(|(p, v)| {
+                            v.as_ref()
+                                .map_or_else(|| p.clone(), |v| format!("{p} (= {v})"))
+                        })
                         .collect();
-                    format!("{label} only has providers {} that do not satisfy the version", list.join(", "))
+                    format!(
+                        "{label} only has providers {} that do not satisfy the version",
+                        list.join(", ")
+                    )
                 }
             }
         };
-        let text = group.iter().map(Dep::to_string).collect::<Vec<_>>().join(" | ");
+        let text = group
+            .iter()
+            .map(Dep::to_string)
+            .collect::<Vec<_>>()
+            .join(" | ");
         match group.as_slice() {
-            [dep] if self.universe.get(&dep.name).is_none() && self.universe.providers(&dep.name).is_empty() => {
-                format!("`{}` depends on `{text}`, which no package in {label} provides", owner.name)
+            [dep]
+                if self.universe.get(&dep.name).is_none()
+                    && self.universe.providers(&dep.name).is_empty() =>
+            {
+                format!(
+                    "`{}` depends on `{text}`, which no package in {label} provides",
+                    owner.name
+                )
             }
             [dep] => format!("`{}` depends on `{text}` but {}", owner.name, why(dep)),
             _ => {
@@ -350,157 +394,4 @@ impl<'u> State<'u> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::archive::packages::parse_relations;
-
-    /// A package `name` at `version` with Depends `deps` and Provides `provides`.
-    fn pkg(name: &str, version: &str, deps: &str, provides: &str) -> Package {
-        Package {
-            name: name.into(),
-            version: version.into(),
-            architecture: "arm64".into(),
-            priority: Some("optional".into()),
-            essential: false,
-            depends: parse_relations(deps).unwrap(),
-            pre_depends: Vec::new(),
-            provides: parse_relations(provides).unwrap().into_iter().flatten().collect(),
-            filename: format!("pool/{name}_{version}.deb"),
-            size: 1,
-            sha256: "0".repeat(64),
-            multi_arch: None,
-            source: None,
-        }
-    }
-
-    fn names(set: &[Package]) -> Vec<&str> {
-        set.iter().map(|p| p.name.as_str()).collect()
-    }
-
-    fn list(names: &[&str]) -> Variant {
-        Variant::Packages(names.iter().map(|s| s.to_string()).collect())
-    }
-
-    fn problems(err: ResolveError) -> Vec<String> {
-        let ResolveError::Unsatisfiable { problems } = err;
-        problems
-    }
-
-    #[test]
-    fn universe_keeps_newest_of_arch_or_all() {
-        let mut other = pkg("a", "9", "", "");
-        other.architecture = "armhf".into();
-        let mut indep = pkg("b", "2", "", "");
-        indep.architecture = "all".into();
-        let u = Universe::new(vec![pkg("a", "1.0", "", ""), pkg("a", "1.0~rc1", "", ""), other, indep], "arm64");
-        assert_eq!(u.get("a").unwrap().version, "1.0");
-        assert_eq!(u.get("b").unwrap().version, "2");
-        assert_eq!(u.len(), 2);
-    }
-
-    #[test]
-    fn first_satisfiable_alternative_is_chosen() {
-        let u = Universe::new(vec![pkg("top", "1", "x | y", ""), pkg("x", "1", "", ""), pkg("y", "1", "", "")], "arm64");
-        assert_eq!(names(&resolve(&u, &list(&["top"]), &[], &[]).unwrap()), ["top", "x"]);
-    }
-
-    #[test]
-    fn already_selected_alternative_is_preferred() {
-        let u = Universe::new(vec![pkg("top", "1", "x | y", ""), pkg("x", "1", "", ""), pkg("y", "1", "", "")], "arm64");
-        let set = resolve(&u, &list(&["top"]), &["y".to_string()], &[]).unwrap();
-        assert_eq!(names(&set), ["top", "y"]);
-        // Also when the other alternative is pulled in by a plain dependency elsewhere.
-        let u = Universe::new(
-            vec![pkg("a", "1", "x | y", ""), pkg("b", "1", "y", ""), pkg("x", "1", "", ""), pkg("y", "1", "", "")],
-            "arm64",
-        );
-        assert_eq!(names(&resolve(&u, &list(&["a", "b"]), &[], &[]).unwrap()), ["a", "b", "y"]);
-    }
-
-    #[test]
-    fn versioned_constraint_skips_too_old_alternative() {
-        let u = Universe::new(
-            vec![pkg("top", "1", "x (>= 2) | y (>= 1)", ""), pkg("x", "1.5", "", ""), pkg("y", "1", "", "")],
-            "arm64",
-        );
-        assert_eq!(names(&resolve(&u, &list(&["top"]), &[], &[]).unwrap()), ["top", "y"]);
-    }
-
-    #[test]
-    fn virtual_packages_resolve_through_provides() {
-        let u = Universe::new(
-            vec![
-                pkg("top", "1", "mail-transport-agent, awk (>= 2)", ""),
-                pkg("postfix", "3", "", "mail-transport-agent"),
-                pkg("exim4", "4", "", "mail-transport-agent"),
-                pkg("mawk", "1.3", "", "awk"),
-                pkg("gawk", "5", "", "awk (= 5)"),
-            ],
-            "arm64",
-        );
-        // First provider by name; versioned dependency only matches the versioned Provides.
-        assert_eq!(names(&resolve(&u, &list(&["top"]), &[], &[]).unwrap()), ["exim4", "gawk", "top"]);
-        // A provider already selected is preferred.
-        let set = resolve(&u, &list(&["top"]), &["postfix".to_string()], &[]).unwrap();
-        assert_eq!(names(&set), ["gawk", "postfix", "top"]);
-    }
-
-    #[test]
-    fn unsatisfiable_dependencies_are_all_reported_by_name() {
-        let u = Universe::new(
-            vec![
-                pkg("foo", "1", "bar (>= 2), baz", ""),
-                pkg("bar", "1.0", "", ""),
-                pkg("qux", "1", "old (>= 3) | gone", ""),
-                pkg("old", "2", "", ""),
-            ],
-            "arm64",
-        )
-        .with_label("bookworm main");
-        let err = resolve(&u, &list(&["foo", "qux", "nosuch"]), &[], &[]).unwrap_err();
-        let msg = err.to_string();
-        let p = problems(err);
-        assert_eq!(p.len(), 4, "{p:?}");
-        assert!(p.contains(&"`foo` depends on `bar (>= 2)` but bookworm main has bar 1.0".to_string()), "{p:?}");
-        assert!(p.contains(&"`foo` depends on `baz`, which no package in bookworm main provides".to_string()), "{p:?}");
-        assert!(p.iter().any(|m| m.contains("`nosuch` was requested")), "{p:?}");
-        assert!(p.iter().any(|m| m.contains("`qux`") && m.contains("old 2") && m.contains("gone")), "{p:?}");
-        assert!(msg.contains("  - `foo` depends on `baz`"), "{msg}");
-    }
-
-    #[test]
-    fn required_variant_adds_essential_and_required_and_minbase_adds_apt() {
-        let mut base = pkg("base-files", "12", "", "");
-        base.priority = Some("required".into());
-        let mut dpkg = pkg("dpkg", "1.21", "tar", "");
-        dpkg.essential = true;
-        let mut ifup = pkg("ifupdown", "0.8", "", "");
-        ifup.priority = Some("important".into());
-        let all = vec![base, dpkg, pkg("tar", "1.34", "", ""), pkg("apt", "2.6", "gpgv", ""), pkg("gpgv", "2.2", "", ""), ifup];
-        let u = Universe::new(all, "arm64");
-        assert_eq!(names(&resolve(&u, &Variant::Required, &[], &[]).unwrap()), ["base-files", "dpkg", "tar"]);
-        assert_eq!(
-            names(&resolve(&u, &Variant::Minbase, &[], &[]).unwrap()),
-            ["apt", "base-files", "dpkg", "gpgv", "tar"]
-        );
-        assert_eq!(
-            names(&resolve(&u, &Variant::Important, &[], &[]).unwrap()),
-            ["apt", "base-files", "dpkg", "gpgv", "ifupdown", "tar"]
-        );
-    }
-
-    #[test]
-    fn excluded_packages_are_never_selected() {
-        let u = Universe::new(vec![pkg("top", "1", "x | y, z", ""), pkg("x", "1", "", ""), pkg("y", "1", "", ""), pkg("z", "1", "", "")], "arm64");
-        let ex = ["x".to_string(), "z".to_string()];
-        assert_eq!(names(&resolve(&u, &list(&["top"]), &[], &ex).unwrap()), ["top", "y"]);
-    }
-
-    #[test]
-    fn pre_depends_are_followed_and_result_is_sorted() {
-        let mut top = pkg("top", "1", "", "");
-        top.pre_depends = parse_relations("zlib").unwrap();
-        let u = Universe::new(vec![top, pkg("zlib", "1", "aaa", ""), pkg("aaa", "1", "", "")], "arm64");
-        assert_eq!(names(&resolve(&u, &list(&["top"]), &[], &[]).unwrap()), ["aaa", "top", "zlib"]);
-    }
-}
+mod tests;

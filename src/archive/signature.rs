@@ -23,10 +23,15 @@ use std::process::Command;
 
 use crate::cmd::{self, CmdError};
 
+mod armor;
+
+pub use armor::dearmor;
+use armor::{dearmor_named, split_clearsigned};
+
 /// A keyring file plus the fingerprints of the keys trusted to sign the archive.
 #[derive(Debug, Clone)]
 pub struct Keyring {
-    /// The keyring file (binary or ASCII-armored OpenPGP public keys, or a keybox).
+    /// The keyring file (binary or ASCII-armored OpenPGP public keys).
     pub path: PathBuf,
     /// Full fingerprints (40 or 64 hex digits, spaces allowed) of the trusted primary keys.
     pub fingerprints: Vec<String>,
@@ -143,134 +148,17 @@ pub enum SignatureError {
     },
 }
 
-const BEGIN_KEY: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
-const END_KEY: &str = "-----END PGP PUBLIC KEY BLOCK-----";
-const BEGIN_SIGNED: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
-const BEGIN_SIG: &str = "-----BEGIN PGP SIGNATURE-----";
-const END_SIG: &str = "-----END PGP SIGNATURE-----";
-
-/// Converts an ASCII-armored public key file to binary; binary input passes through unchanged.
-pub fn dearmor(data: &[u8]) -> Result<Vec<u8>, SignatureError> {
-    dearmor_named(data, "the key data")
-}
-
-/// [`dearmor`], naming `what` in errors.
-fn dearmor_named(data: &[u8], what: &str) -> Result<Vec<u8>, SignatureError> {
-    let bad = |reason: &str| SignatureError::BadKey { what: what.to_string(), reason: reason.to_string() };
-    let text = String::from_utf8_lossy(data);
-    if !text.contains(BEGIN_KEY) {
-        if text.trim_start().starts_with("-----BEGIN PGP") {
-            return Err(bad("it is armored but holds no PUBLIC KEY BLOCK (a secret key or a signature?)"));
-        }
-        let is_keybox = data.get(8..12) == Some(b"KBXf".as_slice());
-        return match data.first() {
-            _ if is_keybox => Ok(data.to_vec()),
-            Some(b) if b & 0x80 != 0 && packet_tag(*b) == 6 => Ok(data.to_vec()),
-            Some(b) if b & 0x80 != 0 && packet_tag(*b) == 5 => Err(bad("it is a secret key; export the public key")),
-            _ => Err(bad("it is neither an armored nor a binary OpenPGP public key")),
-        };
-    }
-    let mut out = Vec::new();
-    let mut lines = text.lines().map(str::trim);
-    while lines.by_ref().any(|l| l == BEGIN_KEY) {
-        let mut body = String::new();
-        let mut crc = None;
-        let mut ended = false;
-        for line in lines.by_ref() {
-            if line == END_KEY {
-                ended = true;
-                break;
-            }
-            if line.is_empty() || line.contains(':') {
-                continue; // blank separator or armor header such as `Comment: …`
-            }
-            if let Some(sum) = line.strip_prefix('=').filter(|s| s.len() == 4) {
-                crc = Some(sum.to_string());
-            } else if crc.is_none() {
-                body.push_str(line);
-            } else {
-                return Err(bad("text after the armor checksum line"));
-            }
-        }
-        if !ended {
-            return Err(bad("the armored block has no END line (truncated download?)"));
-        }
-        let bytes = base64_decode(&body).ok_or_else(|| bad("the armored block is not valid base64"))?;
-        if let Some(sum) = crc {
-            let want = base64_decode(&sum).ok_or_else(|| bad("the armor checksum is not valid base64"))?;
-            let got = crc24(&bytes);
-            if want != [(got >> 16) as u8, (got >> 8) as u8, got as u8] {
-                return Err(bad("the armor checksum does not match (corrupt download?)"));
-            }
-        }
-        if bytes.is_empty() {
-            return Err(bad("the armored block is empty"));
-        }
-        out.extend(bytes);
-    }
-    Ok(out)
-}
-
-/// The OpenPGP packet tag of a packet's first byte (old or new format).
-fn packet_tag(b: u8) -> u8 {
-    if b & 0x40 != 0 {
-        b & 0x3f
-    } else {
-        (b >> 2) & 0x0f
-    }
-}
-
-/// Decodes standard base64 (whitespace ignored); `None` if invalid.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits, mut pad) = (0u32, 0u32, 0usize);
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            _ => return None,
-        };
-        if pad > 0 {
-            return None; // data after padding
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be padding zeros; 6 leftover bits means a truncated quantum.
-    (bits < 6 && acc == 0 && pad <= 2).then_some(out)
-}
-
-/// The OpenPGP armor checksum (RFC 4880 §6.1).
-fn crc24(data: &[u8]) -> u32 {
-    let mut crc: u32 = 0xB7_04CE;
-    for &b in data {
-        crc ^= u32::from(b) << 16;
-        for _ in 0..8 {
-            crc <<= 1;
-            if crc & 0x100_0000 != 0 {
-                crc ^= 0x186_4CFB;
-            }
-        }
-    }
-    crc & 0xFF_FFFF
-}
-
 /// A fingerprint without spaces, uppercase, without a `0x` prefix.
 fn normalize(fpr: &str) -> String {
-    let s: String = fpr.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
-    s.strip_prefix("0X").map_or(s.clone(), str::to_string)
+    let s: String = fpr
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    match s.strip_prefix("0X") {
+        Some(rest) => rest.to_string(),
+        None => s,
+    }
 }
 
 /// The keyring's pinned fingerprints, normalized; each must be a full fingerprint.
@@ -284,12 +172,16 @@ fn pinned(keyring: &Keyring) -> Result<Vec<String>, SignatureError> {
             if full {
                 Ok(n)
             } else {
-                Err(SignatureError::BadPin { fingerprint: f.clone() })
+                Err(SignatureError::BadPin {
+                    fingerprint: f.clone(),
+                })
             }
         })
         .collect::<Result<_, _>>()?;
     if pins.is_empty() {
-        return Err(SignatureError::BadPin { fingerprint: "(none pinned)".to_string() });
+        return Err(SignatureError::BadPin {
+            fingerprint: "(none pinned)".to_string(),
+        });
     }
     Ok(pins)
 }
@@ -303,10 +195,15 @@ struct Scratch {
 impl Scratch {
     /// Reads, dearmors and copies `keyring` into a fresh temporary home.
     fn new(keyring: &Keyring) -> Result<Scratch, SignatureError> {
-        let data = std::fs::read(&keyring.path)
-            .map_err(|source| SignatureError::ReadKeyring { path: keyring.path.clone(), source })?;
+        let data = std::fs::read(&keyring.path).map_err(|source| SignatureError::ReadKeyring {
+            path: keyring.path.clone(),
+            source,
+        })?;
         let binary = dearmor_named(&data, &format!("keyring {}", keyring.path.display()))?;
-        let dir = tempfile::Builder::new().prefix("pistemcell-gpg.").tempdir().map_err(SignatureError::Temp)?;
+        let dir = tempfile::Builder::new()
+            .prefix("pistemcell-gpg.")
+            .tempdir()
+            .map_err(SignatureError::Temp)?;
         let path = dir.path().join("keyring.gpg");
         std::fs::write(&path, binary).map_err(SignatureError::Temp)?;
         Ok(Scratch { dir, keyring: path })
@@ -322,7 +219,10 @@ impl Scratch {
     /// A gpg-family command confined to the scratch home.
     fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env("GNUPGHOME", self.dir.path()).env("LC_ALL", "C").arg("--homedir").arg(self.dir.path());
+        cmd.env("GNUPGHOME", self.dir.path())
+            .env("LC_ALL", "C")
+            .arg("--homedir")
+            .arg(self.dir.path());
         cmd
     }
 }
@@ -332,7 +232,14 @@ pub fn check_keyring(keyring: &Keyring) -> Result<Vec<String>, SignatureError> {
     let pins = pinned(keyring)?;
     let scratch = Scratch::new(keyring)?;
     let mut cmd = scratch.command("gpg");
-    cmd.args(["--no-default-keyring", "--batch", "--no-tty", "--with-colons", "--show-keys"]).arg(&scratch.keyring);
+    cmd.args([
+        "--no-default-keyring",
+        "--batch",
+        "--no-tty",
+        "--with-colons",
+        "--show-keys",
+    ])
+    .arg(&scratch.keyring);
     let out = cmd::run(&mut cmd).map_err(SignatureError::Tool)?;
     let mut found = Vec::new();
     let mut after_pub = false;
@@ -352,83 +259,52 @@ pub fn check_keyring(keyring: &Keyring) -> Result<Vec<String>, SignatureError> {
     if found.iter().any(|f| pins.contains(f)) {
         Ok(found)
     } else {
-        Err(SignatureError::NotPinnedKeyring { path: keyring.path.clone(), expected: pins, found })
+        Err(SignatureError::NotPinnedKeyring {
+            path: keyring.path.clone(),
+            expected: pins,
+            found,
+        })
     }
 }
 
 /// Verifies a clearsigned InRelease (`what` names it in errors) and returns the signed text.
 ///
 /// Each line of the returned text ends with `'\n'`, as `gpg --output` writes it.
-pub fn verify_inrelease(inrelease: &[u8], keyring: &Keyring, what: &str) -> Result<String, SignatureError> {
+pub fn verify_inrelease(
+    inrelease: &[u8],
+    keyring: &Keyring,
+    what: &str,
+) -> Result<String, SignatureError> {
     let pins = pinned(keyring)?;
-    let malformed = |reason: &str| SignatureError::Malformed { what: what.to_string(), reason: reason.to_string() };
+    let malformed = |reason: &str| SignatureError::Malformed {
+        what: what.to_string(),
+        reason: reason.to_string(),
+    };
     let text = std::str::from_utf8(inrelease).map_err(|_| malformed("it is not UTF-8 text"))?;
     let (message, signature) = split_clearsigned(text).map_err(|r| malformed(&r))?;
     let scratch = Scratch::new(keyring)?;
     let data = scratch.file("signed.txt", message.as_bytes())?;
     let sig = scratch.file("signed.txt.asc", signature.as_bytes())?;
     run_gpgv(&scratch, &sig, &data, keyring, &pins, what)?;
-    Ok(if message.is_empty() { message } else { message + "\n" })
+    Ok(if message.is_empty() {
+        message
+    } else {
+        message + "\n"
+    })
 }
 
 /// Verifies `Release` against its detached signature `Release.gpg` (`what` names it in errors).
-pub fn verify_detached(release: &[u8], signature: &[u8], keyring: &Keyring, what: &str) -> Result<(), SignatureError> {
+pub fn verify_detached(
+    release: &[u8],
+    signature: &[u8],
+    keyring: &Keyring,
+    what: &str,
+) -> Result<(), SignatureError> {
     let pins = pinned(keyring)?;
     let scratch = Scratch::new(keyring)?;
     let data = scratch.file("Release", release)?;
     let sig = scratch.file("Release.gpg", signature)?;
     run_gpgv(&scratch, &sig, &data, keyring, &pins, what)
-}
-
-/// Splits a clearsigned text into (signed text without its final newline, signature armor).
-fn split_clearsigned(text: &str) -> Result<(String, String), String> {
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    match lines.by_ref().find(|l| !l.trim().is_empty()) {
-        Some(l) if l.trim_end() == BEGIN_SIGNED => {}
-        _ => return Err(format!("it does not start with `{BEGIN_SIGNED}`")),
-    }
-    for line in lines.by_ref() {
-        if line.trim().is_empty() {
-            break;
-        }
-        if !line.starts_with("Hash:") {
-            return Err(format!("unexpected armor header `{line}`"));
-        }
-    }
-    let mut body: Vec<&str> = Vec::new();
-    let mut in_body = true;
-    for line in lines.by_ref() {
-        if line.trim_end() == BEGIN_SIG {
-            in_body = false;
-            break;
-        }
-        let line = match line.strip_prefix("- ") {
-            Some(rest) => rest,
-            None if line.starts_with('-') => return Err(format!("line `{line}` starts with an unescaped dash")),
-            None => line,
-        };
-        body.push(line.trim_end_matches([' ', '\t']));
-    }
-    if in_body {
-        return Err(format!("the signed text is not followed by `{BEGIN_SIG}`"));
-    }
-    let mut signature = format!("{BEGIN_SIG}\n");
-    let mut ended = false;
-    for line in lines.by_ref() {
-        signature.push_str(line.trim_end());
-        signature.push('\n');
-        if line.trim_end() == END_SIG {
-            ended = true;
-            break;
-        }
-    }
-    if !ended {
-        return Err(format!("the signature has no `{END_SIG}` line (truncated download?)"));
-    }
-    if lines.any(|l| !l.trim().is_empty()) {
-        return Err("there is unsigned text after the signature".to_string());
-    }
-    Ok((body.join("\n"), signature))
 }
 
 /// Runs `gpgv` on a detached signature and applies the policy to its status lines.
@@ -441,23 +317,38 @@ fn run_gpgv(
     what: &str,
 ) -> Result<(), SignatureError> {
     let mut cmd = scratch.command("gpgv");
-    cmd.args(["--status-fd", "1", "--keyring"]).arg(&scratch.keyring).arg(sig).arg(data);
+    cmd.args(["--status-fd", "1", "--keyring"])
+        .arg(&scratch.keyring)
+        .arg(sig)
+        .arg(data);
     // Not cmd::run: gpgv exits non-zero as soon as one of several signatures cannot be
     // checked (Debian signs with more than one key), and the status lines are needed then.
     let argv = cmd::argv_of(&cmd);
     let out = cmd
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|source| SignatureError::Tool(CmdError::Spawn { argv: argv.clone(), source }))?;
+        .map_err(|source| {
+            SignatureError::Tool(CmdError::Spawn {
+                argv: argv.clone(),
+                source,
+            })
+        })?;
     let status = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let sigs = parse_status(&status);
     if sigs.is_empty() {
         let detail = cmd::tail(&format!("{status}{stderr}"), 20);
         if out.status.success() {
-            return Err(SignatureError::NoSignature { what: what.to_string(), detail });
+            return Err(SignatureError::NoSignature {
+                what: what.to_string(),
+                detail,
+            });
         }
-        return Err(SignatureError::Tool(CmdError::Failed { argv, status: out.status.to_string(), tail: detail }));
+        return Err(SignatureError::Tool(CmdError::Failed {
+            argv,
+            status: out.status.to_string(),
+            tail: detail,
+        }));
     }
     evaluate(&sigs, keyring, pins, what)
 }
@@ -471,20 +362,31 @@ struct SigStatus {
     verdict: String,
     /// VALIDSIG: (primary-key fingerprint, hash algorithm number).
     valid: Option<(String, String)>,
+    /// ERRSIG's return code (9: no public key, 4: unsupported algorithm).
+    errsig_rc: Option<String>,
 }
 
 /// Groups gpgv status lines into one record per signature (each starts at NEWSIG).
 fn parse_status(status: &str) -> Vec<SigStatus> {
     let mut sigs: Vec<SigStatus> = Vec::new();
     for line in status.lines() {
-        let Some(rest) = line.strip_prefix("[GNUPG:] ") else { continue };
+        let Some(rest) = line.strip_prefix("[GNUPG:] ") else {
+            continue;
+        };
         let f: Vec<&str> = rest.split_whitespace().collect();
         let Some(&kind) = f.first() else { continue };
         if kind == "NEWSIG" {
             sigs.push(SigStatus::default());
             continue;
         }
-        let verdicts = ["GOODSIG", "BADSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "ERRSIG"];
+        let verdicts = [
+            "GOODSIG",
+            "BADSIG",
+            "EXPSIG",
+            "EXPKEYSIG",
+            "REVKEYSIG",
+            "ERRSIG",
+        ];
         if !verdicts.contains(&kind) && kind != "VALIDSIG" {
             continue;
         }
@@ -494,25 +396,52 @@ fn parse_status(status: &str) -> Vec<SigStatus> {
         let Some(cur) = sigs.last_mut() else { continue };
         if kind == "VALIDSIG" {
             let primary = f.get(10).or(f.get(1)).copied().unwrap_or_default();
-            cur.valid = Some((normalize(primary), f.get(8).copied().unwrap_or_default().to_string()));
+            cur.valid = Some((
+                normalize(primary),
+                f.get(8).copied().unwrap_or_default().to_string(),
+            ));
         } else if cur.verdict.is_empty() {
             cur.verdict = kind.to_string();
             // ERRSIG names the issuer fingerprint in its 7th argument when gpg knows it.
-            let fpr = if kind == "ERRSIG" { f.get(7).filter(|s| s.len() >= 40) } else { None };
+            let fpr = if kind == "ERRSIG" {
+                f.get(7).filter(|s| s.len() >= 40)
+            } else {
+                None
+            };
             cur.key = fpr.or(f.get(1)).copied().unwrap_or("unknown").to_string();
+            if kind == "ERRSIG" {
+                cur.errsig_rc = f.get(6).map(|s| s.to_string());
+            }
         }
     }
     sigs
 }
 
 /// Applies the policy (see the module doc) to gpgv's verdicts.
-fn evaluate(sigs: &[SigStatus], keyring: &Keyring, pins: &[String], what: &str) -> Result<(), SignatureError> {
+fn evaluate(
+    sigs: &[SigStatus],
+    keyring: &Keyring,
+    pins: &[String],
+    what: &str,
+) -> Result<(), SignatureError> {
     let what_s = what.to_string();
     if let Some(bad) = sigs.iter().find(|s| s.verdict == "BADSIG") {
-        return Err(SignatureError::BadSignature { what: what_s, key: bad.key.clone() });
+        return Err(SignatureError::BadSignature {
+            what: what_s,
+            key: bad.key.clone(),
+        });
     }
-    let pinned_fpr = |s: &SigStatus| s.valid.as_ref().filter(|(f, _)| pins.contains(f)).map(|(f, h)| (f.clone(), h.clone()));
-    let good: Vec<(String, String)> = sigs.iter().filter(|s| s.verdict == "GOODSIG").filter_map(pinned_fpr).collect();
+    let pinned_fpr = |s: &SigStatus| {
+        s.valid
+            .as_ref()
+            .filter(|(f, _)| pins.contains(f))
+            .map(|(f, h)| (f.clone(), h.clone()))
+    };
+    let good: Vec<(String, String)> = sigs
+        .iter()
+        .filter(|s| s.verdict == "GOODSIG")
+        .filter_map(pinned_fpr)
+        .collect();
     if good.iter().any(|(_, hash)| hash != "2") {
         return Ok(());
     }
@@ -521,7 +450,10 @@ fn evaluate(sigs: &[SigStatus], keyring: &Keyring, pins: &[String], what: &str) 
             eprintln!("warning: {what} is signed by {fpr} with SHA-1; accepted because this profile allows SHA-1 for its keyring");
             return Ok(());
         }
-        return Err(SignatureError::WeakDigest { what: what_s, key: fpr.clone() });
+        return Err(SignatureError::WeakDigest {
+            what: what_s,
+            key: fpr.clone(),
+        });
     }
     for s in sigs {
         let reason = match s.verdict.as_str() {
@@ -531,10 +463,18 @@ fn evaluate(sigs: &[SigStatus], keyring: &Keyring, pins: &[String], what: &str) 
             _ => continue,
         };
         if let Some((fpr, _)) = pinned_fpr(s) {
-            return Err(SignatureError::InvalidKey { what: what_s, key: fpr, reason: reason.to_string() });
+            return Err(SignatureError::InvalidKey {
+                what: what_s,
+                key: fpr,
+                reason: reason.to_string(),
+            });
         }
     }
-    if let Some((fpr, _)) = sigs.iter().filter(|s| s.verdict == "GOODSIG").find_map(|s| s.valid.clone()) {
+    if let Some((fpr, _)) = sigs
+        .iter()
+        .filter(|s| s.verdict == "GOODSIG")
+        .find_map(|s| s.valid.clone())
+    {
         return Err(SignatureError::NotPinned {
             what: what_s,
             key: fpr,
@@ -542,16 +482,37 @@ fn evaluate(sigs: &[SigStatus], keyring: &Keyring, pins: &[String], what: &str) 
             pinned: pins.to_vec(),
         });
     }
-    let unknown: Vec<String> = sigs.iter().filter(|s| s.verdict == "ERRSIG").map(|s| s.key.clone()).collect();
+    let unknown: Vec<String> = sigs
+        .iter()
+        .filter(|s| {
+            s.verdict == "ERRSIG" && !matches!(s.errsig_rc.as_deref(), Some(rc) if rc != "9")
+        })
+        .map(|s| s.key.clone())
+        .collect();
     if !unknown.is_empty() {
-        return Err(SignatureError::UnknownKey { what: what_s, keys: unknown });
+        return Err(SignatureError::UnknownKey {
+            what: what_s,
+            keys: unknown,
+        });
     }
     match sigs.iter().find(|s| !s.verdict.is_empty()) {
         Some(s) => {
             let key = s.valid.as_ref().map_or(s.key.clone(), |(f, _)| f.clone());
-            Err(SignatureError::InvalidKey { what: what_s, key, reason: format!("gpgv reported {}", s.verdict) })
+            let reason = match &s.errsig_rc {
+                Some(rc) if rc == "4" => "gpgv does not support its algorithm".to_string(),
+                Some(rc) => format!("gpgv could not check it (ERRSIG code {rc})"),
+                None => format!("gpgv reported {}", s.verdict),
+            };
+            Err(SignatureError::InvalidKey {
+                what: what_s,
+                key,
+                reason,
+            })
         }
-        None => Err(SignatureError::NoSignature { what: what_s, detail: "no signature verdict".to_string() }),
+        None => Err(SignatureError::NoSignature {
+            what: what_s,
+            detail: "no signature verdict".to_string(),
+        }),
     }
 }
 

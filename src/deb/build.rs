@@ -137,12 +137,19 @@ impl TestEntry {
     }
 }
 
+/// One data.tar item: a described entry or a verbatim header.
+#[derive(Debug, Clone)]
+enum Item {
+    Entry(TestEntry),
+    Raw(Vec<u8>, Vec<u8>),
+}
+
 /// Builds a .deb: control fields, control files/scripts and data entries.
 #[derive(Debug, Clone)]
 pub struct DebBuilder {
     control: String,
     control_files: Vec<(String, Vec<u8>, u32)>,
-    entries: Vec<TestEntry>,
+    entries: Vec<Item>,
     control_packing: Packing,
     data_packing: Packing,
 }
@@ -236,7 +243,15 @@ impl DebBuilder {
 
     /// Adds any entry, hostile ones included (raw name and link bytes).
     pub fn entry(&mut self, entry: TestEntry) -> &mut Self {
-        self.entries.push(entry);
+        self.entries.push(Item::Entry(entry));
+        self
+    }
+
+    /// Adds a tar header exactly as given (checksum included, nothing fixed up) and its
+    /// data, padded to 512 bytes: for entries no well-formed writer would produce.
+    pub fn raw_header(&mut self, header: &tar::Header, data: &[u8]) -> &mut Self {
+        self.entries
+            .push(Item::Raw(header.as_bytes().to_vec(), data.to_vec()));
         self
     }
 
@@ -257,8 +272,15 @@ impl DebBuilder {
     /// The uncompressed data.tar.
     pub fn data_tar(&self) -> io::Result<Vec<u8>> {
         let mut tar = Vec::new();
-        for entry in &self.entries {
-            append(&mut tar, entry)?;
+        for item in &self.entries {
+            match item {
+                Item::Entry(entry) => append(&mut tar, entry)?,
+                Item::Raw(header, data) => {
+                    tar.extend_from_slice(header);
+                    tar.extend_from_slice(data);
+                    tar.resize(tar.len() + data.len().div_ceil(512) * 512 - data.len(), 0);
+                }
+            }
         }
         tar.extend_from_slice(&[0u8; 1024]);
         Ok(tar)
@@ -344,11 +366,19 @@ fn append(tar: &mut Vec<u8>, entry: &TestEntry) -> io::Result<()> {
     };
     let meta = TestEntry::new("", Kind::Dir, 0o644);
     if link.len() > 100 {
-        let long = plain(b"././@LongLink", EntryType::GNULongLink, nul_terminated(link));
+        let long = plain(
+            b"././@LongLink",
+            EntryType::GNULongLink,
+            nul_terminated(link),
+        );
         push_header(tar, &long, &meta)?;
     }
     if entry.name.len() > 100 {
-        let long = plain(b"././@LongLink", EntryType::GNULongName, nul_terminated(&entry.name));
+        let long = plain(
+            b"././@LongLink",
+            EntryType::GNULongName,
+            nul_terminated(&entry.name),
+        );
         push_header(tar, &long, &meta)?;
     }
     let raw = Raw {

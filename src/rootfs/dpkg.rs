@@ -180,7 +180,9 @@ fn run_logged(cmd: &mut Command, log: &Path, steps: u64, reporter: &Reporter) ->
         .stderr(writer2)
         .spawn()
         .map_err(|source| DpkgError::Spawn { argv: argv.clone(), source })?;
-    drop(cmd);
+    // The Command keeps the pipe's write ends until they are replaced: drop them so the
+    // reader sees end-of-file when dpkg exits.
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let bar = reporter.bar("configure", steps, false);
     let mut tail: Vec<String> = Vec::new();
     for line in BufReader::new(reader).lines() {

@@ -13,11 +13,15 @@
 //! failure never leaves a half-written file at the final path. Owners (numeric), modes with
 //! setuid/setgid/sticky bits, mtimes, device nodes, fifos and `SCHILY.xattr.*` attributes
 //! (e.g. `security.capability`) are kept.
+//!
+//! The checks assume nothing else changes the rootfs while a package is being extracted
+//! (maintainer scripts run before or after, never during).
 
 mod safepath;
 mod sys;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -26,117 +30,11 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use thiserror::Error;
-
-use crate::deb::{list_path, Deb, DebError};
+use crate::deb::{list_path, Deb};
 use safepath::{child, normalize, resolve_dir, Name, ResolveError};
 
 pub use sys::is_root;
-
-/// What one extraction did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExtractStats {
-    /// Regular files written.
-    pub files: u64,
-    /// Bytes of file content written.
-    pub bytes: u64,
-    /// Directories created or updated (including ones kept as symlinks).
-    pub dirs: u64,
-    /// Symlinks created.
-    pub symlinks: u64,
-    /// Hard links created.
-    pub hardlinks: u64,
-    /// Device nodes and fifos created.
-    pub nodes: u64,
-    /// Device nodes skipped because the process is not root.
-    pub skipped_nodes: u64,
-    /// Entries whose owner could not be set because the process is not root.
-    pub skipped_owners: u64,
-    /// Human-readable warnings (one line each, already naming the .deb).
-    pub warnings: Vec<String>,
-    /// Every entry as dpkg lists it in `info/PKG.list` (`/.`, `/usr/bin/x`), archive order.
-    pub paths: Vec<String>,
-}
-
-/// Errors from extracting a .deb; each names the .deb, the entry and what to do.
-#[derive(Debug, Error)]
-pub enum ExtractError {
-    /// The .deb itself could not be read (truncated, corrupt, unsupported compression).
-    #[error(transparent)]
-    Deb(#[from] DebError),
-    /// The entry name tries to leave the rootfs or is malformed.
-    #[error("{deb}: entry `{entry}` refused: {reason}; the package is corrupt or hostile: do not install it, report it to its maintainer")]
-    Unsafe {
-        /// The .deb file.
-        deb: PathBuf,
-        /// The entry name as stored in data.tar.
-        entry: String,
-        /// Why it is refused.
-        reason: String,
-    },
-    /// A hard link points outside the entries of this archive.
-    #[error("{deb}: hard link `{entry}` -> `{target}` refused: {reason}; the package is corrupt or hostile: do not install it, report it to its maintainer")]
-    HardLink {
-        /// The .deb file.
-        deb: PathBuf,
-        /// The hard link entry.
-        entry: String,
-        /// Its link target as stored.
-        target: String,
-        /// Why it is refused.
-        reason: String,
-    },
-    /// Something in the rootfs is in the way of the entry.
-    #[error("{deb}: entry `{entry}` conflicts with {existing}, which exists in the rootfs as {found}; remove that path from the rootfs or fix the package set")]
-    Conflict {
-        /// The .deb file.
-        deb: PathBuf,
-        /// The entry name.
-        entry: String,
-        /// The host path in the way.
-        existing: PathBuf,
-        /// What it is (`a regular file`, `a non-empty directory`, …).
-        found: &'static str,
-    },
-    /// A filesystem operation failed.
-    #[error("{deb}: entry `{entry}`: cannot {op} {path}: {source}; check free space and permissions of the rootfs")]
-    Io {
-        /// The .deb file.
-        deb: PathBuf,
-        /// The entry name.
-        entry: String,
-        /// What was being done.
-        op: &'static str,
-        /// The host path.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// An extended attribute could not be set.
-    #[error("{deb}: entry `{entry}`: cannot set extended attribute `{name}` on {path}: {source}; run as root on a filesystem with xattr support (ext4, xfs)")]
-    Xattr {
-        /// The .deb file.
-        deb: PathBuf,
-        /// The entry name.
-        entry: String,
-        /// The attribute name.
-        name: String,
-        /// The host path.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// The entry has a tar type this extractor does not handle.
-    #[error("{deb}: entry `{entry}` has unsupported tar entry type {kind:?}; repack the package with dpkg-deb")]
-    Unsupported {
-        /// The .deb file.
-        deb: PathBuf,
-        /// The entry name.
-        entry: String,
-        /// The raw type byte.
-        kind: char,
-    },
-}
+pub use types::{ExtractError, ExtractStats};
 
 /// Extracts `deb`'s data.tar into `root` (which must exist) and reports what was written.
 pub fn extract_deb(deb: &Deb, root: &Path) -> Result<ExtractStats, ExtractError> {
@@ -165,8 +63,8 @@ pub fn extract_deb(deb: &Deb, root: &Path) -> Result<ExtractStats, ExtractError>
 /// Metadata of one entry, decoded from its header and PAX records.
 struct Meta {
     mode: u32,
-    uid: u64,
-    gid: u64,
+    uid: u32,
+    gid: u32,
     mtime: i64,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -248,15 +146,21 @@ impl Extractor<'_> {
 
     fn meta(&self, entry: &mut Entry<'_, '_>, name: &str) -> Result<Meta, ExtractError> {
         let corrupt = |e: io::Error| {
-            ExtractError::Deb(self.deb.corrupt(&io::Error::new(
-                e.kind(),
-                format!("entry `{name}`: {e}"),
-            )))
+            ExtractError::Deb(
+                self.deb
+                    .corrupt(&io::Error::new(e.kind(), format!("entry `{name}`: {e}"))),
+            )
         };
         let header = entry.header();
         let mode = header.mode().map_err(corrupt)? & 0o7777;
-        let uid = header.uid().map_err(corrupt)?;
-        let gid = header.gid().map_err(corrupt)?;
+        let id = |v: io::Result<u64>| {
+            v.and_then(|v| {
+                u32::try_from(v)
+                    .map_err(|_| io::Error::other(format!("owner id {v} is out of range")))
+            })
+        };
+        let uid = id(header.uid()).map_err(corrupt)?;
+        let gid = id(header.gid()).map_err(corrupt)?;
         let mut mtime = header.mtime().map_err(corrupt)? as i64;
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions().map_err(corrupt)? {
@@ -368,7 +272,13 @@ impl Extractor<'_> {
     }
 
     /// Moves `temp` to `target`; a directory in the way is removed only if empty.
-    fn install(&self, name: &str, mut temp: Temp, target: &Path) -> Result<(), ExtractError> {
+    fn install(
+        &self,
+        name: &str,
+        mut temp: Temp,
+        target: &Path,
+        hardlink: bool,
+    ) -> Result<(), ExtractError> {
         if let Ok(meta) = fs::symlink_metadata(target) {
             if meta.is_dir() && fs::remove_dir(target).is_err() {
                 return Err(self.conflict(name, target, "a non-empty directory"));
@@ -376,7 +286,7 @@ impl Extractor<'_> {
         }
         fs::rename(&temp.path, target).map_err(|e| self.io(name, "rename into", target, e))?;
         // rename() is a no-op when both names are links to the same inode: drop the temp.
-        if fs::symlink_metadata(&temp.path).is_ok() {
+        if hardlink && fs::symlink_metadata(&temp.path).is_ok() {
             fs::remove_file(&temp.path).map_err(|e| self.io(name, "remove", &temp.path, e))?;
         }
         temp.armed = false;
@@ -385,7 +295,7 @@ impl Extractor<'_> {
 
     fn chown(&mut self, name: &str, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
         if self.root_user {
-            std::os::unix::fs::lchown(path, Some(meta.uid as u32), Some(meta.gid as u32))
+            std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))
                 .map_err(|e| self.io(name, "change the owner of", path, e))
         } else {
             self.stats.skipped_owners += 1;
@@ -393,7 +303,13 @@ impl Extractor<'_> {
         }
     }
 
-    fn xattrs(&self, name: &str, path: &Path, meta: &Meta, file: Option<&File>) -> Result<(), ExtractError> {
+    fn xattrs(
+        &self,
+        name: &str,
+        path: &Path,
+        meta: &Meta,
+        file: Option<&File>,
+    ) -> Result<(), ExtractError> {
         for (attr, value) in &meta.xattrs {
             let res = match file {
                 Some(f) => sys::fsetxattr(f, attr, value),
@@ -420,13 +336,20 @@ impl Extractor<'_> {
     ) -> Result<(), ExtractError> {
         if fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
             // Checked before writing so nothing is written for nothing.
-            if fs::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            if fs::read_dir(target)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+            {
                 return Err(self.conflict(name, target, "a non-empty directory"));
             }
         }
         let mut file = None;
         let temp = self.temp(name, parent, |p| {
-            let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(p)?;
+            let f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(p)?;
             file = Some(f);
             Ok(())
         })?;
@@ -454,12 +377,15 @@ impl Extractor<'_> {
         if !kind.is_gnu_sparse() && written != entry.size() {
             let e = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("entry `{name}` is cut short ({written} of {} bytes)", entry.size()),
+                format!(
+                    "entry `{name}` is cut short ({written} of {} bytes)",
+                    entry.size()
+                ),
             );
             return Err(self.deb.corrupt(&e).into());
         }
         if self.root_user {
-            std::os::unix::fs::fchown(&file, Some(meta.uid as u32), Some(meta.gid as u32))
+            std::os::unix::fs::fchown(&file, Some(meta.uid), Some(meta.gid))
                 .map_err(|e| self.io(name, "change the owner of", &temp.path, e))?;
         } else {
             self.stats.skipped_owners += 1;
@@ -470,7 +396,7 @@ impl Extractor<'_> {
         sys::set_mtime_fd(&file, meta.mtime)
             .map_err(|e| self.io(name, "set the mtime of", &temp.path, e))?;
         drop(file);
-        self.install(name, temp, target)?;
+        self.install(name, temp, target, false)?;
         self.stats.files += 1;
         self.stats.bytes += written;
         Ok(())
@@ -491,7 +417,7 @@ impl Extractor<'_> {
         self.xattrs(name, &temp.path, meta, None)?;
         sys::set_mtime_nofollow(&temp.path, meta.mtime)
             .map_err(|e| self.io(name, "set the mtime of", &temp.path, e))?;
-        self.install(name, temp, target)?;
+        self.install(name, temp, target, false)?;
         self.stats.symlinks += 1;
         Ok(())
     }
@@ -527,7 +453,7 @@ impl Extractor<'_> {
             Err(_) => return Err(refuse("the target no longer exists")),
         }
         let temp = self.temp(name, parent, |p| sys::link_nofollow(&source, p))?;
-        self.install(name, temp, target)?;
+        self.install(name, temp, target, true)?;
         self.stats.hardlinks += 1;
         Ok(())
     }
@@ -554,7 +480,7 @@ impl Extractor<'_> {
         self.xattrs(name, &temp.path, meta, None)?;
         sys::set_mtime_nofollow(&temp.path, meta.mtime)
             .map_err(|e| self.io(name, "set the mtime of", &temp.path, e))?;
-        self.install(name, temp, target)?;
+        self.install(name, temp, target, false)?;
         self.stats.nodes += 1;
         Ok(())
     }

@@ -148,7 +148,8 @@ pub fn run(spec: &Resolved, work: &WorkDir, opts: &Options, reporter: &Reporter)
         VariantSpec::Important => Variant::Important,
         VariantSpec::Packages(p) => Variant::Packages(p.clone()),
     };
-    let selected = resolve::resolve(&universe, &variant, &spec.packages, &[])?;
+    let (extra, exclude) = usr_merge_packages(&universe, spec);
+    let selected = resolve::resolve(&universe, &variant, &extra, &exclude)?;
     reporter.step(&format!("resolved {} packages", selected.len()));
     lap("resolve", &mut timings);
 
@@ -228,6 +229,19 @@ fn merge_usr(root: &Path) -> Result<(), BootstrapError> {
             .map_err(|source| BootstrapError::Io { what: "creating merged-/usr link", path: link, source })?;
     }
     Ok(())
+}
+
+/// The extra and excluded packages of a merged-/usr bootstrap. pistemcell lays out merged
+/// /usr itself (as debootstrap does), so the live-migration package `usrmerge` (which pulls in
+/// perl) is excluded and the empty marker `usr-is-merged` installed where the archive has it.
+fn usr_merge_packages(universe: &Universe, spec: &Resolved) -> (Vec<String>, Vec<String>) {
+    let mut extra = spec.packages.clone();
+    let mut exclude = Vec::new();
+    if spec.profile.merged_usr && universe.get("usr-is-merged").is_some() {
+        extra.push("usr-is-merged".into());
+        exclude.push("usrmerge".into());
+    }
+    (extra, exclude)
 }
 
 /// Install order: the packages debootstrap installs first, then the rest by name.

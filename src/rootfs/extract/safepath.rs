@@ -145,7 +145,10 @@ mod tests {
 
     #[test]
     fn normalize_accepts_dpkg_names_and_refuses_hostile_ones() {
-        assert_eq!(names("./usr/bin/x"), [b"usr".to_vec(), b"bin".to_vec(), b"x".to_vec()]);
+        assert_eq!(
+            names("./usr/bin/x"),
+            [b"usr".to_vec(), b"bin".to_vec(), b"x".to_vec()]
+        );
         assert_eq!(names("usr//bin/./"), [b"usr".to_vec(), b"bin".to_vec()]);
         assert!(names("./").is_empty());
         assert!(normalize(b"/etc/passwd").is_err());
@@ -176,10 +179,15 @@ mod tests {
         assert!(matches!(r("./loop1", false), Err(ResolveError::Loop)));
         assert!(r("./missing/x", false).unwrap().is_none());
         // Creating through a symlink that points "outside" creates inside the root.
-        assert_eq!(r("./up/new/dir", true).unwrap().unwrap(), root.join("new/dir"));
+        assert_eq!(
+            r("./up/new/dir", true).unwrap().unwrap(),
+            root.join("new/dir")
+        );
         assert!(root.join("new/dir").is_dir());
         fs::write(root.join("file"), "x").unwrap();
-        assert!(matches!(r("./file/x", true), Err(ResolveError::NotDir(p)) if p == root.join("file")));
+        assert!(
+            matches!(r("./file/x", true), Err(ResolveError::NotDir(p)) if p == root.join("file"))
+        );
         assert!(r("./file", false).unwrap().is_none());
     }
 }

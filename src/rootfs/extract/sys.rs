@@ -21,7 +21,7 @@ fn check(ret: libc::c_int) -> io::Result<()> {
 }
 
 /// True when the process runs as root (can chown, mknod devices, set security.* xattrs).
-pub(crate) fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -105,21 +105,16 @@ pub(super) fn link_nofollow(old: &Path, new: &Path) -> io::Result<()> {
     check(unsafe { libc::linkat(libc::AT_FDCWD, o.as_ptr(), libc::AT_FDCWD, n.as_ptr(), 0) })
 }
 
-/// Reads an extended attribute of `path` itself (tests and checks).
+/// Reads an extended attribute of `path` itself (used by tests).
+#[cfg(test)]
 pub(crate) fn lgetxattr(path: &Path, name: &str) -> io::Result<Vec<u8>> {
     let c = cpath(path)?;
     let n = CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains NUL"))?;
     let mut buf = vec![0u8; 65536];
     // SAFETY: strings are NUL-terminated; buf is writable for its full length.
-    let len = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let len =
+        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if len < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -1,6 +1,7 @@
 use super::*;
-use crate::deb::build::{ar_bytes, DebBuilder, Kind, Packing, TestEntry};
 use crate::deb::build;
+use crate::deb::build::{ar_bytes, DebBuilder, Kind, Packing, TestEntry};
+use crate::deb::DebError;
 use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 
 /// A scratch area: `base/root` is the rootfs; `base/sentinel` and `base/etc/shadow` stand for
@@ -56,8 +57,14 @@ impl Fixture {
         assert_eq!(top, ["etc", "root", "sentinel"]);
         let etc: Vec<_> = fs::read_dir(self.base().join("etc")).unwrap().collect();
         assert_eq!(etc.len(), 1);
-        assert_eq!(fs::read_to_string(self.base().join("sentinel")).unwrap(), SENTINEL);
-        assert_eq!(fs::read_to_string(self.base().join("etc/shadow")).unwrap(), SHADOW);
+        assert_eq!(
+            fs::read_to_string(self.base().join("sentinel")).unwrap(),
+            SENTINEL
+        );
+        assert_eq!(
+            fs::read_to_string(self.base().join("etc/shadow")).unwrap(),
+            SHADOW
+        );
         assert_no_temp(&self.root);
     }
 }
@@ -66,7 +73,11 @@ fn assert_no_temp(dir: &Path) {
     for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with(".pistemcell-new"), "temp left: {}", e.path().display());
+        assert!(
+            !name.starts_with(".pistemcell-new"),
+            "temp left: {}",
+            e.path().display()
+        );
         if e.file_type().unwrap().is_dir() {
             assert_no_temp(&e.path());
         }
@@ -87,7 +98,10 @@ fn assert_unsafe(r: Result<ExtractStats, ExtractError>, entry: &str) {
     let e = r.unwrap_err();
     let msg = e.to_string();
     assert!(
-        matches!(e, ExtractError::Unsafe { .. } | ExtractError::HardLink { .. }),
+        matches!(
+            e,
+            ExtractError::Unsafe { .. } | ExtractError::HardLink { .. }
+        ),
         "{msg}"
     );
     assert!(msg.contains(&format!("`{entry}`")), "{msg}");
@@ -187,9 +201,17 @@ fn hard_links_only_to_entries_of_the_same_archive() {
     let f = Fixture::new();
     fs::create_dir(f.root.join("etc")).unwrap();
     fs::write(f.root.join("etc/passwd"), "from another package").unwrap();
-    for target in ["/etc/shadow", "../../etc/shadow", "./etc/passwd", "./later", ""] {
+    for target in [
+        "/etc/shadow",
+        "../../etc/shadow",
+        "./etc/passwd",
+        "./later",
+        "",
+    ] {
         let mut b = pkg();
-        b.dir("./etc/", 0o755).hardlink("./etc/hl", target).file("./later", b"l", 0o644);
+        b.dir("./etc/", 0o755)
+            .hardlink("./etc/hl", target)
+            .file("./later", b"l", 0o644);
         assert_unsafe(f.extract(&b), "./etc/hl");
         f.assert_host_untouched();
         assert!(fs::symlink_metadata(f.root.join("etc/hl")).is_err());
@@ -222,14 +244,28 @@ fn merged_usr_symlinks_are_followed_and_kept() {
         .symlink("./bin/rbash", "sh");
     let stats = f.extract(&b).unwrap();
     assert_eq!(fs::read(f.root.join("usr/bin/sh")).unwrap(), b"#!shell");
-    assert_eq!(fs::read(f.root.join("usr/lib/modules/m.ko")).unwrap(), b"ko");
-    assert_eq!(fs::read_link(f.root.join("usr/bin/rbash")).unwrap(), Path::new("sh"));
+    assert_eq!(
+        fs::read(f.root.join("usr/lib/modules/m.ko")).unwrap(),
+        b"ko"
+    );
+    assert_eq!(
+        fs::read_link(f.root.join("usr/bin/rbash")).unwrap(),
+        Path::new("sh")
+    );
     assert!(lstat(&f.root.join("bin")).file_type().is_symlink());
     assert!(lstat(&f.root.join("lib")).file_type().is_symlink());
     assert_eq!(stats.files, 2);
     assert_eq!(
         stats.paths,
-        ["/.", "/bin", "/bin/sh", "/lib", "/lib/modules", "/lib/modules/m.ko", "/bin/rbash"]
+        [
+            "/.",
+            "/bin",
+            "/bin/sh",
+            "/lib",
+            "/lib/modules",
+            "/lib/modules/m.ko",
+            "/bin/rbash"
+        ]
     );
     f.assert_host_untouched();
 }
@@ -249,7 +285,10 @@ fn conflicts_name_both_sides() {
     let mut b = pkg();
     b.file("./etc/x", b"x", 0o644);
     let msg = f.extract(&b).unwrap_err().to_string();
-    assert!(msg.contains("`./etc/x`") && msg.contains("non-directory parent"), "{msg}");
+    assert!(
+        msg.contains("`./etc/x`") && msg.contains("non-directory parent"),
+        "{msg}"
+    );
 
     fs::create_dir_all(f.root.join("full/sub")).unwrap();
     let mut b = pkg();
@@ -264,7 +303,9 @@ fn conflicts_name_both_sides() {
 fn metadata_is_kept() {
     let f = Fixture::new();
     let root_user = is_root();
-    let cap: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let cap: &[u8] = &[
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     let mut b = pkg();
     b.entry(TestEntry::new("./usr/", Kind::Dir, 0o755).mtime(1_000_000))
         .entry(TestEntry::new("./usr/bin/", Kind::Dir, 0o755))
@@ -284,11 +325,13 @@ fn metadata_is_kept() {
         .entry(TestEntry::new("./loop0", Kind::Block(7, 0), 0o660).owner(0, 6))
         .entry(TestEntry::new("./ro/", Kind::Dir, 0o555))
         .file("./ro/inside", b"i", 0o444);
-    let xattr = if root_user { "security.capability" } else { "user.test" };
+    let xattr = if root_user {
+        "security.capability"
+    } else {
+        "user.test"
+    };
     let value = if root_user { cap } else { b"v" };
-    b.entry(
-        TestEntry::new("./usr/bin/ping", Kind::File(b"p".to_vec()), 0o755).xattr(xattr, value),
-    );
+    b.entry(TestEntry::new("./usr/bin/ping", Kind::File(b"p".to_vec()), 0o755).xattr(xattr, value));
     let stats = f.extract(&b).unwrap();
     let r = &f.root;
     let mode = |p: &str| lstat(&r.join(p)).mode() & 0o7777;
@@ -303,15 +346,27 @@ fn metadata_is_kept() {
     assert!(lstat(&r.join("fifo")).file_type().is_fifo());
     assert_eq!(lstat(&r.join("usr/bin/own")).mtime(), 1_234_567_890);
     assert_eq!(lstat(&r.join("usr")).mtime(), 1_000_000);
-    assert_eq!(lstat(&r.join("usr/bin")).mtime(), build::FIXTURE_MTIME as i64);
-    assert_eq!(lstat(&r.join("usr/bin/sl")).mtime(), build::FIXTURE_MTIME as i64);
-    assert_eq!(fs::read_link(r.join("usr/bin/sl")).unwrap(), Path::new("su"));
+    assert_eq!(
+        lstat(&r.join("usr/bin")).mtime(),
+        build::FIXTURE_MTIME as i64
+    );
+    assert_eq!(
+        lstat(&r.join("usr/bin/sl")).mtime(),
+        build::FIXTURE_MTIME as i64
+    );
+    assert_eq!(
+        fs::read_link(r.join("usr/bin/sl")).unwrap(),
+        Path::new("su")
+    );
     let (a, b2) = (lstat(&r.join("usr/bin/su")), lstat(&r.join("usr/bin/su2")));
     assert_eq!((a.ino(), a.dev()), (b2.ino(), b2.dev()));
     assert_eq!(a.nlink(), 2);
     assert_eq!(stats.hardlinks, 1);
     assert_eq!(stats.bytes, 2 + 1 + 1 + 1 + 1);
-    assert_eq!(sys::lgetxattr(&r.join("usr/bin/ping"), xattr).unwrap(), value);
+    assert_eq!(
+        sys::lgetxattr(&r.join("usr/bin/ping"), xattr).unwrap(),
+        value
+    );
     if root_user {
         let own = lstat(&r.join("usr/bin/own"));
         assert_eq!((own.uid(), own.gid()), (1234, 5678));
@@ -335,6 +390,8 @@ fn metadata_is_kept() {
         assert!(!r.join("null").exists());
     }
     f.assert_host_untouched();
+    // Let the temporary directory be removed without root.
+    fs::set_permissions(r.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]
@@ -367,7 +424,9 @@ fn every_compression_extracts() {
     for packing in [Packing::None, Packing::Gzip, Packing::Xz, Packing::Zstd] {
         let f = Fixture::new();
         let mut b = pkg();
-        b.dir("./usr/", 0o755).file("./usr/x", &[9u8; 70_000], 0o644).compression(packing);
+        b.dir("./usr/", 0o755)
+            .file("./usr/x", &[9u8; 70_000], 0o644)
+            .compression(packing);
         let stats = f.extract(&b).unwrap();
         assert_eq!((stats.files, stats.bytes), (1, 70_000));
         assert_eq!(fs::read(f.root.join("usr/x")).unwrap(), vec![9u8; 70_000]);
@@ -385,22 +444,36 @@ fn corrupted_and_truncated_debs_are_clear_errors() {
             (x >> 16) as u8
         })
         .collect();
-    b.dir("./usr/", 0o755).file("./usr/big", &noise, 0o644).file("./usr/after", b"a", 0o644);
+    b.dir("./usr/", 0o755)
+        .file("./usr/big", &noise, 0o644)
+        .file("./usr/after", b"a", 0o644);
 
     // A data.tar cut in the middle of a file, inside a well-formed ar container.
     let tar = b.data_tar().unwrap();
     let control = b.control_tar().unwrap();
     let cut = &tar[..512 * 3 + 20_000];
     let path = f.debs.path().join("cut.deb");
-    let members: [(&str, &[u8]); 3] =
-        [("debian-binary", b"2.0\n"), ("control.tar", &control), ("data.tar", cut)];
+    let members: [(&str, &[u8]); 3] = [
+        ("debian-binary", b"2.0\n"),
+        ("control.tar", &control),
+        ("data.tar", cut),
+    ];
     fs::write(&path, ar_bytes(&members)).unwrap();
     let deb = Deb::open(&path).unwrap();
     let e = extract_deb(&deb, &f.root).unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, ExtractError::Deb(DebError::Corrupt { .. })), "{msg}");
-    assert!(msg.contains("cut.deb") && msg.contains("./usr/big"), "{msg}");
-    assert!(!f.root.join("usr/big").exists(), "half-written file at the final path");
+    assert!(
+        matches!(e, ExtractError::Deb(DebError::Corrupt { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("cut.deb") && msg.contains("./usr/big"),
+        "{msg}"
+    );
+    assert!(
+        !f.root.join("usr/big").exists(),
+        "half-written file at the final path"
+    );
     f.assert_host_untouched();
 
     // Compressed: flipped bytes and truncation.
@@ -431,19 +504,33 @@ fn corrupted_and_truncated_debs_are_clear_errors() {
 #[test]
 fn unsupported_entry_types_are_refused() {
     let f = Fixture::new();
-    let mut tar = Vec::new();
     let mut h = tar::Header::new_gnu();
     h.set_path("./vol").unwrap();
-    h.set_entry_type(tar::EntryType::GNUVolumeHeader);
+    h.set_entry_type(tar::EntryType::new(b'V'));
     h.set_size(0);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_cksum();
-    tar.extend_from_slice(h.as_bytes());
-    tar.extend_from_slice(&[0u8; 1024]);
-    let control = pkg().control_tar().unwrap();
-    let path = f.debs.path().join("vol.deb");
-    let members: [(&str, &[u8]); 3] =
-        [("debian-binary", b"2.0\n"), ("control.tar", &control), ("data.tar", &tar)];
-    fs::write(&path, ar_bytes(&members)).unwrap();
-    let e = extract_deb(&Deb::open(&path).unwrap(), &f.root).unwrap_err();
-    assert!(matches!(e, ExtractError::Unsupported { kind: 'V', .. }), "{e}");
+    let mut b = pkg();
+    b.raw_header(&h, b"");
+    let e = f.extract(&b).unwrap_err();
+    assert!(
+        matches!(e, ExtractError::Unsupported { kind: 'V', .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("`vol`"), "{e}");
+
+    // A header whose checksum does not match is a corrupt package.
+    let mut bad = h.clone();
+    bad.as_mut_bytes()[0] = b'X';
+    let mut b = pkg();
+    b.raw_header(&bad, b"");
+    let e = f.extract(&b).unwrap_err();
+    assert!(
+        matches!(e, ExtractError::Deb(DebError::Corrupt { .. })),
+        "{e}"
+    );
+    f.assert_host_untouched();
 }

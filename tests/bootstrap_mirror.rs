@@ -1,0 +1,104 @@
+//! End-to-end: `pistemcell bootstrap` against a real Debian mirror installs exactly what
+//! `debootstrap --variant=minbase` installs (name, version, architecture, state `ii`), the
+//! rootfs runs `/bin/true`, and `apt-get update` works inside it.
+//!
+//! Needs root, a reachable mirror (`PISTEMCELL_TEST_MIRROR`, else the host's apt sources),
+//! debootstrap and qemu-user-static; each missing piece skips the test with the reason.
+//! `PISTEMCELL_SKIP_MIRROR_TESTS=1` skips it on purpose (it takes several minutes).
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use pistemcell::rootfs::mounts::ChrootMounts;
+
+fn skip(reason: &str) {
+    eprintln!("SKIPPED bootstrap_mirror: {reason}");
+}
+
+fn mirror() -> Option<String> {
+    std::env::var("PISTEMCELL_TEST_MIRROR")
+        .ok()
+        .or_else(|| pistemcell::mirror::from_host(Path::new("/etc/apt"), "debian", "bookworm"))
+}
+
+fn reachable(mirror: &str) -> bool {
+    pistemcell::archive::http::Http::new().get(&format!("{mirror}/dists/bookworm/Release")).is_ok()
+}
+
+/// `name version arch state` for every package in a rootfs's dpkg database.
+fn installed(root: &Path) -> Vec<String> {
+    let out = support::sh(
+        Command::new("dpkg-query")
+            .arg(format!("--admindir={}/var/lib/dpkg", root.display()))
+            .args(["-W", "-f", "${Package} ${Version} ${Architecture} ${db:Status-Abbrev}\n"]),
+    );
+    let mut v: Vec<String> = out.lines().map(|l| l.trim_end().to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
+    if std::env::var_os("PISTEMCELL_SKIP_MIRROR_TESTS").is_some() {
+        return skip("PISTEMCELL_SKIP_MIRROR_TESTS is set");
+    }
+    if !support::is_root() {
+        return skip("needs root (mounts, chroot)");
+    }
+    let Some(mirror) = mirror() else {
+        return skip("no mirror: set PISTEMCELL_TEST_MIRROR or add a bookworm line to the host's apt sources");
+    };
+    if !reachable(&mirror) {
+        return skip(&format!("mirror {mirror} is not reachable"));
+    }
+    if !pistemcell::cmd::on_path("debootstrap") {
+        return skip("debootstrap is not installed (apt-get install debootstrap)");
+    }
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // The download cache survives between test runs (it is content-addressed and verified).
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mirror-cache");
+    for arch in ["armhf", "arm64"] {
+        let ours = tmp.path().join(format!("ours-{arch}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+            .arg("--work-dir")
+            .arg(tmp.path().join("work"))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--mirror", &mirror, "--set", &format!("architecture={arch}"), "bootstrap", "--output"])
+            .arg(&ours)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pistemcell bootstrap {arch} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+
+        let theirs = tmp.path().join(format!("debootstrap-{arch}"));
+        support::sh(
+            Command::new("debootstrap")
+                .args(["--variant=minbase", &format!("--arch={arch}"), "bookworm"])
+                .arg(&theirs)
+                .arg(&mirror),
+        );
+        let (a, b) = (installed(&ours), installed(&theirs));
+        let only_ours: Vec<_> = a.iter().filter(|x| !b.contains(x)).collect();
+        let only_theirs: Vec<_> = b.iter().filter(|x| !a.contains(x)).collect();
+        assert!(only_ours.is_empty() && only_theirs.is_empty(), "{arch}: only pistemcell: {only_ours:?}\nonly debootstrap: {only_theirs:?}");
+        assert!(a.iter().all(|l| l.ends_with(" ii")), "{arch}: {a:?}");
+        assert!(a.len() > 50, "{arch}: a minbase has more than 50 packages");
+
+        support::sh(Command::new("chroot").arg(&ours).arg("/bin/true"));
+
+        // apt inside the image works against the same mirror.
+        let sources = std::fs::read_to_string(ours.join("etc/apt/sources.list")).unwrap();
+        assert!(sources.starts_with("deb ") && sources.contains(" bookworm main"), "{sources}");
+        std::fs::write(ours.join("etc/apt/sources.list"), format!("deb {mirror} bookworm main\n")).unwrap();
+        std::fs::copy("/etc/resolv.conf", ours.join("etc/resolv.conf")).unwrap();
+        {
+            let _m = ChrootMounts::setup(&ours).unwrap();
+            support::sh(Command::new("chroot").arg(&ours).args(["apt-get", "-q", "update"]));
+        }
+        assert!(pistemcell::rootfs::mounts::mounts_under(tmp.path()).is_empty(), "nothing left mounted");
+        let lists = std::fs::read_dir(ours.join("var/lib/apt/lists")).unwrap().count();
+        assert!(lists > 2, "apt-get update fetched the indices");
+    }
+}
