@@ -32,7 +32,10 @@ pub enum CmdError {
 /// Renders a command's program and arguments for messages.
 pub fn argv_of(cmd: &Command) -> String {
     let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
-    parts.extend(cmd.get_args().map(|a: &OsStr| a.to_string_lossy().into_owned()));
+    parts.extend(
+        cmd.get_args()
+            .map(|a: &OsStr| a.to_string_lossy().into_owned()),
+    );
     parts.join(" ")
 }
 
@@ -49,7 +52,10 @@ pub fn run(cmd: &mut Command) -> Result<Output, CmdError> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| CmdError::Spawn { argv: argv.clone(), source })?;
+        .map_err(|source| CmdError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -58,7 +64,11 @@ pub fn run(cmd: &mut Command) -> Result<Output, CmdError> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        Err(CmdError::Failed { argv, status: out.status.to_string(), tail: tail(&text, TAIL_LINES) })
+        Err(CmdError::Failed {
+            argv,
+            status: out.status.to_string(),
+            tail: tail(&text, TAIL_LINES),
+        })
     }
 }
 
@@ -80,7 +90,9 @@ pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
         .map(|d| d.join(program))
         .find(|p| {
             use std::os::unix::fs::PermissionsExt;
-            p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
         })
 }
 
@@ -90,7 +102,8 @@ mod tests {
 
     #[test]
     fn failed_command_error_names_argv_and_output_tail() {
-        let err = run(Command::new("sh").args(["-c", "echo one; echo two >&2; exit 3"])).unwrap_err();
+        let err =
+            run(Command::new("sh").args(["-c", "echo one; echo two >&2; exit 3"])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("sh -c"), "{msg}");
         assert!(msg.contains("one") && msg.contains("two"), "{msg}");

@@ -29,7 +29,11 @@ pub struct Finding {
 }
 
 fn finding(level: Level, check: &'static str, message: impl Into<String>) -> Finding {
-    Finding { level, check, message: message.into() }
+    Finding {
+        level,
+        check,
+        message: message.into(),
+    }
 }
 
 /// Minimum free space under the work dir for a bootstrap (bytes).
@@ -37,10 +41,25 @@ pub const MIN_FREE: u64 = 4 << 30;
 
 /// Host tools the build needs: (program, Debian package, required?, why).
 const TOOLS: &[(&str, &str, bool, &str)] = &[
-    ("gpgv", "gpgv", true, "verifies the archive's Release signature"),
+    (
+        "gpgv",
+        "gpgv",
+        true,
+        "verifies the archive's Release signature",
+    ),
     ("gpg", "gpg", true, "checks the archive key's fingerprint"),
-    ("chroot", "coreutils", true, "runs maintainer scripts in the rootfs"),
-    ("dpkg", "dpkg", false, "unpacks natively (about 1.8x faster than the target's dpkg under emulation)"),
+    (
+        "chroot",
+        "coreutils",
+        true,
+        "runs maintainer scripts in the rootfs",
+    ),
+    (
+        "dpkg",
+        "dpkg",
+        false,
+        "unpacks natively (about 1.8x faster than the target's dpkg under emulation)",
+    ),
 ];
 
 /// Runs every check for building `spec` with work dir `work`.
@@ -56,13 +75,25 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
     for (prog, pkg, required, why) in TOOLS {
         out.push(match (crate::cmd::find_on_path(prog), required) {
             (Some(p), _) => finding(Level::Ok, "tool", format!("{prog}: {}", p.display())),
-            (None, true) => finding(Level::Fail, "tool", format!("{prog} missing ({why}): apt-get install {pkg}")),
-            (None, false) => finding(Level::Warn, "tool", format!("{prog} missing ({why}): apt-get install {pkg}")),
+            (None, true) => finding(
+                Level::Fail,
+                "tool",
+                format!("{prog} missing ({why}): apt-get install {pkg}"),
+            ),
+            (None, false) => finding(
+                Level::Warn,
+                "tool",
+                format!("{prog} missing ({why}): apt-get install {pkg}"),
+            ),
         });
     }
     if let Some(why) = crate::rootfs::dpkg::host_dpkg_unusable() {
         if crate::cmd::on_path("dpkg") {
-            out.push(finding(Level::Warn, "dpkg", format!("{why}; the target's dpkg will run in the chroot instead (slower)")));
+            out.push(finding(
+                Level::Warn,
+                "dpkg",
+                format!("{why}; the target's dpkg will run in the chroot instead (slower)"),
+            ));
         }
     }
     let arch = spec.arch;
@@ -91,21 +122,47 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
     let key = &spec.keyring;
     if !key.starts_with("http://") && !key.starts_with("https://") {
         out.push(if Path::new(key).is_file() {
-            finding(Level::Ok, "keyring", format!("{} archive key: {key}", spec.profile.name))
+            finding(
+                Level::Ok,
+                "keyring",
+                format!("{} archive key: {key}", spec.profile.name),
+            )
         } else {
-            let pkg = spec.profile.keyring.package.as_deref().unwrap_or("the archive's keyring package");
-            finding(Level::Fail, "keyring", format!("{key} is missing: apt-get install {pkg}, or set `keyring:` in the spec"))
+            let pkg = spec
+                .profile
+                .keyring
+                .package
+                .as_deref()
+                .unwrap_or("the archive's keyring package");
+            finding(
+                Level::Fail,
+                "keyring",
+                format!("{key} is missing: apt-get install {pkg}, or set `keyring:` in the spec"),
+            )
         });
     }
     if spec.profile.mirror == crate::profile::HOST_APT && spec.mirror.is_none() {
-        out.push(match crate::mirror::from_host(Path::new("/etc/apt"), &spec.profile.distro, &spec.suite) {
-            Some(m) => finding(Level::Ok, "mirror", format!("{} {} from the host's apt sources: {m}", spec.profile.distro, spec.suite)),
-            None => finding(
-                Level::Warn,
-                "mirror",
-                format!("the host's apt sources have no {} line; pass --mirror URL to bootstrap", spec.suite),
-            ),
-        });
+        out.push(
+            match crate::mirror::from_host(Path::new("/etc/apt"), &spec.profile.distro, &spec.suite)
+            {
+                Some(m) => finding(
+                    Level::Ok,
+                    "mirror",
+                    format!(
+                        "{} {} from the host's apt sources: {m}",
+                        spec.profile.distro, spec.suite
+                    ),
+                ),
+                None => finding(
+                    Level::Warn,
+                    "mirror",
+                    format!(
+                        "the host's apt sources have no {} line; pass --mirror URL to bootstrap",
+                        spec.suite
+                    ),
+                ),
+            },
+        );
     }
     out.push(disk_check(work));
     out
@@ -113,7 +170,9 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
 
 fn qemu_installed(arch: crate::spec::Arch) -> bool {
     Path::new("/usr/share/binfmts").join(arch.qemu()).exists()
-        || Path::new("/usr/lib/binfmt.d").join(format!("{}.conf", arch.qemu())).exists()
+        || Path::new("/usr/lib/binfmt.d")
+            .join(format!("{}.conf", arch.qemu()))
+            .exists()
 }
 
 fn disk_check(work: &Path) -> Finding {
@@ -160,10 +219,18 @@ mod tests {
         let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let found = check(&spec, &dir.path().join("not/yet/created"));
-        assert!(found.iter().any(|f| f.check == "disk" && f.level == Level::Ok), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.check == "disk" && f.level == Level::Ok),
+            "{found:?}"
+        );
         for f in found.iter().filter(|f| f.level != Level::Ok) {
             assert!(
-                f.message.contains("apt-get") || f.message.contains("run") || f.message.contains("--") || f.message.contains("set"),
+                f.message.contains("apt-get")
+                    || f.message.contains("run")
+                    || f.message.contains("--")
+                    || f.message.contains("set"),
                 "{f:?}"
             );
         }

@@ -14,7 +14,9 @@ pub struct Interrupted;
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            eprintln!("pistemcell: second interrupt, exiting now; the next run sweeps what was left");
+            eprintln!(
+                "pistemcell: second interrupt, exiting now; the next run sweeps what was left"
+            );
             std::process::exit(130);
         }
         eprintln!("pistemcell: interrupted, cleaning up (press Ctrl-C again to exit at once)");

@@ -23,10 +23,20 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Work directory (rootfs trees, logs); one run at a time per work dir.
-    #[arg(long, global = true, env = "PISTEMCELL_WORK_DIR", default_value = "/var/tmp/pistemcell")]
+    #[arg(
+        long,
+        global = true,
+        env = "PISTEMCELL_WORK_DIR",
+        default_value = "/var/tmp/pistemcell"
+    )]
     work_dir: PathBuf,
     /// Download cache shared between builds (content-addressed .debs and indices).
-    #[arg(long, global = true, env = "PISTEMCELL_CACHE_DIR", default_value = "/var/cache/pistemcell")]
+    #[arg(
+        long,
+        global = true,
+        env = "PISTEMCELL_CACHE_DIR",
+        default_value = "/var/cache/pistemcell"
+    )]
     cache_dir: PathBuf,
     /// Archive mirror URL (http, https or file://), overriding the spec and the profile.
     #[arg(long, global = true)]
@@ -190,11 +200,15 @@ fn clean(dir: &std::path::Path) -> Result<usize> {
     }
     let (work, _) = workdir::WorkDir::open(dir)?;
     let mut n = 0;
-    for e in std::fs::read_dir(work.path()).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+    for e in std::fs::read_dir(work.path())
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+    {
         if e.file_name() == ".lock" {
             continue;
         }
-        workdir::remove_tree(&e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+        workdir::remove_tree(&e.path())
+            .with_context(|| format!("removing {}", e.path().display()))?;
         n += 1;
     }
     Ok(n)

@@ -12,7 +12,12 @@ pub fn host_source_files(etc_apt: &Path) -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(etc_apt.join("sources.list.d")) {
         let mut extra: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("list" | "sources")))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("list" | "sources")
+                )
+            })
             .collect();
         extra.sort();
         files.extend(extra);
@@ -50,7 +55,10 @@ pub fn parse_sources(path: &Path, text: &str) -> Vec<Source> {
             }
         }
         if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
-            out.push(Source { uri: uri.to_string(), suites: vec![suite.to_string()] });
+            out.push(Source {
+                uri: uri.to_string(),
+                suites: vec![suite.to_string()],
+            });
         }
     }
     out
@@ -77,7 +85,10 @@ fn parse_deb822(text: &str) -> Vec<Source> {
             }
         }
         if enabled && types.iter().any(|t| t == "deb") {
-            out.extend(uris.into_iter().map(|uri| Source { uri, suites: suites.clone() }));
+            out.extend(uris.into_iter().map(|uri| Source {
+                uri,
+                suites: suites.clone(),
+            }));
         }
     }
     out
@@ -89,7 +100,11 @@ pub fn from_host(etc_apt: &Path, distro: &str, suite: &str) -> Option<String> {
     let mut found: Vec<Source> = Vec::new();
     for f in host_source_files(etc_apt) {
         if let Ok(text) = std::fs::read_to_string(&f) {
-            found.extend(parse_sources(&f, &text).into_iter().filter(|s| s.suites.iter().any(|x| x == suite)));
+            found.extend(
+                parse_sources(&f, &text)
+                    .into_iter()
+                    .filter(|s| s.suites.iter().any(|x| x == suite)),
+            );
         }
     }
     let tail = format!("/{distro}");
@@ -132,7 +147,10 @@ pub enum MirrorError {
 /// Chooses the mirror: the CLI's `--mirror`, the spec's `mirror:`, the profile's, or the host's.
 pub fn choose(spec: &Resolved, cli: Option<&str>, etc_apt: &Path) -> Result<String, MirrorError> {
     if let Some(url) = cli.or(spec.mirror.as_deref()) {
-        crate::spec::check_url(url).map_err(|reason| MirrorError::BadUrl { url: url.into(), reason })?;
+        crate::spec::check_url(url).map_err(|reason| MirrorError::BadUrl {
+            url: url.into(),
+            reason,
+        })?;
         return Ok(url.trim_end_matches('/').to_string());
     }
     if spec.profile.mirror != HOST_APT {
@@ -165,7 +183,10 @@ mod tests {
             "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n",
         )
         .unwrap();
-        assert_eq!(from_host(dir.path(), "debian", "bookworm").as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            from_host(dir.path(), "debian", "bookworm").as_deref(),
+            Some("http://mirror.example/debian")
+        );
         assert_eq!(
             from_host(dir.path(), "debian", "bookworm-security").as_deref(),
             Some("http://mirror.example/debian-security")
@@ -178,8 +199,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
         let e = choose(&spec, None, dir.path()).unwrap_err().to_string();
-        assert!(e.contains("--mirror") && e.contains("bookworm") && e.contains("armhf"), "{e}");
-        assert_eq!(choose(&spec, Some("file:///srv/m/"), dir.path()).unwrap(), "file:///srv/m");
+        assert!(
+            e.contains("--mirror") && e.contains("bookworm") && e.contains("armhf"),
+            "{e}"
+        );
+        assert_eq!(
+            choose(&spec, Some("file:///srv/m/"), dir.path()).unwrap(),
+            "file:///srv/m"
+        );
         assert!(choose(&spec, Some("srv/m"), dir.path()).is_err());
     }
 }

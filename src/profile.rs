@@ -6,11 +6,26 @@ use serde::Deserialize;
 
 /// A profile file compiled into the binary: (name, YAML text).
 const BUILTIN: &[(&str, &str)] = &[
-    ("debian-bookworm", include_str!("../assets/os/debian-bookworm.yml")),
-    ("raspbian-bookworm", include_str!("../assets/os/raspbian-bookworm.yml")),
-    ("raspbian-buster", include_str!("../assets/os/raspbian-buster.yml")),
-    ("ubuntu-trusty", include_str!("../assets/os/ubuntu-trusty.yml")),
-    ("ubuntu-jammy", include_str!("../assets/os/ubuntu-jammy.yml")),
+    (
+        "debian-bookworm",
+        include_str!("../assets/os/debian-bookworm.yml"),
+    ),
+    (
+        "raspbian-bookworm",
+        include_str!("../assets/os/raspbian-bookworm.yml"),
+    ),
+    (
+        "raspbian-buster",
+        include_str!("../assets/os/raspbian-buster.yml"),
+    ),
+    (
+        "ubuntu-trusty",
+        include_str!("../assets/os/ubuntu-trusty.yml"),
+    ),
+    (
+        "ubuntu-jammy",
+        include_str!("../assets/os/ubuntu-jammy.yml"),
+    ),
 ];
 
 /// The profile used when the spec names none.
@@ -89,11 +104,18 @@ pub fn names() -> Vec<&'static str> {
 
 /// Loads the built-in profile called `name`.
 pub fn load(name: &str) -> Result<Profile, ProfileError> {
-    let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| ProfileError::Unknown {
+    let (_, text) =
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| ProfileError::Unknown {
+                name: name.to_string(),
+                known: names().join(", "),
+            })?;
+    serde_norway::from_str(text).map_err(|source| ProfileError::Invalid {
         name: name.to_string(),
-        known: names().join(", "),
-    })?;
-    serde_norway::from_str(text).map_err(|source| ProfileError::Invalid { name: name.to_string(), source })
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -107,7 +129,11 @@ mod tests {
             assert_eq!(p.name, name);
             assert!(!p.keyring.fingerprints.is_empty(), "{name}");
             for f in &p.keyring.fingerprints {
-                assert_eq!(f.len(), 40, "{name}: fingerprint {f} must be a full v4 fingerprint");
+                assert_eq!(
+                    f.len(),
+                    40,
+                    "{name}: fingerprint {f} must be a full v4 fingerprint"
+                );
             }
         }
     }
@@ -121,7 +147,11 @@ mod tests {
     #[test]
     fn only_raspbian_accepts_sha1() {
         for name in names() {
-            assert_eq!(load(name).unwrap().keyring.allow_sha1, name.starts_with("raspbian"), "{name}");
+            assert_eq!(
+                load(name).unwrap().keyring.allow_sha1,
+                name.starts_with("raspbian"),
+                "{name}"
+            );
         }
     }
 }

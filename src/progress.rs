@@ -29,7 +29,11 @@ pub struct Reporter {
 impl Reporter {
     /// A reporter writing to stderr; bars only when stderr is a terminal.
     pub fn new(verbosity: Verbosity) -> Reporter {
-        Reporter { verbosity, tty: std::io::stderr().is_terminal(), start: Instant::now() }
+        Reporter {
+            verbosity,
+            tty: std::io::stderr().is_terminal(),
+            start: Instant::now(),
+        }
     }
 
     /// Logs a step line (not in quiet mode).
@@ -111,8 +115,13 @@ impl Bar {
         } else if i.plain && i.total > 0 {
             let decile = done.saturating_mul(10) / i.total;
             if decile > i.last_decile.fetch_max(decile, Ordering::Relaxed) && decile < 10 {
-                let unit = if i.bytes { format!("{} MB", done / 1_000_000) } else { format!("{done}/{}", i.total) };
-                i.reporter.step(&format!("{}: {}% ({unit})", i.label, decile * 10));
+                let unit = if i.bytes {
+                    format!("{} MB", done / 1_000_000)
+                } else {
+                    format!("{done}/{}", i.total)
+                };
+                i.reporter
+                    .step(&format!("{}: {}% ({unit})", i.label, decile * 10));
             }
         }
     }
@@ -129,6 +138,8 @@ impl Bar {
         if let Some(pb) = &self.inner.bar {
             pb.finish_and_clear();
         }
-        self.inner.reporter.step(&format!("{}: {summary}", self.inner.label));
+        self.inner
+            .reporter
+            .step(&format!("{}: {summary}", self.inner.label));
     }
 }

@@ -91,8 +91,7 @@ pub enum Cpu {
 }
 
 /// Which packages the bootstrap installs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum VariantSpec {
     /// `Essential: yes` and `Priority: required` packages, with their dependencies.
     Required,
@@ -103,6 +102,59 @@ pub enum VariantSpec {
     Important,
     /// Exactly these packages and their dependencies (`variant: {packages: [..]}`).
     Packages(Vec<String>),
+}
+
+const VARIANT_NAMES: &[&str] = &["required", "minbase", "important"];
+
+impl Serialize for VariantSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            VariantSpec::Required => s.serialize_str("required"),
+            VariantSpec::Minbase => s.serialize_str("minbase"),
+            VariantSpec::Important => s.serialize_str("important"),
+            VariantSpec::Packages(list) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("packages", list)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VariantSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = VariantSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`required`, `minbase`, `important` or `{packages: [..]}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VariantSpec, E> {
+                match v {
+                    "required" => Ok(VariantSpec::Required),
+                    "minbase" => Ok(VariantSpec::Minbase),
+                    "important" => Ok(VariantSpec::Important),
+                    other => Err(E::unknown_variant(other, VARIANT_NAMES)),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<VariantSpec, A::Error> {
+                let mut list = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "packages" || list.is_some() {
+                        return Err(serde::de::Error::unknown_field(&key, &["packages"]));
+                    }
+                    list = Some(map.next_value::<Vec<String>>()?);
+                }
+                list.map(VariantSpec::Packages)
+                    .ok_or_else(|| serde::de::Error::missing_field("packages"))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The spec file as written: every field optional, defaults come from the profile.
@@ -190,7 +242,10 @@ pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Resolved, SpecError>
     let (source, text) = match path {
         Some(p) => (
             p.display().to_string(),
-            std::fs::read_to_string(p).map_err(|source| SpecError::Read { path: p.to_path_buf(), source })?,
+            std::fs::read_to_string(p).map_err(|source| SpecError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
         ),
         None => ("<default spec>".to_string(), String::new()),
     };
@@ -208,8 +263,11 @@ pub fn parse(source: &str, text: &str, sets: &[String]) -> Result<Spec, SpecErro
     if sets.is_empty() {
         return Ok(spec);
     }
-    let mut doc: serde_norway::Value = serde_norway::from_str(text)
-        .map_err(|e| SpecError::Parse { path: source.to_string(), source: e })?;
+    let mut doc: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| SpecError::Parse {
+            path: source.to_string(),
+            source: e,
+        })?;
     for arg in sets {
         apply_set(&mut doc, arg)?;
     }
@@ -222,15 +280,23 @@ pub fn parse(source: &str, text: &str, sets: &[String]) -> Result<Spec, SpecErro
 /// Applies one `key.sub=value` override to a YAML document; the value is read as YAML.
 fn apply_set(doc: &mut serde_norway::Value, arg: &str) -> Result<(), SpecError> {
     use serde_norway::Value;
-    let err = |reason: &str| SpecError::Set { arg: arg.to_string(), reason: reason.to_string() };
-    let (key, value) = arg.split_once('=').ok_or_else(|| err("expected key=value, e.g. --set architecture=arm64"))?;
+    let err = |reason: &str| SpecError::Set {
+        arg: arg.to_string(),
+        reason: reason.to_string(),
+    };
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected key=value, e.g. --set architecture=arm64"))?;
     if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(err("the key is empty; expected key=value, e.g. --set architecture=arm64"));
+        return Err(err(
+            "the key is empty; expected key=value, e.g. --set architecture=arm64",
+        ));
     }
     let value: Value = if value.is_empty() {
         Value::String(String::new())
     } else {
-        serde_norway::from_str(value).map_err(|e| err(&format!("the value is not valid YAML: {e}")))?
+        serde_norway::from_str(value)
+            .map_err(|e| err(&format!("the value is not valid YAML: {e}")))?
     };
     if doc.is_null() {
         *doc = Value::Mapping(Default::default());
@@ -238,13 +304,17 @@ fn apply_set(doc: &mut serde_norway::Value, arg: &str) -> Result<(), SpecError> 
     let mut node = doc;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
-        let map = node.as_mapping_mut().ok_or_else(|| err(&format!("`{}` is not a mapping", parts[..i].join("."))))?;
+        let map = node
+            .as_mapping_mut()
+            .ok_or_else(|| err(&format!("`{}` is not a mapping", parts[..i].join("."))))?;
         let k = Value::String(part.to_string());
         if i + 1 == parts.len() {
             map.insert(k, value);
             return Ok(());
         }
-        node = map.entry(k).or_insert_with(|| Value::Mapping(Default::default()));
+        node = map
+            .entry(k)
+            .or_insert_with(|| Value::Mapping(Default::default()));
     }
     Ok(())
 }
@@ -252,7 +322,10 @@ fn apply_set(doc: &mut serde_norway::Value, arg: &str) -> Result<(), SpecError> 
 /// Fills defaults from the profile and checks that the values fit together.
 pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
     let profile = profile::load(spec.profile.as_deref().unwrap_or(profile::DEFAULT_PROFILE))?;
-    let invalid = |reason: String| SpecError::Invalid { path: source.clone(), reason };
+    let invalid = |reason: String| SpecError::Invalid {
+        path: source.clone(),
+        reason,
+    };
     let arch = spec.architecture.unwrap_or_default();
     if !profile.architectures.iter().any(|a| a == arch.debian()) {
         return Err(invalid(format!(
@@ -282,34 +355,51 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
     }
     for (field, list) in [("packages", &spec.packages)] {
         if let Some(bad) = list.iter().find(|p| !valid_package_name(p)) {
-            return Err(invalid(format!("`{field}` entry `{bad}` is not a valid Debian package name")));
+            return Err(invalid(format!(
+                "`{field}` entry `{bad}` is not a valid Debian package name"
+            )));
         }
     }
     if let Some(VariantSpec::Packages(list)) = &spec.variant {
         if list.is_empty() {
-            return Err(invalid("`variant: {packages: []}` names no packages".into()));
+            return Err(invalid(
+                "`variant: {packages: []}` names no packages".into(),
+            ));
         }
         if let Some(bad) = list.iter().find(|p| !valid_package_name(p)) {
-            return Err(invalid(format!("`variant.packages` entry `{bad}` is not a valid Debian package name")));
+            return Err(invalid(format!(
+                "`variant.packages` entry `{bad}` is not a valid Debian package name"
+            )));
         }
     }
     if let Some(m) = &spec.mirror {
         check_url(m).map_err(|r| invalid(format!("`mirror: {m}`: {r}")))?;
     }
-    let fingerprints = spec.keyring_fingerprints.clone().unwrap_or_else(|| profile.keyring.fingerprints.clone());
+    let fingerprints = spec
+        .keyring_fingerprints
+        .clone()
+        .unwrap_or_else(|| profile.keyring.fingerprints.clone());
     for f in &fingerprints {
         let clean: String = f.chars().filter(|c| !c.is_whitespace()).collect();
         if clean.len() != 40 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(invalid(format!("keyring fingerprint `{f}` is not a full 40-hex-digit fingerprint")));
+            return Err(invalid(format!(
+                "keyring fingerprint `{f}` is not a full 40-hex-digit fingerprint"
+            )));
         }
     }
     Ok(Resolved {
         arch,
         cpu,
         suite: spec.suite.clone().unwrap_or_else(|| profile.suite.clone()),
-        components: spec.components.clone().unwrap_or_else(|| profile.components.clone()),
+        components: spec
+            .components
+            .clone()
+            .unwrap_or_else(|| profile.components.clone()),
         mirror: spec.mirror.clone(),
-        keyring: spec.keyring.clone().unwrap_or_else(|| profile.keyring.location.clone()),
+        keyring: spec
+            .keyring
+            .clone()
+            .unwrap_or_else(|| profile.keyring.location.clone()),
         fingerprints,
         variant: spec.variant.clone().unwrap_or_default(),
         packages: spec.packages.clone(),
@@ -323,7 +413,9 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
 pub fn valid_package_name(name: &str) -> bool {
     name.len() >= 2
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 /// Checks that a mirror URL has a scheme pistemcell can fetch from.
@@ -356,7 +448,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_with_line_and_column() {
-        let e = load_text("architecture: arm64\nfrobnicate: 1\n", &[]).unwrap_err().to_string();
+        let e = load_text("architecture: arm64\nfrobnicate: 1\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.yml"), "{e}");
         assert!(e.contains("unknown field `frobnicate`"), "{e}");
         assert!(e.contains("line 2 column 1"), "{e}");
@@ -364,13 +458,22 @@ mod tests {
 
     #[test]
     fn bad_enum_value_names_the_choices() {
-        let e = load_text("architecture: x86\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("armhf") && e.contains("arm64") && e.contains("line 1"), "{e}");
+        let e = load_text("architecture: x86\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("armhf") && e.contains("arm64") && e.contains("line 1"),
+            "{e}"
+        );
     }
 
     #[test]
     fn set_overrides_the_file() {
-        let r = load_text("architecture: armhf\n", &["architecture=arm64", "packages=[curl, less]"]).unwrap();
+        let r = load_text(
+            "architecture: armhf\n",
+            &["architecture=arm64", "packages=[curl, less]"],
+        )
+        .unwrap();
         assert_eq!(r.arch, Arch::Arm64);
         assert_eq!(r.cpu, Cpu::Armv8);
         assert_eq!(r.packages, vec!["curl", "less"]);
@@ -379,7 +482,10 @@ mod tests {
     #[test]
     fn set_of_unknown_key_or_without_equals_is_an_error() {
         let e = load_text("", &["nope=1"]).unwrap_err().to_string();
-        assert!(e.contains("--set nope=1") && e.contains("unknown field `nope`"), "{e}");
+        assert!(
+            e.contains("--set nope=1") && e.contains("unknown field `nope`"),
+            "{e}"
+        );
         let e = load_text("", &["architecture"]).unwrap_err().to_string();
         assert!(e.contains("expected key=value"), "{e}");
     }
@@ -387,7 +493,25 @@ mod tests {
     #[test]
     fn explicit_package_variant_parses() {
         let r = load_text("variant:\n  packages: [busybox, libc6]\n", &[]).unwrap();
-        assert_eq!(r.variant, VariantSpec::Packages(vec!["busybox".into(), "libc6".into()]));
+        assert_eq!(
+            r.variant,
+            VariantSpec::Packages(vec!["busybox".into(), "libc6".into()])
+        );
+    }
+
+    #[test]
+    fn unknown_variant_names_the_choices() {
+        let e = load_text("variant: tiny\n", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("tiny") && e.contains("minbase") && e.contains("line 1"),
+            "{e}"
+        );
+        let e = load_text("variant: {pkgs: [a]}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pkgs") && e.contains("packages"), "{e}");
+        let r = load_text("", &["variant=required"]).unwrap();
+        assert_eq!(r.variant, VariantSpec::Required);
     }
 
     #[test]
@@ -396,17 +520,25 @@ mod tests {
         assert!(e.contains("raspbian"), "{e}");
         let r = load_text("profile: raspbian-bookworm\n", &[]).unwrap();
         assert_eq!(r.cpu, Cpu::Armv6);
-        let e = load_text("profile: raspbian-bookworm\narchitecture: arm64\n", &[]).unwrap_err().to_string();
+        let e = load_text("profile: raspbian-bookworm\narchitecture: arm64\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no arm64 packages"), "{e}");
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = load_text("packages: [Foo_Bar]\n", &[]).unwrap_err().to_string();
+        let e = load_text("packages: [Foo_Bar]\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Foo_Bar"), "{e}");
-        let e = load_text("mirror: ftp.example/debian\n", &[]).unwrap_err().to_string();
+        let e = load_text("mirror: ftp.example/debian\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http://"), "{e}");
-        let e = load_text("keyring_fingerprints: [ABCD]\n", &[]).unwrap_err().to_string();
+        let e = load_text("keyring_fingerprints: [ABCD]\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ABCD"), "{e}");
         let e = load_text("profile: fedora\n", &[]).unwrap_err().to_string();
         assert!(e.contains("fedora"), "{e}");
@@ -427,8 +559,27 @@ mod tests {
             packages: vec!["p".into()],
         };
         let v = serde_norway::to_value(&full).unwrap();
-        let keys: Vec<String> = v.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect();
+        let keys: Vec<String> = v
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
         let documented: Vec<String> = FIELDS.iter().map(|f| f.0.to_string()).collect();
         assert_eq!(keys, documented);
+    }
+}
+
+#[cfg(test)]
+mod readme_tests {
+    #[test]
+    fn readme_documents_every_spec_field() {
+        let readme = include_str!("../README.md");
+        for (name, ..) in super::FIELDS {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README.md's spec reference lacks `{name}`"
+            );
+        }
     }
 }

@@ -43,19 +43,31 @@ impl WorkDir {
     /// Creates and locks `path`, then sweeps what a killed run left: mounts first, then
     /// `*.partial` trees. Returns the work dir and the leftovers that were removed.
     pub fn open(path: &Path) -> Result<(WorkDir, Vec<PathBuf>), WorkDirError> {
-        let io = |source| WorkDirError::Io { path: path.to_path_buf(), source };
+        let io = |source| WorkDirError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         std::fs::create_dir_all(path).map_err(io)?;
         let path = path.canonicalize().map_err(io)?;
-        let lock = File::create(path.join(".lock")).map_err(|source| WorkDirError::Io { path: path.clone(), source })?;
+        let lock = File::create(path.join(".lock")).map_err(|source| WorkDirError::Io {
+            path: path.clone(),
+            source,
+        })?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(WorkDirError::Locked { path });
         }
         let mut swept = mounts::sweep(&path)?;
-        let entries = std::fs::read_dir(&path).map_err(|source| WorkDirError::Io { path: path.clone(), source })?;
+        let entries = std::fs::read_dir(&path).map_err(|source| WorkDirError::Io {
+            path: path.clone(),
+            source,
+        })?;
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().ends_with(PARTIAL) {
-                remove_tree(&e.path()).map_err(|source| WorkDirError::Io { path: e.path(), source })?;
+                remove_tree(&e.path()).map_err(|source| WorkDirError::Io {
+                    path: e.path(),
+                    source,
+                })?;
                 swept.push(e.path());
             }
         }
@@ -71,9 +83,15 @@ impl WorkDir {
     pub fn partial(&self, name: &str) -> Result<PartialTree, WorkDirError> {
         let p = self.path.join(format!("{name}{PARTIAL}"));
         if p.exists() {
-            remove_tree(&p).map_err(|source| WorkDirError::Io { path: p.clone(), source })?;
+            remove_tree(&p).map_err(|source| WorkDirError::Io {
+                path: p.clone(),
+                source,
+            })?;
         }
-        std::fs::create_dir(&p).map_err(|source| WorkDirError::Io { path: p.clone(), source })?;
+        std::fs::create_dir(&p).map_err(|source| WorkDirError::Io {
+            path: p.clone(),
+            source,
+        })?;
         Ok(PartialTree { path: Some(p) })
     }
 }
@@ -104,10 +122,14 @@ impl PartialTree {
     /// Moves the finished tree to `dest`, replacing an older tree there only after the new
     /// one is in place.
     pub fn commit(mut self, dest: &Path) -> std::io::Result<()> {
-        let Some(src) = self.path.take() else { return Ok(()) };
+        let Some(src) = self.path.take() else {
+            return Ok(());
+        };
         let old = dest.with_file_name(format!(
             "{}.old{PARTIAL}",
-            dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            dest.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         ));
         let had_old = dest.exists();
         if had_old {
@@ -164,7 +186,10 @@ mod tests {
             std::fs::create_dir(dir.path().join("out")).unwrap();
             std::fs::write(dir.path().join("out/f"), "old").unwrap();
             t.commit(&dir.path().join("out")).unwrap();
-            assert_eq!(std::fs::read_to_string(dir.path().join("out/f")).unwrap(), "new");
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("out/f")).unwrap(),
+                "new"
+            );
             // A killed run's tree:
             std::fs::create_dir(dir.path().join(format!("x{PARTIAL}"))).unwrap();
         }

@@ -18,12 +18,24 @@ fn quiet() -> Reporter {
 
 fn fixture_packages() -> Vec<Pkg> {
     vec![
-        Pkg::new("base", "1.0", &["Priority: required", "Essential: yes", "Depends: libfoo (>= 2.0) | libfoo-legacy, mta"]),
+        Pkg::new(
+            "base",
+            "1.0",
+            &[
+                "Priority: required",
+                "Essential: yes",
+                "Depends: libfoo (>= 2.0) | libfoo-legacy, mta",
+            ],
+        ),
         Pkg::new("libfoo", "1.5", &["Priority: optional"]),
         Pkg::new("libfoo-legacy", "3.0", &["Priority: optional"]),
         Pkg::new("postfix", "3.7", &["Provides: mta", "Pre-Depends: libc"]),
         Pkg::new("libc", "2.36-9+deb12u4", &["Priority: required"]),
-        Pkg::new("apt", "2.6.1", &["Priority: important", "Depends: libc (>= 2.36)"]),
+        Pkg::new(
+            "apt",
+            "2.6.1",
+            &["Priority: important", "Depends: libc (>= 2.36)"],
+        ),
         Pkg::new("extra-tool", "1.0", &["Depends: not-in-archive"]),
     ]
 }
@@ -39,7 +51,12 @@ fn fixture() -> Fixture {
     let key = Key::generate("fixture");
     let archive = Archive::publish(&fixture_packages(), "testing", &key);
     let server = Server::start(archive.root.path());
-    Fixture { archive, server, key, cache: tempfile::tempdir().unwrap() }
+    Fixture {
+        archive,
+        server,
+        key,
+        cache: tempfile::tempdir().unwrap(),
+    }
 }
 
 fn source(f: &Fixture, key: &Key, pinned: &str) -> Source {
@@ -48,12 +65,21 @@ fn source(f: &Fixture, key: &Key, pinned: &str) -> Source {
         suite: "testing".into(),
         components: vec!["main".into()],
         arch: "armhf".into(),
-        keyring: Keyring { path: key.public.clone(), fingerprints: vec![pinned.into()], allow_sha1: false },
+        keyring: Keyring {
+            path: key.public.clone(),
+            fingerprints: vec![pinned.into()],
+            allow_sha1: false,
+        },
     }
 }
 
 fn load(f: &Fixture, src: &Source) -> Result<client::Index, client::ClientError> {
-    client::load_index(&Http::new(), &Cache::open(f.cache.path()).unwrap(), src, &quiet())
+    client::load_index(
+        &Http::new(),
+        &Cache::open(f.cache.path()).unwrap(),
+        src,
+        &quiet(),
+    )
 }
 
 fn names(pkgs: &[pistemcell::archive::packages::Package]) -> Vec<String> {
@@ -69,7 +95,10 @@ fn signed_archive_resolves_alternatives_provides_and_versions() {
     let set = resolve::resolve(&u, &Variant::Minbase, &[], &[]).unwrap();
     // libfoo 1.5 is too old for `libfoo (>= 2.0)`: the second alternative is taken;
     // `mta` is virtual and provided by postfix, which pre-depends on libc.
-    assert_eq!(names(&set), ["apt", "base", "libc", "libfoo-legacy", "postfix"]);
+    assert_eq!(
+        names(&set),
+        ["apt", "base", "libc", "libfoo-legacy", "postfix"]
+    );
 }
 
 #[test]
@@ -77,7 +106,14 @@ fn missing_dependency_is_reported_by_name() {
     let f = fixture();
     let index = load(&f, &source(&f, &f.key, &f.key.fingerprint)).unwrap();
     let u = Universe::new(index.packages, "armhf");
-    let e = resolve::resolve(&u, &Variant::Minbase, &["extra-tool".into(), "nosuchpkg".into()], &[]).unwrap_err().to_string();
+    let e = resolve::resolve(
+        &u,
+        &Variant::Minbase,
+        &["extra-tool".into(), "nosuchpkg".into()],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not-in-archive"), "{e}");
     assert!(e.contains("extra-tool"), "{e}");
     assert!(e.contains("nosuchpkg"), "{e}");
@@ -95,9 +131,13 @@ fn release_and_detached_signature_are_used_when_there_is_no_inrelease() {
 fn tampered_inrelease_is_refused() {
     let f = fixture();
     let p = f.archive.dists().join("InRelease");
-    let text = std::fs::read_to_string(&p).unwrap().replace("Origin: Fixture", "Origin: Fixturf");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("Origin: Fixture", "Origin: Fixturf");
     std::fs::write(&p, text).unwrap();
-    let e = load(&f, &source(&f, &f.key, &f.key.fingerprint)).unwrap_err().to_string();
+    let e = load(&f, &source(&f, &f.key, &f.key.fingerprint))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("InRelease"), "{e}");
 }
 
@@ -106,11 +146,18 @@ fn archive_signed_by_another_key_is_refused() {
     let f = fixture();
     let intruder = Key::generate("intruder");
     f.archive.sign(&intruder);
-    let e = load(&f, &source(&f, &f.key, &f.key.fingerprint)).unwrap_err().to_string();
+    let e = load(&f, &source(&f, &f.key, &f.key.fingerprint))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("InRelease"), "{e}");
     // A keyring that holds the signing key, but whose pinned fingerprint is another, is refused too.
-    let e = load(&f, &source(&f, &intruder, &f.key.fingerprint)).unwrap_err().to_string();
-    assert!(e.contains(&f.key.fingerprint) || e.to_lowercase().contains("fingerprint"), "{e}");
+    let e = load(&f, &source(&f, &intruder, &f.key.fingerprint))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&f.key.fingerprint) || e.to_lowercase().contains("fingerprint"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -121,7 +168,9 @@ fn index_whose_digest_differs_from_the_signed_release_is_refused() {
     let n = data.len();
     data[n / 2] ^= 0xff;
     std::fs::write(&p, data).unwrap();
-    let e = load(&f, &source(&f, &f.key, &f.key.fingerprint)).unwrap_err().to_string();
+    let e = load(&f, &source(&f, &f.key, &f.key.fingerprint))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("Packages.xz"), "{e}");
     assert!(e.contains("sha256"), "{e}");
 }
@@ -151,7 +200,9 @@ fn truncated_or_corrupted_debs_are_detected_and_replaced() {
     // The mirror serves a truncated libc: the download fails naming it, nothing is cached.
     let good = std::fs::read(f.archive.deb_path("libc")).unwrap();
     std::fs::write(f.archive.deb_path("libc"), &good[..good.len() / 2]).unwrap();
-    let e = download::fetch_all(&http, &cache, &want, 4, &quiet()).unwrap_err().to_string();
+    let e = download::fetch_all(&http, &cache, &want, 4, &quiet())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("libc") && e.contains("sha256"), "{e}");
     let libc = want.iter().find(|i| i.name == "libc").unwrap();
     assert!(!cache.path_for(download::DEBS, &libc.sha256).exists());
@@ -169,7 +220,10 @@ fn truncated_or_corrupted_debs_are_detected_and_replaced() {
     let before = f.server.requests.load(std::sync::atomic::Ordering::SeqCst);
     let s = download::fetch_all(&http, &cache, &want, 4, &quiet()).unwrap();
     assert_eq!(s.hits, 1);
-    assert_eq!(f.server.requests.load(std::sync::atomic::Ordering::SeqCst), before + 1);
+    assert_eq!(
+        f.server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1
+    );
     assert_eq!(std::fs::read(&entry).unwrap(), good);
 
     // A cached entry truncated by a crash is fetched again too.

@@ -24,7 +24,9 @@ fn mirror() -> Option<String> {
 }
 
 fn reachable(mirror: &str) -> bool {
-    pistemcell::archive::http::Http::new().get(&format!("{mirror}/dists/bookworm/Release")).is_ok()
+    pistemcell::archive::http::Http::new()
+        .get(&format!("{mirror}/dists/bookworm/Release"))
+        .is_ok()
 }
 
 /// `name version arch state` for every package in a rootfs's dpkg database.
@@ -32,7 +34,11 @@ fn installed(root: &Path) -> Vec<String> {
     let out = support::sh(
         Command::new("dpkg-query")
             .arg(format!("--admindir={}/var/lib/dpkg", root.display()))
-            .args(["-W", "-f", "${Package} ${Version} ${Architecture} ${db:Status-Abbrev}\n"]),
+            .args([
+                "-W",
+                "-f",
+                "${Package} ${Version} ${Architecture} ${db:Status-Abbrev}\n",
+            ]),
     );
     let mut v: Vec<String> = out.lines().map(|l| l.trim_end().to_string()).collect();
     v.sort();
@@ -66,11 +72,22 @@ fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
             .arg(tmp.path().join("work"))
             .arg("--cache-dir")
             .arg(&cache)
-            .args(["--mirror", &mirror, "--set", &format!("architecture={arch}"), "bootstrap", "--output"])
+            .args([
+                "--mirror",
+                &mirror,
+                "--set",
+                &format!("architecture={arch}"),
+                "bootstrap",
+                "--output",
+            ])
             .arg(&ours)
             .output()
             .unwrap();
-        assert!(out.status.success(), "pistemcell bootstrap {arch} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pistemcell bootstrap {arch} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let theirs = tmp.path().join(format!("debootstrap-{arch}"));
         support::sh(
@@ -82,7 +99,10 @@ fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
         let (a, b) = (installed(&ours), installed(&theirs));
         let only_ours: Vec<_> = a.iter().filter(|x| !b.contains(x)).collect();
         let only_theirs: Vec<_> = b.iter().filter(|x| !a.contains(x)).collect();
-        assert!(only_ours.is_empty() && only_theirs.is_empty(), "{arch}: only pistemcell: {only_ours:?}\nonly debootstrap: {only_theirs:?}");
+        assert!(
+            only_ours.is_empty() && only_theirs.is_empty(),
+            "{arch}: only pistemcell: {only_ours:?}\nonly debootstrap: {only_theirs:?}"
+        );
         assert!(a.iter().all(|l| l.ends_with(" ii")), "{arch}: {a:?}");
         assert!(a.len() > 50, "{arch}: a minbase has more than 50 packages");
 
@@ -90,15 +110,31 @@ fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
 
         // apt inside the image works against the same mirror.
         let sources = std::fs::read_to_string(ours.join("etc/apt/sources.list")).unwrap();
-        assert!(sources.starts_with("deb ") && sources.contains(" bookworm main"), "{sources}");
-        std::fs::write(ours.join("etc/apt/sources.list"), format!("deb {mirror} bookworm main\n")).unwrap();
+        assert!(
+            sources.starts_with("deb ") && sources.contains(" bookworm main"),
+            "{sources}"
+        );
+        std::fs::write(
+            ours.join("etc/apt/sources.list"),
+            format!("deb {mirror} bookworm main\n"),
+        )
+        .unwrap();
         std::fs::copy("/etc/resolv.conf", ours.join("etc/resolv.conf")).unwrap();
         {
             let _m = ChrootMounts::setup(&ours).unwrap();
-            support::sh(Command::new("chroot").arg(&ours).args(["apt-get", "-q", "update"]));
+            support::sh(
+                Command::new("chroot")
+                    .arg(&ours)
+                    .args(["apt-get", "-q", "update"]),
+            );
         }
-        assert!(pistemcell::rootfs::mounts::mounts_under(tmp.path()).is_empty(), "nothing left mounted");
-        let lists = std::fs::read_dir(ours.join("var/lib/apt/lists")).unwrap().count();
+        assert!(
+            pistemcell::rootfs::mounts::mounts_under(tmp.path()).is_empty(),
+            "nothing left mounted"
+        );
+        let lists = std::fs::read_dir(ours.join("var/lib/apt/lists"))
+            .unwrap()
+            .count();
         assert!(lists > 2, "apt-get update fetched the indices");
     }
 }

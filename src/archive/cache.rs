@@ -54,8 +54,13 @@ pub struct Cache {
 impl Cache {
     /// Opens (creating) the cache at `root`.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
-        std::fs::create_dir_all(root).map_err(|source| CacheError::Io { path: root.to_path_buf(), source })?;
-        Ok(Cache { root: root.to_path_buf() })
+        std::fs::create_dir_all(root).map_err(|source| CacheError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Ok(Cache {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The cache's root directory.
@@ -97,9 +102,15 @@ impl Cache {
     ) -> Result<PathBuf, CacheError> {
         let dest = self.path_for(kind, sha256);
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
-        let io = |source| CacheError::Io { path: dir.clone(), source };
+        let io = |source| CacheError::Io {
+            path: dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&dir).map_err(io)?;
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir).map_err(io)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(io)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
@@ -108,7 +119,12 @@ impl Cache {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(CacheError::Read { what: what.into(), source }),
+                Err(source) => {
+                    return Err(CacheError::Read {
+                        what: what.into(),
+                        source,
+                    })
+                }
             };
             hasher.update(&buf[..n]);
             tmp.write_all(&buf[..n]).map_err(io)?;
@@ -160,14 +176,31 @@ mod tests {
         let c = Cache::open(dir.path()).unwrap();
         let data = b"package bytes".to_vec();
         let s = sha(&data);
-        let p = c.store("debs", &s, data.len() as u64, "p.deb", &mut &data[..], &|_| {}).unwrap();
+        let p = c
+            .store(
+                "debs",
+                &s,
+                data.len() as u64,
+                "p.deb",
+                &mut &data[..],
+                &|_| {},
+            )
+            .unwrap();
         assert_eq!(c.lookup("debs", &s, data.len() as u64), Some(p.clone()));
 
         std::fs::write(&p, b"package").unwrap(); // truncated
         assert_eq!(c.lookup("debs", &s, data.len() as u64), None);
         assert!(!p.exists(), "a truncated entry is removed");
 
-        c.store("debs", &s, data.len() as u64, "p.deb", &mut &data[..], &|_| {}).unwrap();
+        c.store(
+            "debs",
+            &s,
+            data.len() as u64,
+            "p.deb",
+            &mut &data[..],
+            &|_| {},
+        )
+        .unwrap();
         std::fs::write(&p, b"packagX bytes").unwrap(); // corrupted, same size
         assert_eq!(c.lookup("debs", &s, data.len() as u64), None);
         assert!(!p.exists(), "a corrupted entry is removed");
@@ -178,10 +211,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::open(dir.path()).unwrap();
         let s = sha(b"right");
-        let e = c.store("debs", &s, 5, "x.deb", &mut &b"wrong"[..], &|_| {}).unwrap_err().to_string();
+        let e = c
+            .store("debs", &s, 5, "x.deb", &mut &b"wrong"[..], &|_| {})
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.deb") && e.contains(&s), "{e}");
         assert!(!c.path_for("debs", &s).exists());
-        let leftovers = std::fs::read_dir(c.path_for("debs", &s).parent().unwrap()).unwrap().count();
+        let leftovers = std::fs::read_dir(c.path_for("debs", &s).parent().unwrap())
+            .unwrap()
+            .count();
         assert_eq!(leftovers, 0, "no temp file left behind");
     }
 }

@@ -94,10 +94,23 @@ pub fn prepare_keyring(
         if !p.is_file() {
             let data = http.get(location)?;
             let dir = cache.root().join(KEYS);
-            std::fs::create_dir_all(&dir).map_err(|source| CacheError::Io { path: dir.clone(), source })?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|source| CacheError::Io { path: dir.clone(), source })?;
-            std::io::Write::write_all(&mut tmp, &data).map_err(|source| CacheError::Io { path: dir.clone(), source })?;
-            tmp.persist(&p).map_err(|e| CacheError::Io { path: p.clone(), source: e.error })?;
+            std::fs::create_dir_all(&dir).map_err(|source| CacheError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let mut tmp =
+                tempfile::NamedTempFile::new_in(&dir).map_err(|source| CacheError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+            std::io::Write::write_all(&mut tmp, &data).map_err(|source| CacheError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            tmp.persist(&p).map_err(|e| CacheError::Io {
+                path: p.clone(),
+                source: e.error,
+            })?;
         }
         p
     } else {
@@ -111,13 +124,22 @@ pub fn prepare_keyring(
         }
         p
     };
-    let keyring = Keyring { path, fingerprints: fingerprints.to_vec(), allow_sha1 };
+    let keyring = Keyring {
+        path,
+        fingerprints: fingerprints.to_vec(),
+        allow_sha1,
+    };
     signature::check_keyring(&keyring)?;
     Ok(keyring)
 }
 
 /// Fetches and verifies the Release file and the Packages indices of `src`.
-pub fn load_index(http: &Http, cache: &Cache, src: &Source, reporter: &Reporter) -> Result<Index, ClientError> {
+pub fn load_index(
+    http: &Http,
+    cache: &Cache,
+    src: &Source,
+    reporter: &Reporter,
+) -> Result<Index, ClientError> {
     let dists = join(&src.mirror, &format!("dists/{}", src.suite));
     let inrelease_url = join(&dists, "InRelease");
     let text = match http.get(&inrelease_url) {
@@ -146,7 +168,11 @@ pub fn load_index(http: &Http, cache: &Cache, src: &Source, reporter: &Reporter)
         src.suite,
         release.date.as_deref().unwrap_or("(no Date)")
     ));
-    let missing = |reason: String| ClientError::Missing { mirror: src.mirror.clone(), suite: src.suite.clone(), reason };
+    let missing = |reason: String| ClientError::Missing {
+        mirror: src.mirror.clone(),
+        suite: src.suite.clone(),
+        reason,
+    };
     if !release.architectures.is_empty() && !release.architectures.iter().any(|a| a == &src.arch) {
         return Err(missing(format!(
             "has no {} packages (it has: {}); choose another architecture or mirror",
@@ -156,7 +182,12 @@ pub fn load_index(http: &Http, cache: &Cache, src: &Source, reporter: &Reporter)
     }
     let mut all = Vec::new();
     for comp in &src.components {
-        if !release.components.is_empty() && !release.components.iter().any(|c| c == comp || c.ends_with(&format!("/{comp}"))) {
+        if !release.components.is_empty()
+            && !release
+                .components
+                .iter()
+                .any(|c| c == comp || c.ends_with(&format!("/{comp}")))
+        {
             return Err(missing(format!(
                 "has no component `{comp}` (it has: {}); fix `components:` in the spec",
                 release.components.join(", ")
@@ -165,39 +196,83 @@ pub fn load_index(http: &Http, cache: &Cache, src: &Source, reporter: &Reporter)
         let base = format!("{comp}/binary-{}/Packages", src.arch);
         let (name, size, sha) = ["xz", "gz", ""]
             .iter()
-            .map(|ext| if ext.is_empty() { base.clone() } else { format!("{base}.{ext}") })
-            .find_map(|n| release.index_entry(&n).map(|(size, sha)| (n, size, sha.to_string())))
-            .ok_or_else(|| missing(format!("the signed Release lists no {base}{{.xz,.gz}}; the mirror may be incomplete")))?;
-        let path = fetch_index(http, cache, &dists, &name, size, &sha, release.acquire_by_hash)?;
-        let data = std::fs::read(&path).map_err(|source| CacheError::Io { path: path.clone(), source })?;
+            .map(|ext| {
+                if ext.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{ext}")
+                }
+            })
+            .find_map(|n| {
+                release
+                    .index_entry(&n)
+                    .map(|(size, sha)| (n, size, sha.to_string()))
+            })
+            .ok_or_else(|| {
+                missing(format!(
+                    "the signed Release lists no {base}{{.xz,.gz}}; the mirror may be incomplete"
+                ))
+            })?;
+        let path = fetch_index(
+            http,
+            cache,
+            &dists,
+            &name,
+            size,
+            &sha,
+            release.acquire_by_hash,
+        )?;
+        let data = std::fs::read(&path).map_err(|source| CacheError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let index_text = packages::decompress_index(&name, &data)?;
         let url = join(&dists, &name);
         let mut pkgs = packages::parse_packages(&index_text, &url)?;
         reporter.detail(&format!("{url}: {} packages", pkgs.len()));
         all.append(&mut pkgs);
     }
-    Ok(Index { release, release_sha256, packages: all })
+    Ok(Index {
+        release,
+        release_sha256,
+        packages: all,
+    })
 }
 
 /// Fetches one index into the cache (by hash when the archive offers it), verified.
-fn fetch_index(http: &Http, cache: &Cache, dists: &str, name: &str, size: u64, sha: &str, by_hash: bool) -> Result<PathBuf, ClientError> {
+fn fetch_index(
+    http: &Http,
+    cache: &Cache,
+    dists: &str,
+    name: &str,
+    size: u64,
+    sha: &str,
+    by_hash: bool,
+) -> Result<PathBuf, ClientError> {
     if let Some(p) = cache.lookup(INDICES, sha, size) {
         return Ok(p);
     }
     let canonical = join(dists, name);
     let mut urls = Vec::new();
     if by_hash {
-        let dir = Path::new(name).parent().map(|p| p.display().to_string()).unwrap_or_default();
+        let dir = Path::new(name)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         urls.push(join(dists, &format!("{dir}/by-hash/SHA256/{sha}")));
     }
     urls.push(canonical.clone());
     let mut last = None;
     for url in urls {
         match http.open(&url) {
-            Ok((mut body, _)) => return Ok(cache.store(INDICES, sha, size, &canonical, &mut body, &|_| {})?),
+            Ok((mut body, _)) => {
+                return Ok(cache.store(INDICES, sha, size, &canonical, &mut body, &|_| {})?)
+            }
             Err(e) if e.is_not_found() => last = Some(e),
             Err(e) => return Err(e.into()),
         }
     }
-    Err(last.map(ClientError::from).unwrap_or_else(|| HttpError::NotFound { url: canonical }.into()))
+    Err(last
+        .map(ClientError::from)
+        .unwrap_or_else(|| HttpError::NotFound { url: canonical }.into()))
 }

@@ -53,7 +53,13 @@ pub struct Summary {
 pub const DEBS: &str = "debs";
 
 /// Fetches every item into the cache with at most `jobs` downloads at a time.
-pub fn fetch_all(http: &Http, cache: &Cache, items: &[Item], jobs: usize, reporter: &Reporter) -> Result<Summary, DownloadError> {
+pub fn fetch_all(
+    http: &Http,
+    cache: &Cache,
+    items: &[Item],
+    jobs: usize,
+    reporter: &Reporter,
+) -> Result<Summary, DownloadError> {
     let total: u64 = items.iter().map(|i| i.size).sum();
     let bar = reporter.bar("download", total, true);
     let next = AtomicUsize::new(0);
@@ -101,9 +107,16 @@ pub fn fetch_all(http: &Http, cache: &Cache, items: &[Item], jobs: usize, report
         }
     }
     if !failures.is_empty() {
-        return Err(DownloadError::Failed { failures, total: items.len() });
+        return Err(DownloadError::Failed {
+            failures,
+            total: items.len(),
+        });
     }
-    let summary = Summary { paths, hits: hits.into_inner(), downloaded: downloaded.into_inner() };
+    let summary = Summary {
+        paths,
+        hits: hits.into_inner(),
+        downloaded: downloaded.into_inner(),
+    };
     bar.finish(&format!(
         "{} files, {} cached, {:.1} MB fetched",
         items.len(),
@@ -114,11 +127,25 @@ pub fn fetch_all(http: &Http, cache: &Cache, items: &[Item], jobs: usize, report
 }
 
 /// Downloads one item, retrying once when the data does not match (a flaky transfer).
-fn fetch_one(http: &Http, cache: &Cache, item: &Item, on_bytes: &dyn Fn(u64)) -> Result<PathBuf, String> {
+fn fetch_one(
+    http: &Http,
+    cache: &Cache,
+    item: &Item,
+    on_bytes: &dyn Fn(u64),
+) -> Result<PathBuf, String> {
     let mut last = String::new();
     for _ in 0..2 {
-        let (mut body, _) = http.open(&item.url).map_err(|e: HttpError| format!("{}: {e}", item.name))?;
-        match cache.store(DEBS, &item.sha256, item.size, &item.url, &mut body, on_bytes) {
+        let (mut body, _) = http
+            .open(&item.url)
+            .map_err(|e: HttpError| format!("{}: {e}", item.name))?;
+        match cache.store(
+            DEBS,
+            &item.sha256,
+            item.size,
+            &item.url,
+            &mut body,
+            on_bytes,
+        ) {
             Ok(p) => return Ok(p),
             Err(e @ CacheError::Io { .. }) => return Err(e.to_string()),
             Err(e) => last = e.to_string(),

@@ -17,7 +17,9 @@ pub enum HttpError {
         url: String,
     },
     /// The server answered with an error status.
-    #[error("{url}: server answered HTTP {code}; try again later or use another mirror (--mirror)")]
+    #[error(
+        "{url}: server answered HTTP {code}; try again later or use another mirror (--mirror)"
+    )]
     Status {
         /// The URL.
         url: String,
@@ -83,8 +85,13 @@ impl Http {
                     let len = f.metadata().ok().map(|m| m.len());
                     Ok((Box::new(f), len))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(HttpError::NotFound { url: url.into() }),
-                Err(source) => Err(HttpError::Io { url: url.into(), source }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(HttpError::NotFound { url: url.into() })
+                }
+                Err(source) => Err(HttpError::Io {
+                    url: url.into(),
+                    source,
+                }),
             };
         }
         let mut last = None;
@@ -101,13 +108,29 @@ impl Http {
                     return Err(HttpError::NotFound { url: url.into() })
                 }
                 Err(ureq::Error::Status(code, _)) if code < 500 => {
-                    return Err(HttpError::Status { url: url.into(), code })
+                    return Err(HttpError::Status {
+                        url: url.into(),
+                        code,
+                    })
                 }
-                Err(ureq::Error::Status(code, _)) => last = Some(HttpError::Status { url: url.into(), code }),
-                Err(ureq::Error::Transport(t)) => last = Some(HttpError::Transport { url: url.into(), reason: t.to_string() }),
+                Err(ureq::Error::Status(code, _)) => {
+                    last = Some(HttpError::Status {
+                        url: url.into(),
+                        code,
+                    })
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    last = Some(HttpError::Transport {
+                        url: url.into(),
+                        reason: t.to_string(),
+                    })
+                }
             }
         }
-        Err(last.unwrap_or(HttpError::Transport { url: url.into(), reason: "no attempt made".into() }))
+        Err(last.unwrap_or(HttpError::Transport {
+            url: url.into(),
+            reason: "no attempt made".into(),
+        }))
     }
 
     /// Fetches `url` into memory (for indices and Release files).
@@ -121,19 +144,34 @@ impl Http {
                 Ok(_) => {
                     last = Some(HttpError::Io {
                         url: url.into(),
-                        source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body shorter than Content-Length"),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "body shorter than Content-Length",
+                        ),
                     })
                 }
-                Err(source) => last = Some(HttpError::Io { url: url.into(), source }),
+                Err(source) => {
+                    last = Some(HttpError::Io {
+                        url: url.into(),
+                        source,
+                    })
+                }
             }
         }
-        Err(last.unwrap_or(HttpError::Transport { url: url.into(), reason: "no attempt made".into() }))
+        Err(last.unwrap_or(HttpError::Transport {
+            url: url.into(),
+            reason: "no attempt made".into(),
+        }))
     }
 }
 
 /// Joins a base URL and a relative path with exactly one slash.
 pub fn join(base: &str, rel: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), rel.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        rel.trim_start_matches('/')
+    )
 }
 
 #[cfg(test)]

@@ -47,7 +47,10 @@ pub struct BinfmtError {
 
 /// Whether this host's CPU runs `arch` binaries without emulation.
 pub fn native(arch: Arch) -> bool {
-    matches!((std::env::consts::ARCH, arch), ("aarch64", Arch::Arm64) | ("arm", Arch::Armhf))
+    matches!(
+        (std::env::consts::ARCH, arch),
+        ("aarch64", Arch::Arm64) | ("arm", Arch::Armhf)
+    )
 }
 
 /// Reads the binfmt_misc state for `arch` under `dir` (normally [`BINFMT_DIR`]).
@@ -61,7 +64,11 @@ pub fn status_in(dir: &Path, arch: Arch) -> Status {
     let Ok(text) = std::fs::read_to_string(dir.join(arch.qemu())) else {
         return Status::NotRegistered;
     };
-    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string());
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
     let interpreter = PathBuf::from(field("interpreter ").unwrap_or_default());
     if text.lines().next() != Some("enabled") {
         Status::Disabled
@@ -98,7 +105,12 @@ pub fn ensure(arch: Arch) -> Result<Option<String>, BinfmtError> {
         sys_mount::Mount::builder()
             .fstype("binfmt_misc")
             .mount("binfmt_misc", BINFMT_DIR)
-            .map_err(|e| err(format!("binfmt_misc is not mounted and mounting it failed ({e}); {}", fix_hint(arch))))?;
+            .map_err(|e| {
+                err(format!(
+                    "binfmt_misc is not mounted and mounting it failed ({e}); {}",
+                    fix_hint(arch)
+                ))
+            })?;
         did.push(format!("mounted binfmt_misc on {BINFMT_DIR}"));
     }
     if matches!(status(arch), Status::NotRegistered | Status::Disabled) {
@@ -119,15 +131,21 @@ pub fn ensure(arch: Arch) -> Result<Option<String>, BinfmtError> {
 /// Registers the qemu handler from update-binfmts or the systemd binfmt.d file.
 fn register(arch: Arch) -> Result<(), String> {
     let name = arch.qemu();
-    if crate::cmd::on_path("update-binfmts") && Path::new("/usr/share/binfmts").join(name).exists() {
+    if crate::cmd::on_path("update-binfmts") && Path::new("/usr/share/binfmts").join(name).exists()
+    {
         return crate::cmd::run(Command::new("update-binfmts").args(["--enable", name]))
             .map(|_| ())
             .map_err(|e| e.to_string());
     }
     let conf = Path::new("/usr/lib/binfmt.d").join(format!("{name}.conf"));
-    let line = std::fs::read_to_string(&conf)
-        .map_err(|_| format!("no {name} handler is installed (neither update-binfmts nor {})", conf.display()))?;
-    std::fs::write(Path::new(BINFMT_DIR).join("register"), line.trim()).map_err(|e| format!("registering {name}: {e}"))
+    let line = std::fs::read_to_string(&conf).map_err(|_| {
+        format!(
+            "no {name} handler is installed (neither update-binfmts nor {})",
+            conf.display()
+        )
+    })?;
+    std::fs::write(Path::new(BINFMT_DIR).join("register"), line.trim())
+        .map_err(|e| format!("registering {name}: {e}"))
 }
 
 #[cfg(test)]
@@ -143,11 +161,31 @@ mod tests {
         assert_eq!(status_in(dir.path(), Arch::Armhf), Status::NotMounted);
         std::fs::write(dir.path().join("register"), "").unwrap();
         assert_eq!(status_in(dir.path(), Arch::Armhf), Status::NotRegistered);
-        std::fs::write(dir.path().join("qemu-arm"), "disabled\ninterpreter /q\nflags: PF\n").unwrap();
+        std::fs::write(
+            dir.path().join("qemu-arm"),
+            "disabled\ninterpreter /q\nflags: PF\n",
+        )
+        .unwrap();
         assert_eq!(status_in(dir.path(), Arch::Armhf), Status::Disabled);
-        std::fs::write(dir.path().join("qemu-arm"), "enabled\ninterpreter /q\nflags: P\n").unwrap();
-        assert!(matches!(status_in(dir.path(), Arch::Armhf), Status::NoFixBinary { .. }));
-        std::fs::write(dir.path().join("qemu-arm"), "enabled\ninterpreter /q\nflags: PF\n").unwrap();
-        assert_eq!(status_in(dir.path(), Arch::Armhf), Status::Emulated { interpreter: "/q".into() });
+        std::fs::write(
+            dir.path().join("qemu-arm"),
+            "enabled\ninterpreter /q\nflags: P\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            status_in(dir.path(), Arch::Armhf),
+            Status::NoFixBinary { .. }
+        ));
+        std::fs::write(
+            dir.path().join("qemu-arm"),
+            "enabled\ninterpreter /q\nflags: PF\n",
+        )
+        .unwrap();
+        assert_eq!(
+            status_in(dir.path(), Arch::Armhf),
+            Status::Emulated {
+                interpreter: "/q".into()
+            }
+        );
     }
 }

@@ -33,7 +33,9 @@ pub enum DpkgError {
         source: std::io::Error,
     },
     /// dpkg failed.
-    #[error("dpkg failed ({status}) configuring the rootfs; full log: {log}\n  last lines:\n{tail}")]
+    #[error(
+        "dpkg failed ({status}) configuring the rootfs; full log: {log}\n  last lines:\n{tail}"
+    )]
     Failed {
         /// Exit status.
         status: String,
@@ -66,8 +68,14 @@ pub fn host_dpkg_unusable() -> Option<String> {
     }
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
-        if text.lines().any(|l| l.trim_start().starts_with("path-exclude")) {
-            return Some(format!("the host's {} excludes paths (path-exclude) and would strip the image", f.display()));
+        if text
+            .lines()
+            .any(|l| l.trim_start().starts_with("path-exclude"))
+        {
+            return Some(format!(
+                "the host's {} excludes paths (path-exclude) and would strip the image",
+                f.display()
+            ));
         }
     }
     None
@@ -76,7 +84,10 @@ pub fn host_dpkg_unusable() -> Option<String> {
 /// The environment maintainer scripts run with: fixed, never the caller's.
 pub fn script_env() -> Vec<(&'static str, &'static str)> {
     vec![
-        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
         ("LC_ALL", "C"),
         ("LANG", "C"),
         ("HOME", "/root"),
@@ -112,11 +123,18 @@ impl PolicyRcD {
     pub fn install(root: &Path) -> Result<PolicyRcD, DpkgError> {
         use std::os::unix::fs::PermissionsExt;
         let path = root.join("usr/sbin/policy-rc.d");
-        let io = |source| DpkgError::Io { path: path.clone(), source };
+        let io = |source| DpkgError::Io {
+            path: path.clone(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        std::fs::write(&path, "#!/bin/sh\n# installed by pistemcell while packages are configured\nexit 101\n").map_err(io)?;
+        std::fs::write(
+            &path,
+            "#!/bin/sh\n# installed by pistemcell while packages are configured\nexit 101\n",
+        )
+        .map_err(io)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
         Ok(PolicyRcD { path })
     }
@@ -130,22 +148,35 @@ impl Drop for PolicyRcD {
 
 /// Installs `debs` (paths on the host, in install order) into `root` and configures them.
 /// The full dpkg output goes to `log`.
-pub fn install(root: &Path, debs: &[PathBuf], mode: Mode, log: &Path, reporter: &Reporter) -> Result<(), DpkgError> {
+pub fn install(
+    root: &Path,
+    debs: &[PathBuf],
+    mode: Mode,
+    log: &Path,
+    reporter: &Reporter,
+) -> Result<(), DpkgError> {
     let mut staged = Vec::new();
     let mut cmd = match mode {
         Mode::Host => {
             let mut c = Command::new("dpkg");
-            c.arg(format!("--root={}", root.display())).arg("--force-architecture");
+            c.arg(format!("--root={}", root.display()))
+                .arg("--force-architecture");
             c
         }
         Mode::Chroot => {
             // The target's dpkg sees the debs through the rootfs's apt cache directory.
             let dir = root.join("var/cache/apt/archives");
-            std::fs::create_dir_all(&dir).map_err(|source| DpkgError::Io { path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| DpkgError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             for (i, d) in debs.iter().enumerate() {
                 let dest = dir.join(format!("pistemcell-{i:04}.deb"));
                 if std::fs::hard_link(d, &dest).is_err() {
-                    std::fs::copy(d, &dest).map_err(|source| DpkgError::Io { path: dest.clone(), source })?;
+                    std::fs::copy(d, &dest).map_err(|source| DpkgError::Io {
+                        path: dest.clone(),
+                        source,
+                    })?;
                 }
                 staged.push(dest);
             }
@@ -154,10 +185,20 @@ pub fn install(root: &Path, debs: &[PathBuf], mode: Mode, log: &Path, reporter: 
             c
         }
     };
-    cmd.args(["--force-depends", "--force-unsafe-io", "--force-confdef", "--force-confold", "--install"]);
+    cmd.args([
+        "--force-depends",
+        "--force-unsafe-io",
+        "--force-confdef",
+        "--force-confold",
+        "--install",
+    ]);
     match mode {
         Mode::Host => cmd.args(debs),
-        Mode::Chroot => cmd.args(staged.iter().map(|p| Path::new("/").join(p.strip_prefix(root).unwrap_or(p)))),
+        Mode::Chroot => cmd.args(
+            staged
+                .iter()
+                .map(|p| Path::new("/").join(p.strip_prefix(root).unwrap_or(p))),
+        ),
     };
     cmd.env_clear().envs(script_env());
     let result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
@@ -168,18 +209,35 @@ pub fn install(root: &Path, debs: &[PathBuf], mode: Mode, log: &Path, reporter: 
 }
 
 /// Runs dpkg with its output in `log`, counting "Unpacking"/"Setting up" lines as progress.
-fn run_logged(cmd: &mut Command, log: &Path, steps: u64, reporter: &Reporter) -> Result<(), DpkgError> {
+fn run_logged(
+    cmd: &mut Command,
+    log: &Path,
+    steps: u64,
+    reporter: &Reporter,
+) -> Result<(), DpkgError> {
     let argv = crate::cmd::argv_of(cmd);
-    let mut file = std::fs::File::create(log).map_err(|source| DpkgError::Io { path: log.to_path_buf(), source })?;
+    let mut file = std::fs::File::create(log).map_err(|source| DpkgError::Io {
+        path: log.to_path_buf(),
+        source,
+    })?;
     let _ = writeln!(file, "$ {argv}");
-    let (reader, writer) = std::io::pipe().map_err(|source| DpkgError::Spawn { argv: argv.clone(), source })?;
-    let writer2 = writer.try_clone().map_err(|source| DpkgError::Spawn { argv: argv.clone(), source })?;
+    let (reader, writer) = std::io::pipe().map_err(|source| DpkgError::Spawn {
+        argv: argv.clone(),
+        source,
+    })?;
+    let writer2 = writer.try_clone().map_err(|source| DpkgError::Spawn {
+        argv: argv.clone(),
+        source,
+    })?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer2)
         .spawn()
-        .map_err(|source| DpkgError::Spawn { argv: argv.clone(), source })?;
+        .map_err(|source| DpkgError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
     // The Command keeps the pipe's write ends until they are replaced: drop them so the
     // reader sees end-of-file when dpkg exits.
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -198,9 +256,15 @@ fn run_logged(cmd: &mut Command, log: &Path, steps: u64, reporter: &Reporter) ->
             tail.remove(0);
         }
     }
-    let status = child.wait().map_err(|source| DpkgError::Spawn { argv, source })?;
+    let status = child
+        .wait()
+        .map_err(|source| DpkgError::Spawn { argv, source })?;
     if !status.success() {
-        return Err(DpkgError::Failed { status: status.to_string(), log: log.to_path_buf(), tail: tail.join("\n") });
+        return Err(DpkgError::Failed {
+            status: status.to_string(),
+            log: log.to_path_buf(),
+            tail: tail.join("\n"),
+        });
     }
     bar.finish("all packages configured");
     Ok(())
@@ -212,7 +276,11 @@ pub fn read_status(root: &Path) -> Result<BTreeMap<String, (String, String, Stri
     let text = std::fs::read_to_string(&p).map_err(|source| DpkgError::Io { path: p, source })?;
     let mut out = BTreeMap::new();
     for para in crate::archive::packages::parse_paragraphs(&text) {
-        let f = |n: &str| crate::archive::packages::field(&para, n).unwrap_or("").to_string();
+        let f = |n: &str| {
+            crate::archive::packages::field(&para, n)
+                .unwrap_or("")
+                .to_string()
+        };
         out.insert(f("Package"), (f("Version"), f("Architecture"), f("Status")));
     }
     Ok(out)
@@ -225,7 +293,9 @@ pub fn verify_installed(root: &Path, expected: &BTreeSet<String>) -> Result<(), 
     for name in expected {
         match status.get(name) {
             None => problems.push(format!("{name} (missing)")),
-            Some((_, _, s)) if s != "install ok installed" => problems.push(format!("{name} ({s})")),
+            Some((_, _, s)) if s != "install ok installed" => {
+                problems.push(format!("{name} ({s})"))
+            }
             _ => {}
         }
     }

@@ -50,7 +50,12 @@ pub struct ChrootMounts {
 
 impl std::fmt::Debug for ChrootMounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ChrootMounts({}, {} mounts)", self.root.display(), self.guards.len())
+        write!(
+            f,
+            "ChrootMounts({}, {} mounts)",
+            self.root.display(),
+            self.guards.len()
+        )
     }
 }
 
@@ -77,38 +82,71 @@ const DEV_LINKS: &[(&str, &str)] = &[
 impl ChrootMounts {
     /// Mounts proc, sysfs, a tmpfs /dev with basic nodes, and devpts under `root`.
     pub fn setup(root: &Path) -> Result<ChrootMounts, MountError> {
-        let mut me = ChrootMounts { guards: Vec::new(), root: root.to_path_buf() };
+        let mut me = ChrootMounts {
+            guards: Vec::new(),
+            root: root.to_path_buf(),
+        };
         let nosuid = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
         me.mount("proc", "proc", "proc", nosuid, None)?;
         me.mount("sysfs", "sysfs", "sys", nosuid | MountFlags::RDONLY, None)?;
-        me.mount("tmpfs", "pistemcell-dev", "dev", MountFlags::NOSUID | MountFlags::NOEXEC, Some("mode=0755"))?;
+        me.mount(
+            "tmpfs",
+            "pistemcell-dev",
+            "dev",
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            Some("mode=0755"),
+        )?;
         let dev = root.join("dev");
         for (name, mode, major, minor) in DEVICES {
             let p = dev.join(name);
-            mknod_char(&p, *mode, *major, *minor).map_err(|source| MountError::Prepare { path: p, source })?;
+            mknod_char(&p, *mode, *major, *minor)
+                .map_err(|source| MountError::Prepare { path: p, source })?;
         }
         for (name, target) in DEV_LINKS {
             let p = dev.join(name);
-            std::os::unix::fs::symlink(target, &p).map_err(|source| MountError::Prepare { path: p, source })?;
+            std::os::unix::fs::symlink(target, &p)
+                .map_err(|source| MountError::Prepare { path: p, source })?;
         }
         for d in ["pts", "shm"] {
             let p = dev.join(d);
             std::fs::create_dir(&p).map_err(|source| MountError::Prepare { path: p, source })?;
         }
-        me.mount("devpts", "devpts", "dev/pts", MountFlags::NOSUID | MountFlags::NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))?;
+        me.mount(
+            "devpts",
+            "devpts",
+            "dev/pts",
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )?;
         Ok(me)
     }
 
-    fn mount(&mut self, fstype: &str, source: &str, rel: &str, flags: MountFlags, data: Option<&str>) -> Result<(), MountError> {
+    fn mount(
+        &mut self,
+        fstype: &str,
+        source: &str,
+        rel: &str,
+        flags: MountFlags,
+        data: Option<&str>,
+    ) -> Result<(), MountError> {
         let target = self.root.join(rel);
         if !target.is_dir() {
-            std::fs::create_dir_all(&target).map_err(|source| MountError::Prepare { path: target.clone(), source })?;
+            std::fs::create_dir_all(&target).map_err(|source| MountError::Prepare {
+                path: target.clone(),
+                source,
+            })?;
         }
         let mut b = Mount::builder().fstype(fstype).flags(flags);
         if let Some(d) = data {
             b = b.data(d);
         }
-        let m = b.mount(source, &target).map_err(|source| MountError::Mount { fstype: fstype.into(), target: target.clone(), source })?;
+        let m = b
+            .mount(source, &target)
+            .map_err(|source| MountError::Mount {
+                fstype: fstype.into(),
+                target: target.clone(),
+                source,
+            })?;
         self.guards.push(m.into_unmount_drop(UnmountFlags::DETACH));
         Ok(())
     }
@@ -154,7 +192,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -169,7 +210,10 @@ fn unescape_mountinfo(s: &str) -> String {
 pub fn sweep(under: &Path) -> Result<Vec<PathBuf>, MountError> {
     let mut done = Vec::new();
     for p in mounts_under(under) {
-        sys_mount::unmount(&p, UnmountFlags::DETACH).map_err(|source| MountError::Sweep { path: p.clone(), source })?;
+        sys_mount::unmount(&p, UnmountFlags::DETACH).map_err(|source| MountError::Sweep {
+            path: p.clone(),
+            source,
+        })?;
         done.push(p);
     }
     Ok(done)
@@ -205,8 +249,14 @@ mod tests {
             assert!(root.join("dev/null").exists());
             assert_eq!(mounts_under(dir.path()).len(), 4, "{m:?}");
         }
-        assert!(mounts_under(dir.path()).is_empty(), "guards must unmount on drop");
-        assert!(!root.join("dev/null").exists(), "the private /dev leaves nothing behind");
+        assert!(
+            mounts_under(dir.path()).is_empty(),
+            "guards must unmount on drop"
+        );
+        assert!(
+            !root.join("dev/null").exists(),
+            "the private /dev leaves nothing behind"
+        );
 
         // A killed run leaks its mounts: the sweep removes them.
         std::mem::forget(ChrootMounts::setup(&root).unwrap());

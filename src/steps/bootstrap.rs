@@ -108,7 +108,12 @@ pub struct Outcome {
 }
 
 /// Runs the whole bootstrap into `WORK/rootfs` (or `opts.output`).
-pub fn run(spec: &Resolved, work: &WorkDir, opts: &Options, reporter: &Reporter) -> Result<Outcome, BootstrapError> {
+pub fn run(
+    spec: &Resolved,
+    work: &WorkDir,
+    opts: &Options,
+    reporter: &Reporter,
+) -> Result<Outcome, BootstrapError> {
     let mut timings = Vec::new();
     let mut t = Instant::now();
     let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
@@ -120,7 +125,12 @@ pub fn run(spec: &Resolved, work: &WorkDir, opts: &Options, reporter: &Reporter)
         reporter.step(&done);
     }
     let mirror = crate::mirror::choose(spec, opts.mirror.as_deref(), &opts.etc_apt)?;
-    reporter.step(&format!("{} {} {} from {mirror}", spec.profile.name, spec.suite, arch.debian()));
+    reporter.step(&format!(
+        "{} {} {} from {mirror}",
+        spec.profile.name,
+        spec.suite,
+        arch.debian()
+    ));
     let http = Http::new();
     let cache = Cache::open(&opts.cache_dir)?;
     let keyring = client::prepare_keyring(
@@ -185,20 +195,32 @@ pub fn run(spec: &Resolved, work: &WorkDir, opts: &Options, reporter: &Reporter)
     lap("extract", &mut timings);
 
     dpkg::init_database(&root)?;
-    let mode = opts.dpkg_mode.unwrap_or_else(|| match dpkg::host_dpkg_unusable() {
-        None => dpkg::Mode::Host,
-        Some(why) => {
-            reporter.step(&format!("using the target's dpkg in the chroot: {why}"));
-            dpkg::Mode::Chroot
-        }
-    });
+    let mode = opts
+        .dpkg_mode
+        .unwrap_or_else(|| match dpkg::host_dpkg_unusable() {
+            None => dpkg::Mode::Host,
+            Some(why) => {
+                reporter.step(&format!("using the target's dpkg in the chroot: {why}"));
+                dpkg::Mode::Chroot
+            }
+        });
     let logs = work.path().join("logs");
-    std::fs::create_dir_all(&logs).map_err(|source| BootstrapError::Io { what: "creating", path: logs.clone(), source })?;
+    std::fs::create_dir_all(&logs).map_err(|source| BootstrapError::Io {
+        what: "creating",
+        path: logs.clone(),
+        source,
+    })?;
     {
         let _mounts = mounts::ChrootMounts::setup(&root)?;
         check_runs(&root)?;
         let _policy = dpkg::PolicyRcD::install(&root)?;
-        dpkg::install(&root, &debs, mode, &logs.join("bootstrap-dpkg.log"), reporter)?;
+        dpkg::install(
+            &root,
+            &debs,
+            mode,
+            &logs.join("bootstrap-dpkg.log"),
+            reporter,
+        )?;
     }
     crate::interrupt::check()?;
     let expected: BTreeSet<String> = selected.iter().map(|p| p.name.clone()).collect();
@@ -207,8 +229,15 @@ pub fn run(spec: &Resolved, work: &WorkDir, opts: &Options, reporter: &Reporter)
 
     finish_rootfs(&root, spec, &mirror, &opts.etc_apt)?;
     let status = dpkg::read_status(&root)?;
-    let out = opts.output.clone().unwrap_or_else(|| work.path().join("rootfs"));
-    tree.commit(&out).map_err(|source| BootstrapError::Io { what: "moving the finished rootfs to", path: out.clone(), source })?;
+    let out = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| work.path().join("rootfs"));
+    tree.commit(&out).map_err(|source| BootstrapError::Io {
+        what: "moving the finished rootfs to",
+        path: out.clone(),
+        source,
+    })?;
     lap("finish", &mut timings);
     Ok(Outcome {
         rootfs: out,
@@ -223,10 +252,19 @@ pub fn run(spec: &Resolved, work: &WorkDir, opts: &Options, reporter: &Reporter)
 fn merge_usr(root: &Path) -> Result<(), BootstrapError> {
     for d in ["bin", "sbin", "lib"] {
         let real = root.join("usr").join(d);
-        std::fs::create_dir_all(&real).map_err(|source| BootstrapError::Io { what: "creating", path: real.clone(), source })?;
+        std::fs::create_dir_all(&real).map_err(|source| BootstrapError::Io {
+            what: "creating",
+            path: real.clone(),
+            source,
+        })?;
         let link = root.join(d);
-        std::os::unix::fs::symlink(format!("usr/{d}"), &link)
-            .map_err(|source| BootstrapError::Io { what: "creating merged-/usr link", path: link, source })?;
+        std::os::unix::fs::symlink(format!("usr/{d}"), &link).map_err(|source| {
+            BootstrapError::Io {
+                what: "creating merged-/usr link",
+                path: link,
+                source,
+            }
+        })?;
     }
     Ok(())
 }
@@ -237,28 +275,49 @@ fn merge_usr(root: &Path) -> Result<(), BootstrapError> {
 fn usr_merge_packages(universe: &Universe, spec: &Resolved) -> (Vec<String>, Vec<String>) {
     let mut extra = spec.packages.clone();
     let mut exclude = Vec::new();
-    if spec.profile.merged_usr && universe.get("usr-is-merged").is_some() {
-        extra.push("usr-is-merged".into());
+    if spec.profile.merged_usr {
         exclude.push("usrmerge".into());
+        if universe.get("usr-is-merged").is_some() {
+            extra.push("usr-is-merged".into());
+        }
     }
     (extra, exclude)
 }
 
 /// Install order: the packages debootstrap installs first, then the rest by name.
 fn install_order(selected: &[Package]) -> Vec<usize> {
-    const FIRST: &[&str] = &["base-passwd", "base-files", "dpkg", "libc6", "perl-base", "mawk", "debconf"];
+    const FIRST: &[&str] = &[
+        "base-passwd",
+        "base-files",
+        "dpkg",
+        "libc6",
+        "perl-base",
+        "mawk",
+        "debconf",
+    ];
     let mut idx: Vec<usize> = (0..selected.len()).collect();
     idx.sort_by_key(|&i| {
         let n = selected[i].name.as_str();
-        (FIRST.iter().position(|f| *f == n).unwrap_or(FIRST.len()), n.to_string())
+        (
+            FIRST.iter().position(|f| *f == n).unwrap_or(FIRST.len()),
+            n.to_string(),
+        )
     });
     idx
 }
 
 /// Checks that the target's shell runs in the chroot (natively or emulated).
 fn check_runs(root: &Path) -> Result<(), BootstrapError> {
-    let r = crate::cmd::run(std::process::Command::new("chroot").arg(root).args(["/bin/sh", "-c", "exit 0"]));
-    r.map(|_| ()).map_err(|e| BootstrapError::Check(format!("the target's /bin/sh does not run in the chroot: {e}")))
+    let r = crate::cmd::run(
+        std::process::Command::new("chroot")
+            .arg(root)
+            .args(["/bin/sh", "-c", "exit 0"]),
+    );
+    r.map(|_| ()).map_err(|e| {
+        BootstrapError::Check(format!(
+            "the target's /bin/sh does not run in the chroot: {e}"
+        ))
+    })
 }
 
 /// The archive the image's apt sources name: the profile's public one, or for the Debian
@@ -267,14 +326,29 @@ pub fn image_mirror(spec: &Resolved, build_mirror: &str, etc_apt: &Path) -> Stri
     if spec.profile.mirror != crate::profile::HOST_APT {
         return spec.profile.mirror.clone();
     }
-    crate::mirror::from_host(etc_apt, &spec.profile.distro, &spec.suite).unwrap_or_else(|| build_mirror.to_string())
+    crate::mirror::from_host(etc_apt, &spec.profile.distro, &spec.suite)
+        .unwrap_or_else(|| build_mirror.to_string())
 }
 
 /// Final touches: the image's apt sources, no leftover package files, a chroot that runs.
-fn finish_rootfs(root: &Path, spec: &Resolved, build_mirror: &str, etc_apt: &Path) -> Result<(), BootstrapError> {
+fn finish_rootfs(
+    root: &Path,
+    spec: &Resolved,
+    build_mirror: &str,
+    etc_apt: &Path,
+) -> Result<(), BootstrapError> {
     let sources = root.join("etc/apt/sources.list");
-    let line = format!("deb {} {} {}\n", image_mirror(spec, build_mirror, etc_apt), spec.suite, spec.components.join(" "));
-    std::fs::write(&sources, line).map_err(|source| BootstrapError::Io { what: "writing", path: sources, source })?;
+    let line = format!(
+        "deb {} {} {}\n",
+        image_mirror(spec, build_mirror, etc_apt),
+        spec.suite,
+        spec.components.join(" ")
+    );
+    std::fs::write(&sources, line).map_err(|source| BootstrapError::Io {
+        what: "writing",
+        path: sources,
+        source,
+    })?;
     let archives = root.join("var/cache/apt/archives");
     if let Ok(rd) = std::fs::read_dir(&archives) {
         for e in rd.flatten() {
@@ -283,7 +357,11 @@ fn finish_rootfs(root: &Path, spec: &Resolved, build_mirror: &str, etc_apt: &Pat
             }
         }
     }
-    crate::cmd::run(std::process::Command::new("chroot").arg(root).arg("/bin/true"))
-        .map_err(|e| BootstrapError::Check(format!("`chroot ROOT /bin/true` fails: {e}")))?;
+    crate::cmd::run(
+        std::process::Command::new("chroot")
+            .arg(root)
+            .arg("/bin/true"),
+    )
+    .map_err(|e| BootstrapError::Check(format!("`chroot ROOT /bin/true` fails: {e}")))?;
     Ok(())
 }

@@ -14,7 +14,12 @@ use sha2::{Digest, Sha256};
 /// Runs a command and panics with its output when it fails.
 pub fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -36,20 +41,58 @@ impl Key {
     /// Generates a fresh ed25519 key (fast) named `name`.
     pub fn generate(name: &str) -> Key {
         let home = tempfile::tempdir().unwrap();
-        let g = |args: &[&str]| sh(Command::new("gpg").env("GNUPGHOME", home.path()).args(["--batch", "--quiet"]).args(args));
-        g(&["--passphrase", "", "--quick-gen-key", &format!("{name} <{name}@test.invalid>"), "ed25519", "sign", "never"]);
+        let g = |args: &[&str]| {
+            sh(Command::new("gpg")
+                .env("GNUPGHOME", home.path())
+                .args(["--batch", "--quiet"])
+                .args(args))
+        };
+        g(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &format!("{name} <{name}@test.invalid>"),
+            "ed25519",
+            "sign",
+            "never",
+        ]);
         let colons = g(&["--with-colons", "--list-keys"]);
-        let fingerprint = colons.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string();
+        let fingerprint = colons
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .unwrap()
+            .split(':')
+            .nth(9)
+            .unwrap()
+            .to_string();
         let public = home.path().join("public.gpg");
-        g(&["--output", public.to_str().unwrap(), "--export", &fingerprint]);
-        Key { home, fingerprint, public }
+        g(&[
+            "--output",
+            public.to_str().unwrap(),
+            "--export",
+            &fingerprint,
+        ]);
+        Key {
+            home,
+            fingerprint,
+            public,
+        }
     }
 
     /// Clearsigns `text` into `out`.
     pub fn clearsign(&self, input: &Path, out: &Path) {
         sh(Command::new("gpg")
             .env("GNUPGHOME", self.home.path())
-            .args(["--batch", "--yes", "--quiet", "--digest-algo", "SHA512", "--local-user", &self.fingerprint, "--output"])
+            .args([
+                "--batch",
+                "--yes",
+                "--quiet",
+                "--digest-algo",
+                "SHA512",
+                "--local-user",
+                &self.fingerprint,
+                "--output",
+            ])
             .arg(out)
             .arg("--clearsign")
             .arg(input));
@@ -59,7 +102,14 @@ impl Key {
     pub fn detach_sign(&self, input: &Path, out: &Path) {
         sh(Command::new("gpg")
             .env("GNUPGHOME", self.home.path())
-            .args(["--batch", "--yes", "--quiet", "--local-user", &self.fingerprint, "--output"])
+            .args([
+                "--batch",
+                "--yes",
+                "--quiet",
+                "--local-user",
+                &self.fingerprint,
+                "--output",
+            ])
             .arg(out)
             .arg("--detach-sign")
             .arg(input));
@@ -86,7 +136,10 @@ impl Pkg {
             version: version.into(),
             arch: "armhf".into(),
             fields: fields.iter().map(|s| s.to_string()).collect(),
-            files: vec![(format!("usr/share/{name}/stamp"), format!("{name} {version}\n"))],
+            files: vec![(
+                format!("usr/share/{name}/stamp"),
+                format!("{name} {version}\n"),
+            )],
         }
     }
 
@@ -108,15 +161,26 @@ impl Pkg {
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(full, c).unwrap();
         }
-        let out = dir.join(format!("{}_{}_{}.deb", self.name, self.version.replace(':', "%3a"), self.arch));
-        sh(Command::new("dpkg-deb").args(["--root-owner-group", "-Zxz", "--build"]).arg(tree.path()).arg(&out));
+        let out = dir.join(format!(
+            "{}_{}_{}.deb",
+            self.name,
+            self.version.replace(':', "%3a"),
+            self.arch
+        ));
+        sh(Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zxz", "--build"])
+            .arg(tree.path())
+            .arg(&out));
         out
     }
 }
 
 /// Hex sha256 of bytes.
 pub fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A Debian-format archive on disk.
@@ -145,7 +209,11 @@ impl Archive {
                 sha256(&data)
             ));
         }
-        let a = Archive { root, suite: suite.into(), arch: "armhf".into() };
+        let a = Archive {
+            root,
+            suite: suite.into(),
+            arch: "armhf".into(),
+        };
         a.write_index(&index);
         a.sign(key);
         a
@@ -171,7 +239,12 @@ impl Archive {
         );
         for name in ["Packages", "Packages.xz"] {
             let data = std::fs::read(dir.join(name)).unwrap();
-            release.push_str(&format!(" {} {} main/binary-{}/{name}\n", sha256(&data), data.len(), self.arch));
+            release.push_str(&format!(
+                " {} {} main/binary-{}/{name}\n",
+                sha256(&data),
+                data.len(),
+                self.arch
+            ));
         }
         std::fs::write(self.dists().join("Release"), release).unwrap();
     }
@@ -190,7 +263,12 @@ impl Archive {
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}_")))
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}_"))
+            })
             .unwrap_or_else(|| panic!("no {name} in the fixture pool"))
     }
 }
@@ -248,7 +326,11 @@ impl Server {
                 });
             }
         });
-        Server { url, requests, stop }
+        Server {
+            url,
+            requests,
+            stop,
+        }
     }
 }
 
