@@ -136,5 +136,105 @@ fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
             .unwrap()
             .count();
         assert!(lists > 2, "apt-get update fetched the indices");
+        if arch == "armhf" {
+            interrupted_runs_leave_nothing_and_the_next_run_recovers(
+                &mirror,
+                &cache,
+                tmp.path(),
+                &a,
+            );
+        }
     }
+}
+
+/// Starts a bootstrap in its own process group and waits until dpkg runs (mounts appear).
+fn start_and_wait_for_mounts(
+    mirror: &str,
+    cache: &Path,
+    work: &Path,
+    log: &Path,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("--work-dir")
+        .arg(work)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--mirror", mirror, "bootstrap"])
+        .stderr(std::fs::File::create(log).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while pistemcell::rootfs::mounts::mounts_under(work).is_empty() {
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "dpkg never started: {}",
+            std::fs::read_to_string(log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    child
+}
+
+fn partials(work: &Path) -> Vec<String> {
+    std::fs::read_dir(work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect()
+}
+
+fn interrupted_runs_leave_nothing_and_the_next_run_recovers(
+    mirror: &str,
+    cache: &Path,
+    tmp: &Path,
+    expected: &[String],
+) {
+    let work = tmp.join("work-interrupted");
+    let log = tmp.join("interrupted.log");
+
+    // Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during configuration.
+    let mut child = start_and_wait_for_mounts(mirror, cache, &work, &log);
+    // SAFETY: signalling the child's own process group.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        pistemcell::rootfs::mounts::mounts_under(&work).is_empty(),
+        "Ctrl-C left mounts"
+    );
+    assert!(partials(&work).is_empty(), "Ctrl-C left a partial tree");
+    assert!(!work.join("rootfs").exists());
+
+    // kill -9 of everything: mounts and the partial tree stay behind...
+    let mut child = start_and_wait_for_mounts(mirror, cache, &work, &log);
+    // SAFETY: signalling the child's own process group.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    child.wait().unwrap();
+    assert!(!pistemcell::rootfs::mounts::mounts_under(&work).is_empty());
+    assert!(!partials(&work).is_empty());
+
+    // ...and the next run sweeps them and produces the same rootfs.
+    let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("--work-dir")
+        .arg(&work)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["--mirror", mirror, "bootstrap"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("removed what an interrupted run left"),
+        "{stderr}"
+    );
+    assert!(pistemcell::rootfs::mounts::mounts_under(&work).is_empty());
+    assert!(partials(&work).is_empty());
+    assert_eq!(installed(&work.join("rootfs")), expected);
 }

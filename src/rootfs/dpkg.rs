@@ -52,6 +52,9 @@ pub enum DpkgError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The user pressed Ctrl-C while dpkg ran.
+    #[error("interrupted (Ctrl-C) while dpkg ran; the half-configured rootfs was removed, run the command again")]
+    Interrupted,
     /// Packages ended up not fully installed.
     #[error("after dpkg, these packages are not installed correctly: {0}; see the dpkg log under the work dir")]
     NotInstalled(String),
@@ -245,6 +248,10 @@ fn run_logged(
     let mut tail: Vec<String> = Vec::new();
     for line in BufReader::new(reader).lines() {
         let Ok(line) = line else { break };
+        if crate::interrupt::requested() {
+            // Ctrl-C reaches dpkg too on a terminal; make sure it stops when only we got it.
+            let _ = child.kill();
+        }
         let _ = writeln!(file, "{line}");
         if line.starts_with("Unpacking ") || line.starts_with("Setting up ") {
             bar.inc(1);

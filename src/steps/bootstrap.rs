@@ -39,12 +39,16 @@ pub enum BootstrapError {
     /// A cache directory is unusable.
     #[error(transparent)]
     Cache(#[from] crate::archive::cache::CacheError),
-    /// A package could not be read.
-    #[error("reading a package: {0}")]
-    Deb(#[from] crate::deb::DebError),
-    /// A package could not be extracted.
-    #[error("extracting packages: {0}")]
-    Extract(#[from] extract::ExtractError),
+    /// A package could not be read or extracted.
+    #[error("package {package} ({url}) cannot be installed: {source}")]
+    Package {
+        /// Name, version and architecture.
+        package: String,
+        /// Where it came from.
+        url: String,
+        /// What is wrong with it.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The target's binaries cannot run here.
     #[error(transparent)]
     Binfmt(#[from] binfmt::BinfmtError),
@@ -187,8 +191,14 @@ pub fn run(
     for (&i, path) in order.iter().zip(&debs) {
         crate::interrupt::check()?;
         bar.message(&selected[i].name);
-        let deb = Deb::open(path)?;
-        extract::extract_deb(&deb, &root)?;
+        let p = &selected[i];
+        let bad = |source: Box<dyn std::error::Error + Send + Sync>| BootstrapError::Package {
+            package: format!("{} {} ({})", p.name, p.version, p.architecture),
+            url: items[i].url.clone(),
+            source,
+        };
+        let deb = Deb::open(path).map_err(|e| bad(e.into()))?;
+        extract::extract_deb(&deb, &root).map_err(|e| bad(e.into()))?;
         bar.inc(1);
     }
     bar.finish(&format!("{} packages extracted", debs.len()));

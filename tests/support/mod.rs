@@ -193,12 +193,20 @@ pub struct Archive {
 impl Archive {
     /// Publishes `pkgs` as suite `suite`, component main, signed by `key`.
     pub fn publish(pkgs: &[Pkg], suite: &str, key: &Key) -> Archive {
+        let scratch = tempfile::tempdir().unwrap();
+        let debs: Vec<PathBuf> = pkgs.iter().map(|p| p.build(scratch.path())).collect();
+        Archive::publish_debs(&debs, suite, "armhf", key)
+    }
+
+    /// Publishes ready-made .deb files (copied into the pool) as suite `suite` for `arch`.
+    pub fn publish_debs(debs: &[PathBuf], suite: &str, arch: &str, key: &Key) -> Archive {
         let root = tempfile::tempdir().unwrap();
         let pool = root.path().join("pool/main");
         std::fs::create_dir_all(&pool).unwrap();
         let mut index = String::new();
-        for p in pkgs {
-            let deb = p.build(&pool);
+        for src in debs {
+            let deb = pool.join(src.file_name().unwrap());
+            std::fs::copy(src, &deb).unwrap();
             let data = std::fs::read(&deb).unwrap();
             let control = sh(Command::new("dpkg-deb").arg("--field").arg(&deb));
             index.push_str(control.trim_end());
@@ -212,7 +220,7 @@ impl Archive {
         let a = Archive {
             root,
             suite: suite.into(),
-            arch: "armhf".into(),
+            arch: arch.into(),
         };
         a.write_index(&index);
         a.sign(key);

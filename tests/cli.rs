@@ -1,0 +1,230 @@
+//! The command line, hermetically: spec errors, `build`'s "not yet", `clean`, and bootstraps
+//! against a fixture archive on 127.0.0.1 that must fail safely (hostile package, missing
+//! dependency, archive signed by another key) without touching the host or leaving anything.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use pistemcell::deb::build::{DebBuilder, Kind, TestEntry};
+use support::{Archive, Key, Pkg, Server};
+
+fn pistemcell(work: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("--work-dir")
+        .arg(work.join("work"))
+        .arg("--cache-dir")
+        .arg(work.join("cache"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn spec_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yml");
+    std::fs::write(&spec, "architecture: arm64\nmonit: 5.2.5\n").unwrap();
+    let o = pistemcell(dir.path(), &["bootstrap", spec.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("spec.yml")
+            && e.contains("unknown field `monit`")
+            && e.contains("line 2 column 1"),
+        "{e}"
+    );
+
+    let o = pistemcell(dir.path(), &["bootstrap", "/nonexistent/spec.yml"]);
+    assert!(
+        stderr(&o).contains("cannot read spec /nonexistent/spec.yml"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = pistemcell(dir.path(), &["--set", "architecture=sparc", "doctor"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--set architecture=sparc"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn build_is_not_yet_and_says_what_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = pistemcell(dir.path(), &["build"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not implemented yet") && stderr(&o).contains("bootstrap"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn clean_empties_the_work_dir_and_with_cache_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("work/rootfs/etc")).unwrap();
+    std::fs::create_dir_all(dir.path().join("cache/debs/ab")).unwrap();
+    assert!(pistemcell(dir.path(), &["clean"]).status.success());
+    assert!(!dir.path().join("work/rootfs").exists());
+    assert!(dir.path().join("cache/debs").exists());
+    assert!(pistemcell(dir.path(), &["clean", "--cache"])
+        .status
+        .success());
+    assert!(!dir.path().join("cache/debs").exists());
+}
+
+/// Can this host run a bootstrap up to extraction (root and ARM emulation)?
+fn can_bootstrap() -> bool {
+    if !support::is_root() {
+        eprintln!("SKIPPED: bootstrap tests need root");
+        return false;
+    }
+    if let Err(e) = pistemcell::rootfs::binfmt::ensure(pistemcell::spec::Arch::Armhf) {
+        eprintln!("SKIPPED: {e}");
+        return false;
+    }
+    true
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    key: Key,
+    _archive: Archive,
+    server: Server,
+}
+
+fn fixture(debs: &[std::path::PathBuf], key: Key) -> Fixture {
+    let archive = Archive::publish_debs(debs, "bookworm", "armhf", &key);
+    let server = Server::start(archive.root.path());
+    Fixture {
+        dir: tempfile::tempdir().unwrap(),
+        key,
+        _archive: archive,
+        server,
+    }
+}
+
+fn bootstrap(f: &Fixture, pinned: &str, packages: &str) -> Output {
+    pistemcell(
+        f.dir.path(),
+        &[
+            "--mirror",
+            &f.server.url,
+            "--set",
+            &format!("keyring={}", f.key.public.display()),
+            "--set",
+            &format!("keyring_fingerprints=[{pinned}]"),
+            "--set",
+            &format!("variant={{packages: [{packages}]}}"),
+            "bootstrap",
+        ],
+    )
+}
+
+fn assert_nothing_left(f: &Fixture) {
+    let work = f.dir.path().join("work");
+    assert!(pistemcell::rootfs::mounts::mounts_under(&work).is_empty());
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(left.is_empty(), "work dir keeps {left:?}");
+}
+
+#[test]
+fn hostile_package_is_refused_and_the_host_is_untouched() {
+    if !can_bootstrap() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    // A sentinel the hostile entries aim at, relative to where the rootfs is built.
+    let sentinel = scratch.path().join("sentinel");
+    std::fs::write(&sentinel, "untouched").unwrap();
+    let cases: Vec<(&str, TestEntry)> = vec![
+        (
+            "dotdot",
+            TestEntry::new(
+                "./../../../../../../../../tmp/pistemcell-escape",
+                Kind::File(b"x".to_vec()),
+                0o644,
+            ),
+        ),
+        (
+            "absolute",
+            TestEntry::new(
+                sentinel.to_str().unwrap(),
+                Kind::File(b"overwritten".to_vec()),
+                0o644,
+            ),
+        ),
+        (
+            "hardlink",
+            TestEntry::new("./shadow", Kind::HardLink(b"/etc/shadow".to_vec()), 0o644),
+        ),
+    ];
+    for (name, entry) in cases {
+        let deb = scratch.path().join(format!("evil-{name}_1.0_armhf.deb"));
+        let mut b = DebBuilder::new(&format!("evil-{name}"), "1.0", "armhf");
+        b.dir("./", 0o755).entry(entry);
+        b.write(&deb).unwrap();
+        let f = fixture(&[deb], Key::generate("fixture"));
+        let o = bootstrap(&f, &f.key.fingerprint.clone(), &format!("evil-{name}"));
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{name}: {e}");
+        assert!(
+            e.contains(&format!("evil-{name}")),
+            "{name}: the error names the package: {e}"
+        );
+        assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "untouched");
+        assert!(!Path::new("/tmp/pistemcell-escape").exists());
+        assert_nothing_left(&f);
+    }
+}
+
+#[test]
+fn missing_dependency_stops_the_bootstrap_naming_it() {
+    if !can_bootstrap() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let deb = Pkg::new("needs-ghost", "1.0", &["Depends: ghost (>= 2)"]).build(scratch.path());
+    let f = fixture(&[deb], Key::generate("fixture"));
+    let o = bootstrap(&f, &f.key.fingerprint.clone(), "needs-ghost");
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(e.contains("needs-ghost") && e.contains("ghost"), "{e}");
+    assert_nothing_left(&f);
+}
+
+#[test]
+fn archive_signed_by_an_unpinned_key_is_refused() {
+    if !can_bootstrap() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let deb = Pkg::new("hello", "1.0", &[]).build(scratch.path());
+    let f = fixture(&[deb], Key::generate("fixture"));
+    let other = Key::generate("other");
+    let o = bootstrap(&f, &other.fingerprint, "hello");
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains(&other.fingerprint) || e.contains("keyring"),
+        "{e}"
+    );
+    assert!(
+        !f.dir.path().join("cache/debs").exists(),
+        "nothing was downloaded"
+    );
+}
