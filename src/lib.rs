@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod cmd;
+pub mod context;
 pub mod deb;
 pub mod doctor;
 pub mod interrupt;

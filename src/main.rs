@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pistemcell::progress::{Reporter, Verbosity};
-use pistemcell::{doctor, rootfs, spec, steps, workdir};
+use pistemcell::{context, doctor, rootfs, spec, steps, workdir};
 
 /// Builds BOSH stemcells for ARM boards (Raspberry Pi first).
 #[derive(Debug, Parser)]
@@ -142,19 +142,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for p in swept {
                 reporter.step(&format!("removed what an interrupted run left: {}", p.display()));
             }
-            let opts = steps::bootstrap::Options {
-                cache_dir: g.cache_dir.clone(),
-                output: output.clone(),
-                mirror: g.mirror.clone(),
-                jobs: *jobs,
-                dpkg_mode: dpkg.map(|d| match d {
-                    DpkgChoice::Host => rootfs::dpkg::Mode::Host,
-                    DpkgChoice::Chroot => rootfs::dpkg::Mode::Chroot,
-                }),
-                etc_apt: PathBuf::from("/etc/apt"),
-            };
-            let out = steps::bootstrap::run(&spec, &work, &opts, &reporter)
-                .with_context(|| format!("bootstrap of {} ({}) failed", spec.profile.name, spec.source))?;
+            let mut settings = context::Settings::new(work.path(), &g.cache_dir);
+            settings.mirror = g.mirror.clone();
+            settings.jobs = *jobs;
+            settings.dpkg_mode = dpkg.map(|d| match d {
+                DpkgChoice::Host => rootfs::dpkg::Mode::Host,
+                DpkgChoice::Chroot => rootfs::dpkg::Mode::Chroot,
+            });
+            let name = format!("{} ({})", spec.profile.name, spec.source);
+            let ctx = context::BuildContext::new(spec, settings, reporter.clone());
+            let out = steps::bootstrap::run(&ctx, &work, output.clone()).with_context(|| format!("bootstrap of {name} failed"))?;
             let times: Vec<String> = out.timings.iter().map(|(n, s)| format!("{n} {s:.1}s")).collect();
             reporter.step(&format!(
                 "rootfs ready: {} ({} packages, {} from cache; {})",

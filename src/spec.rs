@@ -90,6 +90,42 @@ pub enum Cpu {
     Armv8,
 }
 
+/// Where the stemcell runs: decides the agent settings and infrastructure stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Infrastructure {
+    /// PiFoundry's Bakery CPI: netbooted Pis, settings in `/piConfig/settings.json`.
+    #[default]
+    Bakery,
+    /// An SD-card image for a Pi booting from its own card.
+    Raw,
+    /// A rootfs stemcell for bosh-lite/garden on a Pi.
+    Warden,
+}
+
+impl Infrastructure {
+    /// The name used in specs, stage `when:` lists and the environment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Infrastructure::Bakery => "bakery",
+            Infrastructure::Raw => "raw",
+            Infrastructure::Warden => "warden",
+        }
+    }
+}
+
+/// The stemcell's identity in its manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StemcellSpec {
+    /// Stemcell name; default `bosh-pi-INFRASTRUCTURE-PROFILE-ARCH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Stemcell version (a string: `1.10` stays `1.10`); default `0.0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
 /// Which packages the bootstrap installs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum VariantSpec {
@@ -191,6 +227,12 @@ pub struct Spec {
     /// Extra packages installed on top of the variant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
+    /// Where the stemcell runs: `bakery` (default), `raw` or `warden`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure: Option<Infrastructure>,
+    /// The stemcell's `name` and `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stemcell: Option<StemcellSpec>,
 }
 
 /// Documentation of every spec field: (name, YAML type, default, description).
@@ -205,6 +247,8 @@ pub const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("keyring_fingerprints", "list of strings", "the profile's fingerprints", "full fingerprints of the keys allowed to sign the archive"),
     ("variant", "required | minbase | important | {packages: [..]}", "minbase", "which packages the bootstrap installs (minbase = debootstrap --variant=minbase)"),
     ("packages", "list of strings", "[]", "extra packages installed on top of the variant"),
+    ("infrastructure", "bakery | raw | warden", "bakery", "where the stemcell runs: agent settings and infrastructure stages"),
+    ("stemcell", "{name, version}", "name bosh-pi-INFRA-PROFILE-ARCH, version \"0.0.1\"", "the stemcell's identity (version is a string)"),
 ];
 
 /// A spec with the profile's defaults applied and checked.
@@ -232,8 +276,33 @@ pub struct Resolved {
     pub variant: VariantSpec,
     /// Extra packages.
     pub packages: Vec<String>,
+    /// Where the stemcell runs.
+    pub infrastructure: Infrastructure,
+    /// Stemcell name.
+    pub stemcell_name: String,
+    /// Stemcell version.
+    pub stemcell_version: String,
     /// The spec as written plus overrides, for records.
     pub raw: Spec,
+}
+
+impl Resolved {
+    /// The resolved value of a spec key as text (what stages read as `SPEC_<KEY>`); `None`
+    /// for keys that do not exist.
+    pub fn lookup(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "profile" => self.profile.name.clone(),
+            "architecture" => self.arch.debian().into(),
+            "cpu" => format!("{:?}", self.cpu).to_lowercase(),
+            "suite" => self.suite.clone(),
+            "components" => self.components.join(" "),
+            "packages" => self.packages.join(" "),
+            "infrastructure" => self.infrastructure.name().into(),
+            "stemcell.name" => self.stemcell_name.clone(),
+            "stemcell.version" => self.stemcell_version.clone(),
+            _ => return None,
+        })
+    }
 }
 
 /// Loads the spec at `path` (or the default spec when `None`), applies `--set` overrides,
@@ -387,6 +456,31 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
             )));
         }
     }
+    let infrastructure = spec.infrastructure.unwrap_or_default();
+    let stemcell = spec.stemcell.clone().unwrap_or_default();
+    let stemcell_name = stemcell.name.unwrap_or_else(|| {
+        format!(
+            "bosh-pi-{}-{}-{}",
+            infrastructure.name(),
+            profile.name,
+            arch.debian()
+        )
+    });
+    let stemcell_version = stemcell.version.unwrap_or_else(|| "0.0.1".into());
+    for (field, value) in [
+        ("stemcell.name", &stemcell_name),
+        ("stemcell.version", &stemcell_version),
+    ] {
+        if value.is_empty()
+            || !value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+        {
+            return Err(invalid(format!(
+                "`{field}: {value}` must be non-empty letters, digits and . _ + -"
+            )));
+        }
+    }
     Ok(Resolved {
         arch,
         cpu,
@@ -403,6 +497,9 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         fingerprints,
         variant: spec.variant.clone().unwrap_or_default(),
         packages: spec.packages.clone(),
+        infrastructure,
+        stemcell_name,
+        stemcell_version,
         raw: spec,
         profile,
         source,
@@ -515,6 +612,30 @@ mod tests {
     }
 
     #[test]
+    fn stemcell_identity_and_infrastructure_have_defaults_and_lookup() {
+        let r = load_text("", &[]).unwrap();
+        assert_eq!(r.infrastructure, Infrastructure::Bakery);
+        assert_eq!(r.stemcell_name, "bosh-pi-bakery-debian-bookworm-armhf");
+        assert_eq!(r.lookup("stemcell.version").as_deref(), Some("0.0.1"));
+        let r = load_text(
+            "stemcell: {version: \"1.10\"}\ninfrastructure: warden\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(r.lookup("stemcell.version").as_deref(), Some("1.10"));
+        assert_eq!(r.lookup("infrastructure").as_deref(), Some("warden"));
+        assert_eq!(r.lookup("nope"), None);
+        let e = load_text("stemcell: {version: \"1 0\"}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stemcell.version"), "{e}");
+        let e = load_text("infrastructure: aws\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bakery") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
     fn armv6_needs_raspbian() {
         let e = load_text("cpu: armv6\n", &[]).unwrap_err().to_string();
         assert!(e.contains("raspbian"), "{e}");
@@ -557,6 +678,11 @@ mod tests {
             keyring_fingerprints: Some(vec![]),
             variant: Some(VariantSpec::Minbase),
             packages: vec!["p".into()],
+            infrastructure: Some(Infrastructure::Raw),
+            stemcell: Some(StemcellSpec {
+                name: Some("n".into()),
+                version: Some("1.10".into()),
+            }),
         };
         let v = serde_norway::to_value(&full).unwrap();
         let keys: Vec<String> = v

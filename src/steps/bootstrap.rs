@@ -9,14 +9,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::archive::cache::Cache;
-use crate::archive::client::{self, Source};
+use crate::archive::client;
 use crate::archive::download::{self, Item};
-use crate::archive::http::{join, Http};
+use crate::archive::http::join;
 use crate::archive::packages::Package;
 use crate::archive::resolve::{self, Universe, Variant};
+use crate::context::BuildContext;
 use crate::deb::Deb;
-use crate::progress::Reporter;
 use crate::rootfs::{binfmt, dpkg, extract, mounts};
 use crate::spec::{Resolved, VariantSpec};
 use crate::workdir::WorkDir;
@@ -79,23 +78,6 @@ pub enum BootstrapError {
     Check(String),
 }
 
-/// Where and how to bootstrap.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The shared download cache.
-    pub cache_dir: PathBuf,
-    /// Where the rootfs goes (default: WORK/rootfs).
-    pub output: Option<PathBuf>,
-    /// `--mirror` from the command line.
-    pub mirror: Option<String>,
-    /// Parallel downloads.
-    pub jobs: usize,
-    /// Force a dpkg mode (default: host dpkg when usable).
-    pub dpkg_mode: Option<dpkg::Mode>,
-    /// The host's apt configuration directory (for the Debian mirror).
-    pub etc_apt: PathBuf,
-}
-
 /// What the bootstrap produced.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -111,79 +93,95 @@ pub struct Outcome {
     pub cache_hits: usize,
 }
 
-/// Runs the whole bootstrap into `WORK/rootfs` (or `opts.output`).
+/// Version of the bootstrap's behaviour; bump it when the same inputs give another rootfs.
+pub const FORMAT: &str = "1";
+
+/// The named inputs a bootstrap's result depends on (its cache manifest). The mirror is not
+/// one of them: every mirror serves the same signed archive.
+pub fn manifest(spec: &Resolved) -> Vec<(String, String)> {
+    let variant = match &spec.variant {
+        VariantSpec::Required => "required".to_string(),
+        VariantSpec::Minbase => "minbase".to_string(),
+        VariantSpec::Important => "important".to_string(),
+        VariantSpec::Packages(p) => format!("packages: {}", p.join(" ")),
+    };
+    vec![
+        ("bootstrap-format".into(), FORMAT.into()),
+        ("spec.profile".into(), spec.profile.name.clone()),
+        ("spec.architecture".into(), spec.arch.debian().into()),
+        ("spec.suite".into(), spec.suite.clone()),
+        ("spec.components".into(), spec.components.join(" ")),
+        ("spec.variant".into(), variant),
+        ("spec.packages".into(), spec.packages.join(" ")),
+        (
+            "spec.keyring_fingerprints".into(),
+            spec.fingerprints.join(" "),
+        ),
+        (
+            "profile.merged_usr".into(),
+            spec.profile.merged_usr.to_string(),
+        ),
+    ]
+}
+
+/// The `bootstrap` subcommand: builds into a partial tree under the work dir and moves it to
+/// `output` (default WORK/rootfs) only once it is complete.
 pub fn run(
-    spec: &Resolved,
+    ctx: &BuildContext,
     work: &WorkDir,
-    opts: &Options,
-    reporter: &Reporter,
+    output: Option<PathBuf>,
 ) -> Result<Outcome, BootstrapError> {
+    let tree = work.partial("rootfs")?;
+    let mut outcome = build(ctx, tree.path())?;
+    let t = Instant::now();
+    let out = output.unwrap_or_else(|| work.path().join("rootfs"));
+    tree.commit(&out).map_err(|source| BootstrapError::Io {
+        what: "moving the finished rootfs to",
+        path: out.clone(),
+        source,
+    })?;
+    outcome.rootfs = out;
+    outcome.timings.push(("commit", t.elapsed().as_secs_f64()));
+    Ok(outcome)
+}
+
+/// Bootstraps a configured rootfs into `root`, an empty directory.
+pub fn build(ctx: &BuildContext, root: &Path) -> Result<Outcome, BootstrapError> {
+    let spec = &ctx.spec;
+    let reporter = &ctx.reporter;
     let mut timings = Vec::new();
     let mut t = Instant::now();
     let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, f64)>| {
         timings.push((name, t.elapsed().as_secs_f64()));
         t = Instant::now();
     };
-    let arch = spec.arch;
-    if let Some(done) = binfmt::ensure(arch)? {
-        reporter.step(&done);
-    }
-    let mirror = crate::mirror::choose(spec, opts.mirror.as_deref(), &opts.etc_apt)?;
-    reporter.step(&format!(
-        "{} {} {} from {mirror}",
-        spec.profile.name,
-        spec.suite,
-        arch.debian()
-    ));
-    let http = Http::new();
-    let cache = Cache::open(&opts.cache_dir)?;
-    let keyring = client::prepare_keyring(
-        &http,
-        &cache,
-        &spec.keyring,
-        spec.profile.keyring.package.as_deref(),
-        &spec.fingerprints,
-        spec.profile.keyring.allow_sha1,
-    )?;
-    let source = Source {
-        mirror: mirror.clone(),
-        suite: spec.suite.clone(),
-        components: spec.components.clone(),
-        arch: arch.debian().into(),
-        keyring,
-    };
-    let index = client::load_index(&http, &cache, &source, reporter)?;
+    let archive = ctx.archive()?;
     lap("index", &mut timings);
 
-    let universe = Universe::new(index.packages, arch.debian());
     let variant = match &spec.variant {
         VariantSpec::Required => Variant::Required,
         VariantSpec::Minbase => Variant::Minbase,
         VariantSpec::Important => Variant::Important,
         VariantSpec::Packages(p) => Variant::Packages(p.clone()),
     };
-    let (extra, exclude) = usr_merge_packages(&universe, spec);
-    let selected = resolve::resolve(&universe, &variant, &extra, &exclude)?;
+    let (extra, exclude) = usr_merge_packages(&archive.universe, spec, &spec.packages);
+    let selected = resolve::resolve(&archive.universe, &variant, &extra, &exclude)?;
     reporter.step(&format!("resolved {} packages", selected.len()));
     lap("resolve", &mut timings);
 
-    let items: Vec<Item> = selected
-        .iter()
-        .map(|p| Item {
-            name: format!("{}_{}_{}.deb", p.name, p.version, p.architecture),
-            url: join(&mirror, &p.filename),
-            size: p.size,
-            sha256: p.sha256.to_ascii_lowercase(),
-        })
-        .collect();
-    let fetched = download::fetch_all(&http, &cache, &items, opts.jobs, reporter)?;
+    let items = download_items(&archive.mirror, &selected);
+    let fetched = download::fetch_all(
+        &archive.http,
+        &archive.cache,
+        &items,
+        ctx.settings.jobs,
+        reporter,
+    )?;
     lap("download", &mut timings);
     crate::interrupt::check()?;
 
-    let tree = work.partial("rootfs")?;
-    let root = tree.path().to_path_buf();
     if spec.profile.merged_usr {
-        merge_usr(&root)?;
+        merge_usr(root)?;
     }
     let order = install_order(&selected);
     let debs: Vec<PathBuf> = order.iter().map(|&i| fetched.paths[i].clone()).collect();
@@ -191,71 +189,82 @@ pub fn run(
     for (&i, path) in order.iter().zip(&debs) {
         crate::interrupt::check()?;
         bar.message(&selected[i].name);
-        let p = &selected[i];
-        let bad = |source: Box<dyn std::error::Error + Send + Sync>| BootstrapError::Package {
-            package: format!("{} {} ({})", p.name, p.version, p.architecture),
-            url: items[i].url.clone(),
-            source,
-        };
-        let deb = Deb::open(path).map_err(|e| bad(e.into()))?;
-        extract::extract_deb(&deb, &root).map_err(|e| bad(e.into()))?;
+        extract_one(&selected[i], &items[i].url, path, root)?;
         bar.inc(1);
     }
     bar.finish(&format!("{} packages extracted", debs.len()));
     lap("extract", &mut timings);
 
-    dpkg::init_database(&root)?;
-    let mode = opts
+    dpkg::init_database(root)?;
+    configure(ctx, root, &debs, "bootstrap")?;
+    let expected: BTreeSet<String> = selected.iter().map(|p| p.name.clone()).collect();
+    dpkg::verify_installed(root, &expected)?;
+    lap("configure", &mut timings);
+
+    finish_rootfs(root, spec, &archive.mirror, &ctx.settings.etc_apt)?;
+    let status = dpkg::read_status(root)?;
+    lap("finish", &mut timings);
+    Ok(Outcome {
+        rootfs: root.to_path_buf(),
+        packages: status.into_iter().map(|(n, (v, a, _))| (n, v, a)).collect(),
+        mirror: archive.mirror.clone(),
+        timings,
+        cache_hits: fetched.hits,
+    })
+}
+
+/// Download items for packages, in the same order.
+pub fn download_items(mirror: &str, packages: &[Package]) -> Vec<Item> {
+    packages
+        .iter()
+        .map(|p| Item {
+            name: format!("{}_{}_{}.deb", p.name, p.version, p.architecture),
+            url: join(mirror, &p.filename),
+            size: p.size,
+            sha256: p.sha256.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Extracts one package's files into `root`; errors name the package and where it came from.
+fn extract_one(p: &Package, url: &str, path: &Path, root: &Path) -> Result<(), BootstrapError> {
+    let bad = |source: Box<dyn std::error::Error + Send + Sync>| BootstrapError::Package {
+        package: format!("{} {} ({})", p.name, p.version, p.architecture),
+        url: url.to_string(),
+        source,
+    };
+    let deb = Deb::open(path).map_err(|e| bad(e.into()))?;
+    extract::extract_deb(&deb, root).map_err(|e| bad(e.into()))?;
+    Ok(())
+}
+
+/// Runs dpkg over `debs` in the rootfs, with the chroot mounts and policy-rc.d in place.
+pub fn configure(
+    ctx: &BuildContext,
+    root: &Path,
+    debs: &[PathBuf],
+    label: &str,
+) -> Result<(), BootstrapError> {
+    let mode = ctx
+        .settings
         .dpkg_mode
         .unwrap_or_else(|| match dpkg::host_dpkg_unusable() {
             None => dpkg::Mode::Host,
             Some(why) => {
-                reporter.step(&format!("using the target's dpkg in the chroot: {why}"));
+                ctx.reporter
+                    .step(&format!("using the target's dpkg in the chroot: {why}"));
                 dpkg::Mode::Chroot
             }
         });
-    let logs = work.path().join("logs");
-    std::fs::create_dir_all(&logs).map_err(|source| BootstrapError::Io {
-        what: "creating",
-        path: logs.clone(),
-        source,
-    })?;
+    let log = ctx.log_dir()?.join(format!("{label}-dpkg.log"));
     {
-        let _mounts = mounts::ChrootMounts::setup(&root)?;
-        check_runs(&root)?;
-        let _policy = dpkg::PolicyRcD::install(&root)?;
-        dpkg::install(
-            &root,
-            &debs,
-            mode,
-            &logs.join("bootstrap-dpkg.log"),
-            reporter,
-        )?;
+        let _mounts = mounts::ChrootMounts::setup(root)?;
+        check_runs(root)?;
+        let _policy = dpkg::PolicyRcD::install(root)?;
+        dpkg::install(root, debs, mode, &log, &ctx.reporter)?;
     }
     crate::interrupt::check()?;
-    let expected: BTreeSet<String> = selected.iter().map(|p| p.name.clone()).collect();
-    dpkg::verify_installed(&root, &expected)?;
-    lap("configure", &mut timings);
-
-    finish_rootfs(&root, spec, &mirror, &opts.etc_apt)?;
-    let status = dpkg::read_status(&root)?;
-    let out = opts
-        .output
-        .clone()
-        .unwrap_or_else(|| work.path().join("rootfs"));
-    tree.commit(&out).map_err(|source| BootstrapError::Io {
-        what: "moving the finished rootfs to",
-        path: out.clone(),
-        source,
-    })?;
-    lap("finish", &mut timings);
-    Ok(Outcome {
-        rootfs: out,
-        packages: status.into_iter().map(|(n, (v, a, _))| (n, v, a)).collect(),
-        mirror,
-        timings,
-        cache_hits: fetched.hits,
-    })
+    Ok(())
 }
 
 /// Creates the merged-/usr layout (`bin`, `sbin`, `lib` as links into `usr`) as debootstrap does.
@@ -282,8 +291,12 @@ fn merge_usr(root: &Path) -> Result<(), BootstrapError> {
 /// The extra and excluded packages of a merged-/usr bootstrap. pistemcell lays out merged
 /// /usr itself (as debootstrap does), so the live-migration package `usrmerge` (which pulls in
 /// perl) is excluded and the empty marker `usr-is-merged` installed where the archive has it.
-fn usr_merge_packages(universe: &Universe, spec: &Resolved) -> (Vec<String>, Vec<String>) {
-    let mut extra = spec.packages.clone();
+pub fn usr_merge_packages(
+    universe: &Universe,
+    spec: &Resolved,
+    wanted: &[String],
+) -> (Vec<String>, Vec<String>) {
+    let mut extra = wanted.to_vec();
     let mut exclude = Vec::new();
     if spec.profile.merged_usr {
         exclude.push("usrmerge".into());

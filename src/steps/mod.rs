@@ -1,3 +1,4 @@
 //! The built-in stages written in Rust.
 
 pub mod bootstrap;
+pub mod packages;

@@ -1,0 +1,175 @@
+//! The build context every stage receives: the resolved spec, where caches and logs go, and
+//! the archive (mirror, verified index), loaded once on first use and shared by the bootstrap
+//! and every stage that installs packages.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::archive::cache::Cache;
+use crate::archive::client::{self, Source};
+use crate::archive::http::Http;
+use crate::archive::resolve::Universe;
+use crate::progress::Reporter;
+use crate::rootfs::{binfmt, dpkg};
+use crate::spec::Resolved;
+use crate::steps::bootstrap::{self, BootstrapError, Outcome};
+
+/// Where and how to build (what the command line decides).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The work directory (logs, partial trees).
+    pub work_dir: PathBuf,
+    /// The shared download and stage cache.
+    pub cache_dir: PathBuf,
+    /// `--mirror` from the command line.
+    pub mirror: Option<String>,
+    /// Parallel downloads.
+    pub jobs: usize,
+    /// Force a dpkg mode (default: the host's dpkg when usable).
+    pub dpkg_mode: Option<dpkg::Mode>,
+    /// The host's apt configuration directory (for the Debian mirror).
+    pub etc_apt: PathBuf,
+}
+
+impl Settings {
+    /// Defaults for `work_dir` and `cache_dir`: 8 downloads, automatic dpkg, `/etc/apt`.
+    pub fn new(work_dir: &Path, cache_dir: &Path) -> Settings {
+        Settings {
+            work_dir: work_dir.to_path_buf(),
+            cache_dir: cache_dir.to_path_buf(),
+            mirror: None,
+            jobs: 8,
+            dpkg_mode: None,
+            etc_apt: PathBuf::from("/etc/apt"),
+        }
+    }
+}
+
+/// The archive as a build sees it: verified, indexed, with the mirror it came from.
+#[derive(Debug)]
+pub struct ArchiveState {
+    /// The mirror packages are downloaded from.
+    pub mirror: String,
+    /// The HTTP client.
+    pub http: Http,
+    /// The download cache.
+    pub cache: Cache,
+    /// Every package of the suite for the target architecture.
+    pub universe: Universe,
+    /// sha256 of the signed Release text.
+    pub release_sha256: String,
+    /// The Release's `Date`.
+    pub release_date: Option<String>,
+}
+
+/// What every stage receives.
+#[derive(Debug)]
+pub struct BuildContext {
+    /// The resolved spec.
+    pub spec: Resolved,
+    /// Progress and log lines.
+    pub reporter: Reporter,
+    /// The work directory (logs, partial trees).
+    pub work_dir: PathBuf,
+    /// The shared download and stage cache.
+    pub cache_dir: PathBuf,
+    /// The rest of the command line's settings.
+    pub settings: Settings,
+    archive: Mutex<Option<Arc<ArchiveState>>>,
+}
+
+impl BuildContext {
+    /// A context for building `spec` with `settings`.
+    pub fn new(spec: Resolved, settings: Settings, reporter: Reporter) -> BuildContext {
+        BuildContext {
+            spec,
+            reporter,
+            work_dir: settings.work_dir.clone(),
+            cache_dir: settings.cache_dir.clone(),
+            settings,
+            archive: Mutex::new(None),
+        }
+    }
+
+    /// The directory for this run's logs (created on demand).
+    pub fn log_dir(&self) -> Result<PathBuf, BootstrapError> {
+        let logs = self.work_dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|source| BootstrapError::Io {
+            what: "creating",
+            path: logs.clone(),
+            source,
+        })?;
+        Ok(logs)
+    }
+
+    /// The verified archive index, read on first use (also makes the target's binaries runnable).
+    pub fn archive(&self) -> Result<Arc<ArchiveState>, BootstrapError> {
+        let mut slot = self.archive.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = slot.as_ref() {
+            return Ok(a.clone());
+        }
+        let spec = &self.spec;
+        if let Some(done) = binfmt::ensure(spec.arch)? {
+            self.reporter.step(&done);
+        }
+        let mirror = crate::mirror::choose(
+            spec,
+            self.settings.mirror.as_deref(),
+            &self.settings.etc_apt,
+        )?;
+        self.reporter.step(&format!(
+            "{} {} {} from {mirror}",
+            spec.profile.name,
+            spec.suite,
+            spec.arch.debian()
+        ));
+        let http = Http::new();
+        let cache = Cache::open(&self.cache_dir)?;
+        let keyring = client::prepare_keyring(
+            &http,
+            &cache,
+            &spec.keyring,
+            spec.profile.keyring.package.as_deref(),
+            &spec.fingerprints,
+            spec.profile.keyring.allow_sha1,
+        )?;
+        let source = Source {
+            mirror: mirror.clone(),
+            suite: spec.suite.clone(),
+            components: spec.components.clone(),
+            arch: spec.arch.debian().into(),
+            keyring,
+        };
+        let index = client::load_index(&http, &cache, &source, &self.reporter)?;
+        let state = Arc::new(ArchiveState {
+            mirror,
+            http,
+            cache,
+            universe: Universe::new(index.packages, spec.arch.debian()).with_label(&spec.suite),
+            release_sha256: index.release_sha256,
+            release_date: index.release.date,
+        });
+        *slot = Some(state.clone());
+        Ok(state)
+    }
+
+    /// Bootstraps a configured rootfs into `root` (an empty directory).
+    pub fn bootstrap_into(&self, root: &Path) -> Result<Outcome, BootstrapError> {
+        bootstrap::build(self, root)
+    }
+
+    /// The named inputs the bootstrap's result depends on (its cache manifest).
+    pub fn bootstrap_manifest(&self) -> Vec<(String, String)> {
+        bootstrap::manifest(&self.spec)
+    }
+
+    /// Installs `names` (with their dependencies, no Recommends) into the rootfs at `root`.
+    pub fn install_packages(
+        &self,
+        root: &Path,
+        names: &[String],
+        stage: &str,
+    ) -> Result<Vec<String>, BootstrapError> {
+        crate::steps::packages::install(self, root, names, stage)
+    }
+}
