@@ -137,7 +137,7 @@ fn assert_nothing_left(f: &Fixture) {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lock")
+        .filter(|n| n != ".lock" && n != "logs")
         .collect();
     assert!(left.is_empty(), "work dir keeps {left:?}");
 }
@@ -190,6 +190,34 @@ fn hostile_package_is_refused_and_the_host_is_untouched() {
         assert!(!Path::new("/tmp/pistemcell-escape").exists());
         assert_nothing_left(&f);
     }
+
+    // A symlink to the host's /tmp, then a file written through it: the write stays inside
+    // the rootfs (the link is resolved as if the rootfs were `/`). The fixture has no shell,
+    // so the bootstrap then stops before configuring, and removes its tree.
+    let deb = scratch.path().join("evil-symlink_1.0_armhf.deb");
+    let mut b = DebBuilder::new("evil-symlink", "1.0", "armhf");
+    b.dir("./", 0o755)
+        .entry(TestEntry::new(
+            "./evil",
+            Kind::Symlink(b"/tmp".to_vec()),
+            0o777,
+        ))
+        .entry(TestEntry::new(
+            "./evil/pistemcell-escape",
+            Kind::File(b"x".to_vec()),
+            0o644,
+        ));
+    b.write(&deb).unwrap();
+    let f = fixture(&[deb], Key::generate("fixture"));
+    let o = bootstrap(&f, &f.key.fingerprint.clone(), "evil-symlink");
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(e.contains("/bin/sh does not run"), "{e}");
+    assert!(
+        !Path::new("/tmp/pistemcell-escape").exists(),
+        "the write escaped to the host"
+    );
+    assert_nothing_left(&f);
 }
 
 #[test]
