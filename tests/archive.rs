@@ -232,3 +232,19 @@ fn truncated_or_corrupted_debs_are_detected_and_replaced() {
     assert_eq!(s.hits, 1);
     assert_eq!(std::fs::read(&entry).unwrap(), good);
 }
+
+#[test]
+fn expired_release_is_refused() {
+    let f = fixture();
+    let d = f.archive.dists();
+    let text = std::fs::read_to_string(d.join("Release")).unwrap().replace(
+        "Date: Sat, 01 Nov 2025 00:00:00 UTC\n",
+        "Date: Sat, 01 Nov 2025 00:00:00 UTC\nValid-Until: Sat, 08 Nov 2025 00:00:00 UTC\n",
+    );
+    std::fs::write(d.join("Release"), text).unwrap();
+    f.archive.sign(&f.key);
+    let e = load(&f, &source(&f, &f.key, &f.key.fingerprint))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expired") && e.contains("08 Nov 2025"), "{e}");
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::cache::{hex, Cache, CacheError};
 use super::http::{join, Http, HttpError};
 use super::packages::{self, Package};
-use super::release::{self, Release};
+use super::release::{self, parse_date, Release};
 use super::signature::{self, Keyring};
 use crate::progress::Reporter;
 
@@ -168,6 +168,21 @@ pub fn load_index(
         src.suite,
         release.date.as_deref().unwrap_or("(no Date)")
     ));
+    if let Some(until) = release.valid_until.as_deref() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if parse_date(until).is_some_and(|t| t < now) {
+            return Err(ClientError::Missing {
+                mirror: src.mirror.clone(),
+                suite: src.suite.clone(),
+                reason: format!(
+                    "the signed Release expired on {until} (Valid-Until): the mirror is stale or replays an old archive; use another mirror"
+                ),
+            });
+        }
+    }
     let missing = |reason: String| ClientError::Missing {
         mirror: src.mirror.clone(),
         suite: src.suite.clone(),

@@ -289,3 +289,71 @@ mod tests {
         assert!(check_digest("f", b"y", 1, &sha256_hex(b"x")).is_err());
     }
 }
+
+/// Parses a Release `Date`/`Valid-Until` value (RFC 2822, e.g. `Sat, 01 Nov 2025 00:00:00 UTC`)
+/// into seconds since the epoch; `None` when it does not parse.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let text = text.split_once(',').map_or(text, |(_, rest)| rest).trim();
+    let mut parts = text.split_whitespace();
+    let day: i64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    let offset = match parts.next() {
+        None | Some("UTC" | "GMT" | "Z") => 0,
+        Some(z) if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+            let v: i64 = z[1..].parse().ok()?;
+            let secs = (v / 100) * 3600 + (v % 100) * 60;
+            if z.starts_with('-') {
+                -secs
+            } else {
+                secs
+            }
+        }
+        Some(_) => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s - offset)
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::parse_date;
+
+    #[test]
+    fn release_dates_parse_to_epoch_seconds() {
+        assert_eq!(parse_date("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(
+            parse_date("Sat, 01 Nov 2025 00:00:00 UTC"),
+            Some(1_761_955_200)
+        );
+        assert_eq!(
+            parse_date("Sat, 10 Jun 2023 08:54:45 +0100"),
+            Some(1_686_383_685)
+        );
+        assert_eq!(parse_date("not a date"), None);
+    }
+}
