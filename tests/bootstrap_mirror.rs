@@ -65,8 +65,10 @@ fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     // The download cache survives between test runs (it is content-addressed and verified).
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mirror-cache");
+    let host_log = || std::fs::metadata("/var/log/dpkg.log").map(|m| m.len()).ok();
     for arch in ["armhf", "arm64"] {
         let ours = tmp.path().join(format!("ours-{arch}"));
+        let host_log_before = host_log();
         let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
             .arg("--work-dir")
             .arg(tmp.path().join("work"))
@@ -87,6 +89,16 @@ fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
             out.status.success(),
             "pistemcell bootstrap {arch} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+
+        assert_eq!(
+            host_log(),
+            host_log_before,
+            "the host's dpkg log must not record the target's packages"
+        );
+        assert!(
+            ours.join("var/log/dpkg.log").is_file(),
+            "the rootfs keeps its own dpkg log"
         );
 
         let theirs = tmp.path().join(format!("debootstrap-{arch}"));

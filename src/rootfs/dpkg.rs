@@ -71,14 +71,19 @@ pub fn host_dpkg_unusable() -> Option<String> {
     }
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
-        if text
-            .lines()
-            .any(|l| l.trim_start().starts_with("path-exclude"))
-        {
-            return Some(format!(
-                "the host's {} excludes paths (path-exclude) and would strip the image",
-                f.display()
-            ));
+        for l in text.lines().map(str::trim_start) {
+            if l.starts_with("path-exclude") {
+                return Some(format!(
+                    "the host's {} excludes paths (path-exclude) and would strip the image",
+                    f.display()
+                ));
+            }
+            if l.starts_with("pre-invoke") || l.starts_with("post-invoke") {
+                return Some(format!(
+                    "the host's {} runs hooks around dpkg ({l}) that are not meant for the image",
+                    f.display()
+                ));
+            }
         }
     }
     None
@@ -162,7 +167,10 @@ pub fn install(
     let mut cmd = match mode {
         Mode::Host => {
             let mut c = Command::new("dpkg");
+            // --log: without it the host's dpkg writes the target's history into the host's
+            // /var/log/dpkg.log.
             c.arg(format!("--root={}", root.display()))
+                .arg(format!("--log={}", root.join("var/log/dpkg.log").display()))
                 .arg("--force-architecture");
             c
         }
