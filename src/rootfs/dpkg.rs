@@ -253,6 +253,7 @@ fn run_logged(
     // reader sees end-of-file when dpkg exits.
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let bar = reporter.bar("configure", steps, false);
+    let started = std::time::Instant::now();
     let mut tail: Vec<String> = Vec::new();
     for line in BufReader::new(reader).lines() {
         let Ok(line) = line else { break };
@@ -260,7 +261,7 @@ fn run_logged(
             // Ctrl-C reaches dpkg too on a terminal; make sure it stops when only we got it.
             let _ = child.kill();
         }
-        let _ = writeln!(file, "{line}");
+        let _ = writeln!(file, "[{:>7.2}s] {line}", started.elapsed().as_secs_f64());
         if line.starts_with("Unpacking ") || line.starts_with("Setting up ") {
             bar.inc(1);
             bar.message(&line);
