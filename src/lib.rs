@@ -9,6 +9,7 @@ pub mod deb;
 pub mod doctor;
 pub mod interrupt;
 pub mod mirror;
+pub mod pipeline;
 pub mod profile;
 pub mod progress;
 pub mod rootfs;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pistemcell::progress::{Reporter, Verbosity};
-use pistemcell::{context, doctor, rootfs, spec, steps, workdir};
+use pistemcell::{context, doctor, pipeline, rootfs, spec, steps, workdir};
 
 /// Builds BOSH stemcells for ARM boards (Raspberry Pi first).
 #[derive(Debug, Parser)]
@@ -54,10 +54,29 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Build a stemcell from a spec (arrives with the stage pipeline).
+    /// Build the stemcell's rootfs through every stage (cached, resumable); packing arrives later.
     Build {
         /// The spec file (default: the built-in default spec).
         spec: Option<PathBuf>,
+        #[command(flatten)]
+        stages: StageArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Rebuild from this stage even if it is cached.
+        #[arg(long, value_name = "STAGE", conflicts_with = "only")]
+        from: Option<String>,
+        /// Stop after this stage.
+        #[arg(long, value_name = "STAGE", conflicts_with = "only")]
+        until: Option<String>,
+        /// Run just this stage, on its parent's cached result.
+        #[arg(long, value_name = "STAGE")]
+        only: Option<String>,
+        /// Ignore every cached stage.
+        #[arg(long)]
+        force: bool,
+        /// Where the finished rootfs goes (default: WORK_DIR/rootfs).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Bootstrap a verified, configured ARM root filesystem from a spec.
     Bootstrap {
@@ -66,17 +85,15 @@ enum Cmd {
         /// Where to put the rootfs (default: WORK_DIR/rootfs); replaced only when the new one is complete.
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// Parallel downloads.
-        #[arg(long, default_value_t = 8)]
-        jobs: usize,
-        /// Which dpkg configures the packages (default: the host's when usable).
-        #[arg(long, value_enum)]
-        dpkg: Option<DpkgChoice>,
+        #[command(flatten)]
+        run: RunArgs,
     },
-    /// List the build's stages and their cache state (arrives with the stage pipeline).
+    /// List the build's stages in order with their cache state, and why a stage is stale.
     Stages {
         /// The spec file.
         spec: Option<PathBuf>,
+        #[command(flatten)]
+        stages: StageArgs,
     },
     /// Show and check a stemcell tarball (arrives with packing).
     Inspect {
@@ -93,7 +110,32 @@ enum Cmd {
         /// Also empty the download cache.
         #[arg(long)]
         cache: bool,
+        /// Instead of emptying: keep the N newest cached results of each stage, remove the rest.
+        #[arg(long, value_name = "N", conflicts_with = "cache")]
+        keep: Option<usize>,
     },
+}
+
+/// Where the data stages and assets come from.
+#[derive(Debug, Args)]
+struct StageArgs {
+    /// The stages directory (default: PISTEMCELL_STAGES_DIR, else the source tree's stages/).
+    #[arg(long)]
+    stages_dir: Option<PathBuf>,
+    /// The assets directory (default: PISTEMCELL_ASSETS_DIR, else the source tree's assets/).
+    #[arg(long)]
+    assets_dir: Option<PathBuf>,
+}
+
+/// How packages are fetched and configured.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+    /// Which dpkg configures the packages (default: the host's when usable).
+    #[arg(long, value_enum)]
+    dpkg: Option<DpkgChoice>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -136,23 +178,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     let reporter = Reporter::new(verbosity);
     match &cli.command {
-        Cmd::Bootstrap { spec, output, jobs, dpkg } => {
+        Cmd::Bootstrap { spec, output, run } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
-            let (work, swept) = workdir::WorkDir::open(&g.work_dir)?;
-            for p in swept {
-                reporter.step(&format!("removed what an interrupted run left: {}", p.display()));
-            }
-            let mut settings = context::Settings::new(work.path(), &g.cache_dir);
-            settings.mirror = g.mirror.clone();
-            settings.jobs = *jobs;
-            settings.dpkg_mode = dpkg.map(|d| match d {
-                DpkgChoice::Host => rootfs::dpkg::Mode::Host,
-                DpkgChoice::Chroot => rootfs::dpkg::Mode::Chroot,
-            });
-            let name = format!("{} ({})", spec.profile.name, spec.source);
-            let ctx = context::BuildContext::new(spec, settings, reporter.clone());
-            let out = steps::bootstrap::run(&ctx, &work, output.clone()).with_context(|| format!("bootstrap of {name} failed"))?;
-            let times: Vec<String> = out.timings.iter().map(|(n, s)| format!("{n} {s:.1}s")).collect();
+            let (work, ctx) = open_build(g, spec, run, &reporter)?;
+            let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
+            let out = steps::bootstrap::run(&ctx, &work, output.clone())
+                .with_context(|| format!("bootstrap of {name} failed"))?;
+            let times: Vec<String> = out
+                .timings
+                .iter()
+                .map(|(n, s)| format!("{n} {s:.1}s"))
+                .collect();
             reporter.step(&format!(
                 "rootfs ready: {} ({} packages, {} from cache; {})",
                 out.rootfs.display(),
@@ -161,6 +197,59 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 times.join(", ")
             ));
             println!("{}", out.rootfs.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Build {
+            spec,
+            stages,
+            run,
+            from,
+            until,
+            only,
+            force,
+            output,
+        } => {
+            let spec = spec::load(spec.as_deref(), &g.sets)?;
+            let (work, ctx) = open_build(g, spec, run, &reporter)?;
+            let source = pipeline::StageSource::new(
+                stages.stages_dir.as_deref(),
+                stages.assets_dir.as_deref(),
+            );
+            let list = pipeline::stages(&ctx, &source)?;
+            let opts = pipeline::runner::RunOptions {
+                from: from.clone(),
+                until: until.clone(),
+                only: only.clone(),
+                force: *force,
+                output: output.clone().unwrap_or_else(|| work.path().join("rootfs")),
+            };
+            let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
+            let report = pipeline::runner::run(&ctx, &work, &list, &opts)
+                .with_context(|| format!("build of {name} failed"))?;
+            let ran = report.ran();
+            reporter.step(&format!(
+                "rootfs ready: {} ({} stages ran{}); stemcell packing arrives with the image and pack stages",
+                report.output.display(),
+                ran.len(),
+                if ran.is_empty() { String::new() } else { format!(": {}", ran.join(", ")) }
+            ));
+            println!("{}", report.output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Stages { spec, stages } => {
+            let spec = spec::load(spec.as_deref(), &g.sets)?;
+            let ctx = context::BuildContext::new(
+                spec,
+                context::Settings::new(&g.work_dir, &g.cache_dir),
+                reporter.clone(),
+            );
+            let source = pipeline::StageSource::new(
+                stages.stages_dir.as_deref(),
+                stages.assets_dir.as_deref(),
+            );
+            let list = pipeline::stages(&ctx, &source)?;
+            let plan = pipeline::runner::plan(&ctx, &list)?;
+            print!("{}", pipeline::runner::render_plan(&plan));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Doctor { spec } => {
@@ -174,26 +263,68 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 println!("{tag} {:<10} {}", f.check, f.message);
             }
-            let failed = findings.iter().filter(|f| f.level == doctor::Level::Fail).count();
+            let failed = findings
+                .iter()
+                .filter(|f| f.level == doctor::Level::Fail)
+                .count();
             if failed > 0 {
                 println!("{failed} problem(s) will stop a build; fix the FAIL lines above.");
                 return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Clean { cache } => {
+        Cmd::Clean { keep: Some(n), .. } => {
+            let removed = pipeline::runner::evict(&g.cache_dir, *n)?;
+            reporter.step(&format!(
+                "stage cache: kept the {n} newest results per stage, removed {}",
+                removed.len()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Clean { cache, keep: None } => {
             let removed = clean(&g.work_dir)?;
-            reporter.step(&format!("work dir {}: removed {removed} entries", g.work_dir.display()));
+            reporter.step(&format!(
+                "work dir {}: removed {removed} entries",
+                g.work_dir.display()
+            ));
             if *cache && g.cache_dir.exists() {
                 let n = clean(&g.cache_dir)?;
-                reporter.step(&format!("cache {}: removed {n} entries", g.cache_dir.display()));
+                reporter.step(&format!(
+                    "cache {}: removed {n} entries",
+                    g.cache_dir.display()
+                ));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Build { .. } => bail!("`build` is not implemented yet: it arrives with the stage pipeline; use `pistemcell bootstrap` for the rootfs"),
-        Cmd::Stages { .. } => bail!("`stages` is not implemented yet: it arrives with the stage pipeline"),
-        Cmd::Inspect { .. } => bail!("`inspect` is not implemented yet: it arrives with stemcell packing"),
+        Cmd::Inspect { .. } => {
+            bail!("`inspect` is not implemented yet: it arrives with stemcell packing")
+        }
     }
+}
+
+/// Opens (locks, sweeps) the work dir and makes the build context.
+fn open_build(
+    g: &Global,
+    spec: spec::Resolved,
+    run: &RunArgs,
+    reporter: &Reporter,
+) -> Result<(workdir::WorkDir, context::BuildContext)> {
+    let (work, swept) = workdir::WorkDir::open(&g.work_dir)?;
+    for p in swept {
+        reporter.step(&format!(
+            "removed what an interrupted run left: {}",
+            p.display()
+        ));
+    }
+    let mut settings = context::Settings::new(work.path(), &g.cache_dir);
+    settings.mirror = g.mirror.clone();
+    settings.jobs = run.jobs;
+    settings.dpkg_mode = run.dpkg.map(|d| match d {
+        DpkgChoice::Host => rootfs::dpkg::Mode::Host,
+        DpkgChoice::Chroot => rootfs::dpkg::Mode::Chroot,
+    });
+    let ctx = context::BuildContext::new(spec, settings, reporter.clone());
+    Ok((work, ctx))
 }
 
 /// Empties `dir` (under its lock, after unmounting leftovers), keeping the directory itself.

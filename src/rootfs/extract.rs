@@ -1,4 +1,5 @@
-//! Extracting a .deb's data.tar into a rootfs directory without ever writing outside it.
+//! Extracting a .deb's data.tar (or any tar stream, such as a stage snapshot) into a rootfs
+//! directory without ever writing outside it.
 //!
 //! Safety rules (the host is protected):
 //! - entry names that are absolute or hold a `..` component are refused;
@@ -38,23 +39,55 @@ pub use types::{ExtractError, ExtractStats};
 
 /// Extracts `deb`'s data.tar into `root` (which must exist) and reports what was written.
 pub fn extract_deb(deb: &Deb, root: &Path) -> Result<ExtractStats, ExtractError> {
+    let corrupt = |e: &io::Error| ExtractError::Deb(deb.corrupt(e));
+    let mut archive = deb.data_archive()?;
+    let stats = extract_entries(&mut archive, root, deb.path(), &corrupt)?;
+    deb.finish_data(archive)?;
+    Ok(stats)
+}
+
+/// Extracts a plain tar stream into `root` (which must exist) under the same safety rules as
+/// [`extract_deb`]; `label` names the archive in errors (e.g. the snapshot file). The stream
+/// is read to its end after the tar end marker, so a compressor's integrity check runs.
+pub fn extract_tar<R: Read>(
+    mut archive: tar::Archive<R>,
+    root: &Path,
+    label: &str,
+) -> Result<ExtractStats, ExtractError> {
+    let corrupt = |e: &io::Error| ExtractError::Corrupt {
+        archive: PathBuf::from(label),
+        detail: e.to_string(),
+    };
+    let stats = extract_entries(&mut archive, root, Path::new(label), &corrupt)?;
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(&e))?;
+    Ok(stats)
+}
+
+/// Turns a read error of the archive into the caller's error (which names the archive).
+type Corrupt<'a> = dyn Fn(&io::Error) -> ExtractError + 'a;
+
+/// Extracts every entry of `archive` into `root`; `label` names the archive in errors.
+fn extract_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    root: &Path,
+    label: &Path,
+    corrupt: &Corrupt<'_>,
+) -> Result<ExtractStats, ExtractError> {
     let mut x = Extractor {
-        deb,
+        label,
+        corrupt,
         root,
         root_user: sys::is_root(),
         stats: ExtractStats::default(),
         extracted: HashSet::new(),
         dirs: Vec::new(),
     };
-    let mut archive = deb.data_archive()?;
-    {
-        let entries = archive.entries().map_err(|e| deb.corrupt(&e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| deb.corrupt(&e))?;
-            x.entry(&mut entry)?;
-        }
+    let entries = archive.entries().map_err(|e| corrupt(&e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(&e))?;
+        x.entry(&mut entry)?;
     }
-    deb.finish_data(archive)?;
     x.finish_dirs()?;
     x.summarize();
     Ok(x.stats)
@@ -70,7 +103,9 @@ struct Meta {
 }
 
 struct Extractor<'a> {
-    deb: &'a Deb,
+    /// The archive, for errors.
+    label: &'a Path,
+    corrupt: &'a Corrupt<'a>,
     root: &'a Path,
     root_user: bool,
     stats: ExtractStats,
@@ -79,8 +114,6 @@ struct Extractor<'a> {
     /// Directories whose mode (if deferred) and mtime are set at the end.
     dirs: Vec<(PathBuf, String, Option<u32>, i64)>,
 }
-
-type Entry<'e, 'r> = tar::Entry<'e, Box<dyn Read + 'r>>;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -100,7 +133,7 @@ impl Drop for Temp {
 
 impl Extractor<'_> {
     fn path(&self) -> PathBuf {
-        self.deb.path().to_path_buf()
+        self.label.to_path_buf()
     }
 
     fn io(&self, entry: &str, op: &'static str, path: &Path, source: io::Error) -> ExtractError {
@@ -144,12 +177,13 @@ impl Extractor<'_> {
         }
     }
 
-    fn meta(&self, entry: &mut Entry<'_, '_>, name: &str) -> Result<Meta, ExtractError> {
+    fn meta<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+    ) -> Result<Meta, ExtractError> {
         let corrupt = |e: io::Error| {
-            ExtractError::Deb(
-                self.deb
-                    .corrupt(&io::Error::new(e.kind(), format!("entry `{name}`: {e}"))),
-            )
+            (self.corrupt)(&io::Error::new(e.kind(), format!("entry `{name}`: {e}")))
         };
         let header = entry.header();
         let mode = header.mode().map_err(corrupt)? & 0o7777;
@@ -187,7 +221,7 @@ impl Extractor<'_> {
         })
     }
 
-    fn entry(&mut self, entry: &mut Entry<'_, '_>) -> Result<(), ExtractError> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ExtractError> {
         use tar::EntryType as T;
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
@@ -326,9 +360,9 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn file(
+    fn file<R: Read>(
         &mut self,
-        entry: &mut Entry<'_, '_>,
+        entry: &mut tar::Entry<'_, R>,
         name: &str,
         parent: &Path,
         target: &Path,
@@ -366,7 +400,7 @@ impl Extractor<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let e = io::Error::new(e.kind(), format!("entry `{name}`: {e}"));
-                    return Err(self.deb.corrupt(&e).into());
+                    return Err((self.corrupt)(&e));
                 }
             };
             file.write_all(&buf[..n])
@@ -382,7 +416,7 @@ impl Extractor<'_> {
                     entry.size()
                 ),
             );
-            return Err(self.deb.corrupt(&e).into());
+            return Err((self.corrupt)(&e));
         }
         if self.root_user {
             std::os::unix::fs::fchown(&file, Some(meta.uid), Some(meta.gid))
@@ -552,7 +586,7 @@ impl Extractor<'_> {
     }
 
     fn summarize(&mut self) {
-        let deb = self.deb.path().display();
+        let deb = self.label.display();
         if self.stats.skipped_nodes > 0 {
             self.stats.warnings.push(format!(
                 "{deb}: skipped {} device node(s): creating devices needs root",

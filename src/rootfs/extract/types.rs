@@ -38,6 +38,16 @@ pub enum ExtractError {
     /// The .deb itself could not be read (truncated, corrupt, unsupported compression).
     #[error(transparent)]
     Deb(#[from] DebError),
+    /// A plain tar stream (not a .deb) could not be read: truncated or corrupt.
+    #[error(
+        "{archive} is corrupt: {detail}; delete it (a cache entry is rebuilt on the next run)"
+    )]
+    Corrupt {
+        /// The archive, as labelled by the caller.
+        archive: PathBuf,
+        /// What failed.
+        detail: String,
+    },
     /// The entry name tries to leave the rootfs or is malformed.
     #[error("{deb}: entry `{entry}` refused: {reason}; the package is corrupt or hostile: do not install it, report it to its maintainer")]
     Unsafe {

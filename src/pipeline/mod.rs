@@ -1,0 +1,305 @@
+//! The stage pipeline: one ordered list of built-in (Rust) and data (`stages/NN-name`)
+//! stages, each cached as a rootfs snapshot under a key made of its named inputs and its
+//! parent's key; a build restores the newest valid snapshot and runs only what follows.
+//!
+//! - `stage`, `script`, `env`: data stages (schema, checks, environment, running);
+//! - `key`: cache keys as manifests of named inputs, and why a cache entry is stale;
+//! - `tree`, `tarwrite`, `snapshot`: the tree walker, the tar writer and the snapshot store;
+//! - `runner`: planning, running (`--from`, `--until`, `--only`, `--force`), eviction.
+
+#![warn(missing_docs)]
+
+pub mod env;
+pub mod key;
+pub mod runner;
+pub mod script;
+pub mod snapshot;
+pub mod stage;
+pub mod tarwrite;
+#[cfg(test)]
+mod tests;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+use crate::context::BuildContext;
+
+pub use env::STAGE_ENV;
+pub use runner::{
+    evict, plan, render_plan, run, CacheState, Outcome, Planned, RunOptions, RunReport, StageRun,
+};
+pub use stage::DataStage;
+pub use tree::{equal_trees, tree_manifest, Mtimes};
+
+/// Errors of the pipeline; each names the stage or file and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A stage directory is malformed (name, missing stage.yml).
+    #[error("stage {path}: {reason}")]
+    StageDir {
+        /// The stage directory.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// `stage.yml` does not parse (the message carries line and column).
+    #[error("{path}: {source}\n  (the stage.yml fields are described in src/pipeline/stage.rs and README.md)")]
+    StageYml {
+        /// The stage.yml path.
+        path: PathBuf,
+        /// The YAML error with its position.
+        source: serde_norway::Error,
+    },
+    /// `stage.yml` parses but its values are wrong.
+    #[error("stage {stage} ({path}): {reason}")]
+    Invalid {
+        /// The stage name.
+        stage: String,
+        /// The stage.yml path.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// Two stages have the same name.
+    #[error("two stages are named {name}; rename one of the stage directories")]
+    Duplicate {
+        /// The name.
+        name: String,
+    },
+    /// `--from`, `--until` or `--only` names no stage.
+    #[error("there is no stage {name}; the stages are: {valid}")]
+    UnknownStage {
+        /// The name given.
+        name: String,
+        /// Every stage name.
+        valid: String,
+    },
+    /// `--from`, `--until` or `--only` names a stage this build skips.
+    #[error("stage {name} does not apply to this build ({reason}); `pistemcell stages` lists the ones that do")]
+    NotApplicable {
+        /// The stage.
+        name: String,
+        /// Why it is skipped.
+        reason: String,
+    },
+    /// `--only X` needs X's parent cached.
+    #[error("--only {stage} runs on the cached result of {parent}, which is not cached: build it first (`pistemcell build --until {parent}`)")]
+    ParentNotCached {
+        /// The stage to run.
+        stage: String,
+        /// Its parent.
+        parent: String,
+    },
+    /// The run options contradict each other.
+    #[error("{0}")]
+    Options(String),
+    /// `apply.sh` failed.
+    #[error("stage {stage}: {script} failed ({status}); last lines of its output:\n{tail}\n  full log: {log}\n  fix the stage and run the build again: the stages before it are cached")]
+    Script {
+        /// The stage name.
+        stage: String,
+        /// The script path.
+        script: PathBuf,
+        /// `exit code N` or `killed by signal N`.
+        status: String,
+        /// The last lines of output.
+        tail: String,
+        /// The full log.
+        log: PathBuf,
+    },
+    /// A script could not be started.
+    #[error("stage {stage}: cannot run `{argv}`: {source}; is bash installed (on the host for `run: host`, in the rootfs for chroot stages)?")]
+    Spawn {
+        /// The stage name.
+        stage: String,
+        /// The command line.
+        argv: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Preparing the chroot (emulation, mounts, policy-rc.d) failed.
+    #[error("stage {stage}: preparing the chroot: {reason}")]
+    Chroot {
+        /// The stage name.
+        stage: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A built-in stage (or the packages of a data stage) failed.
+    #[error("stage {stage}: {source}")]
+    Build {
+        /// The stage name.
+        stage: String,
+        /// The underlying error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Saving a snapshot failed.
+    #[error("stage {stage}: cannot save the snapshot {path}: {reason}; check free space in the cache dir (--cache-dir)")]
+    Snapshot {
+        /// The stage name.
+        stage: String,
+        /// The snapshot path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// Restoring a snapshot failed.
+    #[error("stage {stage}: cannot restore the snapshot {path}: {reason}; delete it (or run `pistemcell build --force`)")]
+    Restore {
+        /// The stage name.
+        stage: String,
+        /// The snapshot's key.
+        key: String,
+        /// The snapshot path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// Walking or reading a tree failed.
+    #[error(transparent)]
+    Tree(#[from] tree::TreeError),
+    /// The work directory is unusable.
+    #[error(transparent)]
+    WorkDir(#[from] crate::workdir::WorkDirError),
+    /// The user pressed Ctrl-C.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+    /// A file operation failed.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// One stage of the pipeline.
+pub trait Stage {
+    /// The stage name, `NN-name`; the pipeline is ordered by it.
+    fn name(&self) -> &str;
+    /// One line for humans.
+    fn description(&self) -> &str;
+    /// Whether the stage runs in this build.
+    fn applies(&self, ctx: &BuildContext) -> bool;
+    /// Why the stage does not run in this build (`None` when it does).
+    fn skip_reason(&self, ctx: &BuildContext) -> Option<String> {
+        (!self.applies(ctx)).then(|| "does not apply to this build".to_string())
+    }
+    /// The stage's named inputs (its cache manifest, without the parent).
+    fn manifest(&self, ctx: &BuildContext) -> Result<Vec<(String, String)>, PipelineError>;
+    /// Changes the tree at `root` (the first stage receives an empty directory).
+    fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError>;
+}
+
+impl Stage for DataStage {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn description(&self) -> &str {
+        &self.file.description
+    }
+    fn applies(&self, ctx: &BuildContext) -> bool {
+        self.skip_reason(&ctx.spec).is_none()
+    }
+    fn skip_reason(&self, ctx: &BuildContext) -> Option<String> {
+        DataStage::skip_reason(self, &ctx.spec)
+    }
+    fn manifest(&self, ctx: &BuildContext) -> Result<Vec<(String, String)>, PipelineError> {
+        self.inputs(ctx)
+    }
+    fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError> {
+        self.execute(ctx, root)
+    }
+}
+
+/// The built-in first stage: bootstraps the configured rootfs into an empty directory.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap;
+
+/// The name of the built-in bootstrap stage.
+pub const BOOTSTRAP: &str = "00-bootstrap";
+
+impl Stage for Bootstrap {
+    fn name(&self) -> &str {
+        BOOTSTRAP
+    }
+    fn description(&self) -> &str {
+        "resolve, download, verify, extract and configure the base rootfs"
+    }
+    fn applies(&self, _ctx: &BuildContext) -> bool {
+        true
+    }
+    fn manifest(&self, ctx: &BuildContext) -> Result<Vec<(String, String)>, PipelineError> {
+        Ok(ctx.bootstrap_manifest())
+    }
+    fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError> {
+        ctx.bootstrap_into(root)
+            .map(|_| ())
+            .map_err(|source| PipelineError::Build {
+                stage: BOOTSTRAP.into(),
+                source: Box::new(source),
+            })
+    }
+}
+
+/// Where data stages and assets are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSource {
+    /// The `stages/` directory.
+    pub stages_dir: PathBuf,
+    /// The `assets/` directory.
+    pub assets_dir: PathBuf,
+}
+
+impl StageSource {
+    /// `--stages-dir` / `--assets-dir` when given, else [`default_stages_dir`] and
+    /// [`default_assets_dir`].
+    pub fn new(stages_dir: Option<&Path>, assets_dir: Option<&Path>) -> StageSource {
+        StageSource {
+            stages_dir: stages_dir.map_or_else(default_stages_dir, Path::to_path_buf),
+            assets_dir: assets_dir.map_or_else(default_assets_dir, Path::to_path_buf),
+        }
+    }
+}
+
+/// `PISTEMCELL_STAGES_DIR`, else the source tree's `stages/`.
+pub fn default_stages_dir() -> PathBuf {
+    std::env::var_os("PISTEMCELL_STAGES_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/stages")))
+}
+
+/// `PISTEMCELL_ASSETS_DIR`, else the source tree's `assets/`.
+pub fn default_assets_dir() -> PathBuf {
+    std::env::var_os("PISTEMCELL_ASSETS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets")))
+}
+
+/// Sorts stages by name and refuses duplicate names.
+pub fn ordered(mut stages: Vec<Box<dyn Stage>>) -> Result<Vec<Box<dyn Stage>>, PipelineError> {
+    stages.sort_by(|a, b| a.name().cmp(b.name()));
+    if let Some(w) = stages.windows(2).find(|w| w[0].name() == w[1].name()) {
+        return Err(PipelineError::Duplicate {
+            name: w[0].name().to_string(),
+        });
+    }
+    Ok(stages)
+}
+
+/// The whole pipeline: the built-in bootstrap, then every data stage under `source`, in order.
+pub fn stages(
+    ctx: &BuildContext,
+    source: &StageSource,
+) -> Result<Vec<Box<dyn Stage>>, PipelineError> {
+    let mut list: Vec<Box<dyn Stage>> = vec![Box::new(Bootstrap)];
+    for s in stage::load_all(source, &ctx.spec)? {
+        list.push(Box::new(s));
+    }
+    ordered(list)
+}

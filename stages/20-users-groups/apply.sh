@@ -1,0 +1,48 @@
+# Groups vcap and bosh ssh users join. adm, audio, cdrom, dialout, floppy, video, dip, plugdev
+# and utmp come with base-passwd; check rather than assume.
+for g in adm audio cdrom dialout floppy video dip plugdev utmp; do
+  getent group "$g" >/dev/null || { echo "group $g is missing from the base system" >&2; exit 1; }
+done
+# The agent runs `chown root:syslog` on the log directory (fatal when the group is missing):
+# Debian has no syslog user or group, Ubuntu has both.
+getent group syslog >/dev/null || groupadd --system syslog
+getent passwd syslog >/dev/null ||
+  useradd --system --gid syslog --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin syslog
+
+# vcap must be uid 1000: releases and the agent assume it.
+owner=$(getent passwd 1000 | cut -d: -f1 || true)
+if [ -n "$owner" ] && [ "$owner" != vcap ]; then
+  echo "uid 1000 belongs to '$owner'; the profile must leave uid 1000 to vcap" >&2
+  exit 1
+fi
+# vcap's group first, so it gets gid 1000 as on upstream stemcells.
+if ! getent group vcap >/dev/null; then
+  if getent group 1000 >/dev/null; then groupadd vcap; else groupadd --gid 1000 vcap; fi
+fi
+getent group admin >/dev/null || groupadd --system admin
+getent group bosh_sshers >/dev/null || groupadd bosh_sshers
+getent group bosh_sudoers >/dev/null || groupadd bosh_sudoers
+if ! getent passwd vcap >/dev/null; then
+  useradd --uid 1000 --gid vcap --create-home --home-dir /home/vcap --shell /bin/bash \
+    --comment 'BOSH System User' vcap
+fi
+usermod --shell /bin/bash --groups admin,adm,audio,cdrom,dialout,floppy,video,dip,plugdev,bosh_sshers vcap
+chmod 0700 /home/vcap
+usermod --append --groups vcap syslog
+
+# No password logins: ssh takes keys only, and the director sets vcap's password from
+# env.bosh.password when a deployment asks for one. '*' (not '!') so sshd does not treat the
+# accounts as locked for key logins.
+usermod --password '*' vcap
+usermod --password '*' root
+# No group passwords (newgrp into a system group).
+sed -i 's/^\([^:]*\):[^:]*:/\1:*:/' /etc/gshadow
+
+# The agent's tools on the PATH of interactive shells, and the instance in the prompt.
+install -m 0644 "$STAGE_DIR/files/bosh-prompt.sh" /etc/profile.d/00-bosh-ps1.sh
+for rc in /root/.bashrc /home/vcap/.bashrc /etc/skel/.bashrc; do
+  [ -f "$rc" ] || install -m 0644 /dev/null "$rc"
+  grep -q '^export PATH=/var/vcap/bosh/bin:' "$rc" || echo 'export PATH=/var/vcap/bosh/bin:$PATH' >> "$rc"
+  grep -q '00-bosh-ps1' "$rc" || echo '[ -r /etc/profile.d/00-bosh-ps1.sh ] && . /etc/profile.d/00-bosh-ps1.sh' >> "$rc"
+done
+chown vcap:vcap /home/vcap/.bashrc
