@@ -313,6 +313,7 @@ pub fn assert_bosh_os(root: &Path, infrastructure: &str) {
     }
     check(r.users.contains_key("syslog"), "user syslog is missing");
     check(r.members("vcap").contains("syslog"), "user syslog is not in group vcap");
+    check(r.members("adm").contains("syslog"), "rsyslogd (syslog) gives its files to group adm");
     let shadow = r.db("/etc/shadow");
     for u in ["root", "vcap"] {
         assert_eq!(shadow[u][1], "*", "{u} must have no password (keys only)");

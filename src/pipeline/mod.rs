@@ -303,3 +303,25 @@ pub fn stages(
     }
     ordered(list)
 }
+
+#[cfg(test)]
+mod readme_tests {
+    #[test]
+    fn readme_documents_every_stage_field_and_variable() {
+        let readme = include_str!("../../README.md");
+        for (name, ..) in super::stage::STAGE_FIELDS {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README.md lacks stage.yml field `{name}`"
+            );
+        }
+        for (name, _) in super::env::STAGE_ENV {
+            for var in name.split(", ") {
+                assert!(
+                    readme.contains(var),
+                    "README.md lacks stage variable `{var}`"
+                );
+            }
+        }
+    }
+}

@@ -293,7 +293,12 @@ fn run_once(
         active[last] + 1
     };
     let skip_until = restore.map_or(0, |r| r + 1).min(first);
-    for (i, p) in planned.iter().enumerate().take(stop) {
+    // --only reports its parent and itself, nothing before.
+    let start = match &opts.only {
+        Some(_) => active[restore.unwrap_or(first)],
+        None => 0,
+    };
+    for (i, p) in planned.iter().enumerate().take(stop).skip(start) {
         let line = |outcome, seconds, snapshot_seconds| StageRun {
             name: p.name.clone(),
             outcome,
@@ -309,9 +314,6 @@ fn run_once(
             report.push(line(Outcome::Skipped, 0.0, 0.0));
             continue;
         };
-        if opts.only.is_some() && pos + 1 < first {
-            continue;
-        }
         if Some(pos) == restore {
             let t = Instant::now();
             ctx.reporter.step(&format!("{}: cached, restoring", p.name));

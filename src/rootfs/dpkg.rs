@@ -89,6 +89,18 @@ pub fn host_dpkg_unusable() -> Option<String> {
     None
 }
 
+/// Why the host's dpkg cannot work on this particular rootfs (None when it can). The host's
+/// dpkg looks up the owners named in the rootfs's `statoverride` file in the HOST's user
+/// database, and aborts on a system user only the rootfs has (`_chrony`); such a rootfs is
+/// configured by its own dpkg.
+pub fn host_dpkg_unusable_for(root: &Path) -> Option<String> {
+    let p = root.join("var/lib/dpkg/statoverride");
+    let text = std::fs::read_to_string(&p).unwrap_or_default();
+    (!text.trim().is_empty()).then(|| {
+        "the rootfs has dpkg-statoverride entries, whose owners the host's dpkg would look up on the host".to_string()
+    })
+}
+
 /// The environment maintainer scripts run with: fixed, never the caller's.
 pub fn script_env() -> Vec<(&'static str, &'static str)> {
     vec![

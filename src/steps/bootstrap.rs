@@ -245,17 +245,17 @@ pub fn configure(
     debs: &[PathBuf],
     label: &str,
 ) -> Result<(), BootstrapError> {
-    let mode = ctx
-        .settings
-        .dpkg_mode
-        .unwrap_or_else(|| match dpkg::host_dpkg_unusable() {
+    let mode = ctx.settings.dpkg_mode.unwrap_or_else(|| {
+        match dpkg::host_dpkg_unusable().or_else(|| dpkg::host_dpkg_unusable_for(root)) {
             None => dpkg::Mode::Host,
             Some(why) => {
-                ctx.reporter
-                    .step(&format!("using the target's dpkg in the chroot: {why}"));
+                ctx.reporter.step(&format!(
+                    "{label}: using the target's dpkg in the chroot: {why}"
+                ));
                 dpkg::Mode::Chroot
             }
-        });
+        }
+    });
     let log = ctx.log_dir()?.join(format!("{label}-dpkg.log"));
     {
         let _mounts = mounts::ChrootMounts::setup(root)?;

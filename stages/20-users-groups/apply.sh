@@ -28,7 +28,9 @@ if ! getent passwd vcap >/dev/null; then
 fi
 usermod --shell /bin/bash --groups admin,adm,audio,cdrom,dialout,floppy,video,dip,plugdev,bosh_sshers vcap
 chmod 0700 /home/vcap
-usermod --append --groups vcap syslog
+# syslog: in vcap (the contract), and in adm like on Ubuntu, since rsyslogd, running as syslog,
+# gives the files it creates to group adm.
+usermod --append --groups vcap,adm syslog
 
 # No password logins: ssh takes keys only, and the director sets vcap's password from
 # env.bosh.password when a deployment asks for one. '*' (not '!') so sshd does not treat the
