@@ -484,15 +484,16 @@ fn default_spec_rootfs_has_the_bosh_os() {
     if let Err(e) = binfmt::ensure(Arch::Armhf) {
         return skip(&format!("{e}; {}", binfmt::fix_hint(Arch::Armhf)));
     }
-    // The build must stop after the OS stages and hand over the rootfs.
+    // The build must stop after the OS stages and hand over the rootfs; --force runs every
+    // stage even when the shared cache holds them.
     let bin = env!("CARGO_BIN_EXE_pistemcell");
     let help = Command::new(bin)
         .args(["build", "--help"])
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    if !(help.contains("--until") && help.contains("--rootfs")) {
-        return skip("`pistemcell build --until STAGE --rootfs DIR` is not there yet");
+    if !(help.contains("--until") && help.contains("--output")) {
+        return skip("`pistemcell build --until STAGE --output DIR` is not there yet");
     }
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mirror-cache");
@@ -506,9 +507,10 @@ fn default_spec_rootfs_has_the_bosh_os() {
             "--mirror",
             &mirror,
             "build",
+            "--force",
             "--until",
             "90-cleanup",
-            "--rootfs",
+            "--output",
         ])
         .arg(&rootfs)
         .output()

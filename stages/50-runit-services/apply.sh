@@ -21,6 +21,12 @@ case "$INIT" in
     [ -x /etc/runit/2 ] || { echo "/etc/runit/2 is missing (runit)" >&2; exit 1; }
     install -d -m 0755 /etc/runit/runsvdir/svmanaged
     ln -sfn /etc/sv/agent /etc/runit/runsvdir/svmanaged/agent
+    # A runit whose /etc/runit/2 does not switch to svmanaged (older packagings) scans the
+    # directory /etc/service points at now; only one of the two is ever scanned.
+    current=$(readlink -f /etc/service || true)
+    if [ -n "$current" ] && [ -d "$current" ] && [ "$current" != /etc/runit/runsvdir/svmanaged ]; then
+      ln -sfn /etc/sv/agent "$current/agent"
+    fi
     install -m 0644 "$ASSETS/services/systemd/runit.service" /etc/systemd/system/runit.service
     systemctl enable runit.service
     ;;
