@@ -57,15 +57,20 @@ fn spec_errors_name_file_line_and_column() {
 }
 
 #[test]
-fn build_is_not_yet_and_says_what_to_use() {
+fn inspect_is_not_yet_and_unknown_stage_names_list_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let o = pistemcell(dir.path(), &["build"]);
+    let o = pistemcell(dir.path(), &["inspect", "x.tgz"]);
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("not implemented yet") && stderr(&o).contains("bootstrap"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("not implemented yet"), "{}", stderr(&o));
+    for flag in ["--only", "--from", "--until"] {
+        let o = pistemcell(dir.path(), &["build", flag, "99-nope"]);
+        let e = stderr(&o);
+        assert!(!o.status.success());
+        assert!(
+            e.contains("99-nope") && e.contains("00-bootstrap") && e.contains("90-cleanup"),
+            "{flag}: {e}"
+        );
+    }
 }
 
 #[test]
