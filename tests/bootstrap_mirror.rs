@@ -17,18 +17,6 @@ fn skip(reason: &str) {
     eprintln!("SKIPPED bootstrap_mirror: {reason}");
 }
 
-fn mirror() -> Option<String> {
-    std::env::var("PISTEMCELL_TEST_MIRROR")
-        .ok()
-        .or_else(|| pistemcell::mirror::from_host(Path::new("/etc/apt"), "debian", "bookworm"))
-}
-
-fn reachable(mirror: &str) -> bool {
-    pistemcell::archive::http::Http::new()
-        .get(&format!("{mirror}/dists/bookworm/Release"))
-        .is_ok()
-}
-
 /// `name version arch state` for every package in a rootfs's dpkg database.
 fn installed(root: &Path) -> Vec<String> {
     let out = support::sh(
@@ -47,18 +35,9 @@ fn installed(root: &Path) -> Vec<String> {
 
 #[test]
 fn bootstrap_matches_debootstrap_minbase_for_armhf_and_arm64() {
-    if std::env::var_os("PISTEMCELL_SKIP_MIRROR_TESTS").is_some() {
-        return skip("PISTEMCELL_SKIP_MIRROR_TESTS is set");
-    }
-    if !support::is_root() {
-        return skip("needs root (mounts, chroot)");
-    }
-    let Some(mirror) = mirror() else {
-        return skip("no mirror: set PISTEMCELL_TEST_MIRROR or add a bookworm line to the host's apt sources");
+    let Some(mirror) = support::mirror_for_e2e("bootstrap_mirror") else {
+        return;
     };
-    if !reachable(&mirror) {
-        return skip(&format!("mirror {mirror} is not reachable"));
-    }
     if !pistemcell::cmd::on_path("debootstrap") {
         return skip("debootstrap is not installed (apt-get install debootstrap)");
     }

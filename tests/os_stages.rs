@@ -18,9 +18,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pistemcell::rootfs::binfmt;
-use pistemcell::spec::Arch;
-
 #[rustfmt::skip]
 const PACKAGES: [&str; 22] = [
     "parted", "util-linux", "mount", "e2fsprogs", "udev", "passwd", "iproute2", "procps", "tar",
@@ -125,10 +122,6 @@ const BAKERY_AGENT_JSON: &str = r#"{"Platform":{"Linux":{"CreatePartitionIfNoEph
   "DevicePathResolutionType":"virtio"}},"Infrastructure":{"NetworkingType":"dynamic","Settings":
   {"Sources":[{"Type":"File","SettingsPath":"/piConfig/settings.json"}],"UseServerName":true,
   "UseRegistry":false}}}"#;
-
-fn skip(reason: &str) {
-    eprintln!("SKIPPED os_stages: {reason}");
-}
 
 fn check(ok: bool, what: impl Display) {
     assert!(ok, "{what}");
@@ -453,48 +446,18 @@ fn assert_bakery_disks(r: &Root, pkgs: &BTreeSet<String>) {
     }
 }
 
-fn mirror() -> Option<String> {
-    std::env::var("PISTEMCELL_TEST_MIRROR")
-        .ok()
-        .or_else(|| pistemcell::mirror::from_host(Path::new("/etc/apt"), "debian", "bookworm"))
-}
-
 #[test]
 fn default_spec_rootfs_has_the_bosh_os() {
     if let Some(dir) = std::env::var_os("PISTEMCELL_TEST_OS_ROOTFS") {
         let infra = std::env::var("PISTEMCELL_TEST_OS_INFRASTRUCTURE");
         return assert_bosh_os(Path::new(&dir), infra.as_deref().unwrap_or("bakery"));
     }
-    if std::env::var_os("PISTEMCELL_SKIP_MIRROR_TESTS").is_some() {
-        return skip("PISTEMCELL_SKIP_MIRROR_TESTS is set");
-    }
-    if !support::is_root() {
-        return skip("needs root (chroot, mounts, file owners)");
-    }
-    let Some(mirror) = mirror() else {
-        return skip("no mirror: set PISTEMCELL_TEST_MIRROR or add a bookworm line to the host's apt sources");
+    let Some(mirror) = support::mirror_for_e2e("os_stages") else {
+        return;
     };
-    let release = format!("{mirror}/dists/bookworm/Release");
-    if pistemcell::archive::http::Http::new()
-        .get(&release)
-        .is_err()
-    {
-        return skip(&format!("mirror {mirror} is not reachable"));
-    }
-    if let Err(e) = binfmt::ensure(Arch::Armhf) {
-        return skip(&format!("{e}; {}", binfmt::fix_hint(Arch::Armhf)));
-    }
     // The build must stop after the OS stages and hand over the rootfs; --force runs every
     // stage even when the shared cache holds them.
     let bin = env!("CARGO_BIN_EXE_pistemcell");
-    let help = Command::new(bin)
-        .args(["build", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
-    if !(help.contains("--until") && help.contains("--output")) {
-        return skip("`pistemcell build --until STAGE --output DIR` is not there yet");
-    }
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mirror-cache");
     let rootfs = tmp.path().join("rootfs");

@@ -19,10 +19,6 @@ use pistemcell::deb::build::{ar_bytes, Packing};
 use pistemcell::deb::Deb;
 use pistemcell::progress::{Reporter, Verbosity};
 
-fn skip(reason: &str) {
-    eprintln!("SKIPPED profile_fixture: {reason}");
-}
-
 /// Rewrites a .deb with zstd-compressed control and data members.
 fn repack_zstd(deb: &Path, out: &Path) {
     let d = Deb::open(deb).unwrap();
@@ -45,28 +41,10 @@ fn repack_zstd(deb: &Path, out: &Path) {
 
 #[test]
 fn ubuntu_jammy_profile_bootstraps_from_a_zstd_fixture_repository() {
-    if std::env::var_os("PISTEMCELL_SKIP_MIRROR_TESTS").is_some() {
-        return skip("PISTEMCELL_SKIP_MIRROR_TESTS is set");
-    }
-    if !support::is_root() {
-        return skip("needs root (mounts, chroot)");
-    }
-    let Some(mirror) = std::env::var("PISTEMCELL_TEST_MIRROR")
-        .ok()
-        .or_else(|| pistemcell::mirror::from_host(Path::new("/etc/apt"), "debian", "bookworm"))
-    else {
-        return skip("no Debian mirror for the real packages");
+    let Some(mirror) = support::mirror_for_e2e("profile_fixture") else {
+        return;
     };
     let http = Http::new();
-    if http
-        .get(&format!("{mirror}/dists/bookworm/Release"))
-        .is_err()
-    {
-        return skip(&format!("mirror {mirror} is not reachable"));
-    }
-    if let Err(e) = pistemcell::rootfs::binfmt::ensure(pistemcell::spec::Arch::Armhf) {
-        return skip(&e.to_string());
-    }
 
     // The real packages of a bookworm armhf minbase, through the project's own client.
     let cache = Cache::open(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("mirror-cache")).unwrap();

@@ -348,3 +348,34 @@ impl Drop for Server {
         let _ = std::net::TcpStream::connect(self.url.trim_start_matches("http://"));
     }
 }
+
+/// The Debian mirror the end-to-end tests use, or why they must skip: they need
+/// `PISTEMCELL_SKIP_MIRROR_TESTS` unset, root, a reachable mirror (`PISTEMCELL_TEST_MIRROR`,
+/// else the host's apt sources) and ARM emulation. Prints `SKIPPED test: reason` when skipping.
+pub fn mirror_for_e2e(test: &str) -> Option<String> {
+    let why = (|| {
+        if std::env::var_os("PISTEMCELL_SKIP_MIRROR_TESTS").is_some() {
+            return Err("PISTEMCELL_SKIP_MIRROR_TESTS is set".to_string());
+        }
+        if !is_root() {
+            return Err("needs root (mounts, chroot, file owners)".into());
+        }
+        let mirror = std::env::var("PISTEMCELL_TEST_MIRROR")
+            .ok()
+            .or_else(|| pistemcell::mirror::from_host(Path::new("/etc/apt"), "debian", "bookworm"))
+            .ok_or("no mirror: set PISTEMCELL_TEST_MIRROR or add a bookworm line to the host's apt sources")?;
+        pistemcell::archive::http::Http::new()
+            .get(&format!("{mirror}/dists/bookworm/Release"))
+            .map_err(|e| format!("mirror {mirror} is not reachable: {e}"))?;
+        let arch = pistemcell::spec::Arch::Armhf;
+        pistemcell::rootfs::binfmt::ensure(arch).map_err(|e| e.to_string())?;
+        Ok(mirror)
+    })();
+    match why {
+        Ok(m) => Some(m),
+        Err(reason) => {
+            eprintln!("SKIPPED {test}: {reason}");
+            None
+        }
+    }
+}
