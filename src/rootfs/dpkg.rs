@@ -65,8 +65,14 @@ pub fn host_dpkg_unusable() -> Option<String> {
     if !crate::cmd::on_path("dpkg") {
         return Some("the host has no dpkg".into());
     }
-    let mut files = vec![PathBuf::from("/etc/dpkg/dpkg.cfg")];
-    if let Ok(rd) = std::fs::read_dir("/etc/dpkg/dpkg.cfg.d") {
+    host_config_unusable(Path::new("/etc/dpkg"))
+}
+
+/// Why the dpkg configuration under `etc_dpkg` (`dpkg.cfg`, `dpkg.cfg.d/*`) must not be
+/// applied to an image: path excludes strip files, invoke hooks run host commands.
+pub fn host_config_unusable(etc_dpkg: &Path) -> Option<String> {
+    let mut files = vec![etc_dpkg.join("dpkg.cfg")];
+    if let Ok(rd) = std::fs::read_dir(etc_dpkg.join("dpkg.cfg.d")) {
         files.extend(rd.flatten().map(|e| e.path()));
     }
     for f in files {
@@ -331,5 +337,72 @@ pub fn verify_installed(root: &Path, expected: &BTreeSet<String>) -> Result<(), 
         Ok(())
     } else {
         Err(DpkgError::NotInstalled(problems.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_config_with_excludes_or_hooks_is_not_used_for_images() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("dpkg.cfg.d")).unwrap();
+        std::fs::write(dir.path().join("dpkg.cfg.d/speedup"), "force-unsafe-io\n").unwrap();
+        assert_eq!(host_config_unusable(dir.path()), None);
+        std::fs::write(
+            dir.path().join("dpkg.cfg.d/slim"),
+            "path-exclude=/usr/share/doc/*\n",
+        )
+        .unwrap();
+        assert!(host_config_unusable(dir.path())
+            .unwrap()
+            .contains("path-exclude"));
+        std::fs::remove_file(dir.path().join("dpkg.cfg.d/slim")).unwrap();
+        std::fs::write(
+            dir.path().join("dpkg.cfg"),
+            "post-invoke=/usr/local/bin/notify\n",
+        )
+        .unwrap();
+        assert!(host_config_unusable(dir.path()).unwrap().contains("hooks"));
+    }
+
+    #[test]
+    fn a_rootfs_with_statoverrides_is_configured_by_its_own_dpkg() {
+        let root = tempfile::tempdir().unwrap();
+        init_database(root.path()).unwrap();
+        assert_eq!(host_dpkg_unusable_for(root.path()), None);
+        std::fs::write(
+            root.path().join("var/lib/dpkg/statoverride"),
+            "_chrony _chrony 750 /var/log/chrony\n",
+        )
+        .unwrap();
+        assert!(host_dpkg_unusable_for(root.path())
+            .unwrap()
+            .contains("statoverride"));
+    }
+
+    #[test]
+    fn status_is_read_and_incomplete_packages_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        init_database(root.path()).unwrap();
+        std::fs::write(
+            root.path().join("var/lib/dpkg/status"),
+            "Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: armhf\n\nPackage: b\nStatus: install ok half-configured\nVersion: 2\nArchitecture: all\n",
+        )
+        .unwrap();
+        let st = read_status(root.path()).unwrap();
+        assert_eq!(
+            st["a"],
+            ("1".into(), "armhf".into(), "install ok installed".into())
+        );
+        let want: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let e = verify_installed(root.path(), &want)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b (install ok half-configured)") && e.contains("c (missing)"),
+            "{e}"
+        );
     }
 }
