@@ -5,6 +5,9 @@ find /var/cache/apt -name '*.bin' -delete
 find /var/cache/apt/archives -name '*.deb' -delete 2>/dev/null || true
 find /var/cache/debconf -name '*-old' -delete 2>/dev/null || true
 rm -f /var/lib/dpkg/*-old
+# ldconfig's aux cache records inodes and ctimes of this build: it differs between two builds
+# of the same inputs, and ldconfig rebuilds it when needed.
+rm -f /var/cache/ldconfig/aux-cache
 
 # Logs of the build: keep the files (owners and modes matter), empty them; drop rotated ones.
 find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -delete
