@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pistemcell::progress::{Reporter, Verbosity};
-use pistemcell::{context, doctor, pipeline, rootfs, spec, steps, workdir};
+use pistemcell::{audit, context, doctor, pipeline, rootfs, spec, steps, workdir};
 
 /// Builds BOSH stemcells for ARM boards (Raspberry Pi first).
 #[derive(Debug, Parser)]
@@ -100,6 +100,20 @@ enum Cmd {
         /// The stemcell .tgz.
         stemcell: PathBuf,
     },
+    /// Find every ELF file in a rootfs directory that cannot run on the target board.
+    Audit {
+        /// The rootfs directory.
+        path: PathBuf,
+        /// Target architecture (default: the spec's).
+        #[arg(long, value_enum)]
+        arch: Option<ArchChoice>,
+        /// CPU floor (default: the spec's).
+        #[arg(long, value_enum)]
+        cpu: Option<CpuChoice>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check this host for everything a build needs.
     Doctor {
         /// The spec file (its profile and architecture are checked).
@@ -136,6 +150,24 @@ struct RunArgs {
     /// Which dpkg configures the packages (default: the host's when usable).
     #[arg(long, value_enum)]
     dpkg: Option<DpkgChoice>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ArchChoice {
+    /// 32-bit ARM, hard float.
+    Armhf,
+    /// 64-bit ARM.
+    Arm64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CpuChoice {
+    /// Pi Zero / Pi 1.
+    Armv6,
+    /// Pi 2 and later, 32-bit.
+    Armv7,
+    /// Pi 3 and later, 64-bit.
+    Armv8,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -251,6 +283,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let plan = pipeline::runner::plan(&ctx, &list)?;
             print!("{}", pipeline::runner::render_plan(&plan));
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit {
+            path,
+            arch,
+            cpu,
+            json,
+        } => {
+            let arch = match arch {
+                Some(ArchChoice::Arm64) => spec::Arch::Arm64,
+                _ => spec::Arch::Armhf,
+            };
+            let cpu = match (cpu, arch) {
+                (Some(CpuChoice::Armv6), spec::Arch::Armhf) => spec::Cpu::Armv6,
+                (Some(CpuChoice::Armv6 | CpuChoice::Armv7), spec::Arch::Arm64) => {
+                    bail!("--cpu armv6/armv7 cannot run arm64; use --arch armhf")
+                }
+                (Some(CpuChoice::Armv8), _) | (None, spec::Arch::Arm64) => spec::Cpu::Armv8,
+                _ => spec::Cpu::Armv7,
+            };
+            if !path.is_dir() {
+                bail!("{}: not a directory; `audit` reads a rootfs directory (disk images and stemcells arrive with packing)", path.display());
+            }
+            let report = audit::audit_tree(path, arch, cpu)?;
+            if *json {
+                print!("{}", audit::to_json(&report, arch, cpu));
+            } else {
+                for f in &report.findings {
+                    let sev = if f.severity == audit::Severity::Fail {
+                        "FAIL"
+                    } else {
+                        "warn"
+                    };
+                    let pkg = f.package.as_deref().unwrap_or("not from a package");
+                    println!(
+                        "{sev} {:<18} {} ({pkg}): {}, needs {}",
+                        f.check, f.path, f.found, f.needed
+                    );
+                }
+                println!(
+                    "{} files, {} ELF, {} that cannot run on {} {}",
+                    report.files,
+                    report.elf_files,
+                    report.failing_files(),
+                    arch.debian(),
+                    format!("{cpu:?}").to_lowercase()
+                );
+            }
+            Ok(if report.failures().count() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Doctor { spec } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;

@@ -1,0 +1,327 @@
+//! The ELF audit: every ELF file in a rootfs must run on the target board. Checks are a
+//! registry of named rules with a severity ([`CHECKS`]); each finding names the file, what
+//! it is, what the target needs and the package that installed it.
+//!
+//! Firmware for other processors (`/lib/firmware`, `/usr/lib/firmware`, `/boot/firmware`) is
+//! not code for the CPU and is not audited.
+
+pub mod elf;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use elf::{ElfInfo, EF_ARM_ABI_FLOAT_HARD, EF_ARM_ABI_FLOAT_SOFT, EM_AARCH64, EM_ARM};
+
+use crate::spec::{Arch, Cpu};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth a look; does not fail a build.
+    Warn,
+    /// The file cannot run on the target: fails a build.
+    Fail,
+}
+
+/// One audit rule: (name, severity, what it checks).
+pub const CHECKS: &[(&str, Severity, &str)] = &[
+    ("machine", Severity::Fail, "the ELF machine, class and byte order are the target's (no x86, no 64-bit code on armhf)"),
+    ("float-abi", Severity::Fail, "32-bit ARM code uses the hard-float ABI of armhf (no armel soft-float code)"),
+    ("float-abi-unknown", Severity::Warn, "32-bit ARM programs record their float ABI (statically linked Go programs do not)"),
+    ("cpu-arch", Severity::Fail, "the ARM build attribute Tag_CPU_arch is within the spec's CPU floor (ARMv7 code does not run on a Pi Zero/1)"),
+    ("fp-arch", Severity::Fail, "the ARM build attribute Tag_FP_arch is within the floor (ARMv6 Pis have VFPv2)"),
+    ("neon", Severity::Fail, "no NEON (Advanced SIMD) code when the floor is ARMv6"),
+];
+
+/// Directories holding firmware for other processors, not audited.
+pub const NOT_FOR_THE_CPU: &[&str] = &["/lib/firmware", "/usr/lib/firmware", "/boot/firmware"];
+
+/// One file that does not fit the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Path inside the rootfs (`/usr/bin/x`).
+    pub path: String,
+    /// The check's name (see [`CHECKS`]).
+    pub check: &'static str,
+    /// Its severity.
+    pub severity: Severity,
+    /// What the file is.
+    pub found: String,
+    /// What the target needs.
+    pub needed: String,
+    /// The package that installed it, or None when no package did.
+    pub package: Option<String>,
+}
+
+/// What an audit found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Regular files looked at.
+    pub files: usize,
+    /// ELF files among them.
+    pub elf_files: usize,
+    /// Every finding, sorted by path.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Findings that fail a build.
+    pub fn failures(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Fail)
+    }
+
+    /// How many files have at least one failing finding.
+    pub fn failing_files(&self) -> usize {
+        let paths: std::collections::BTreeSet<&str> =
+            self.failures().map(|f| f.path.as_str()).collect();
+        paths.len()
+    }
+}
+
+/// Errors walking the tree.
+#[derive(Debug, thiserror::Error)]
+#[error("auditing {path}: {source}")]
+pub struct AuditError {
+    /// The path that could not be read.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// The highest `Tag_CPU_arch`, `Tag_FP_arch` and NEON a CPU floor runs, for 32-bit ARM code.
+fn arm_limits(cpu: Cpu) -> (&'static [u64], u64, bool) {
+    match cpu {
+        // ARM1176JZF-S: ARMv6KZ with VFPv2, no Thumb-2 (v6T2), no NEON.
+        Cpu::Armv6 => (&[0, 1, 2, 3, 4, 5, 6, 7, 9], 2, false),
+        // Cortex-A7 and later: ARMv7 with VFPv4 and NEON.
+        Cpu::Armv7 => (&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], 6, true),
+        Cpu::Armv8 => (&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], 8, true),
+    }
+}
+
+fn describe(info: &ElfInfo) -> String {
+    format!(
+        "{}-bit {} {}",
+        info.bits,
+        if info.little_endian { "LE" } else { "BE" },
+        elf::machine_name(info.machine)
+    )
+}
+
+/// Checks one ELF file against the target: (check, found, needed) for each rule it breaks.
+pub fn check(info: &ElfInfo, arch: Arch, cpu: Cpu) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    let (bits, machine) = match arch {
+        Arch::Armhf => (32, EM_ARM),
+        Arch::Arm64 => (64, EM_AARCH64),
+    };
+    let need = format!("{bits}-bit LE {}", elf::machine_name(machine));
+    if info.bits != bits || !info.little_endian || info.machine != machine {
+        // A 32-bit ARM helper on an arm64 image is still ARM code; everything else is foreign.
+        let armhf_on_arm64 = arch == Arch::Arm64 && info.machine == EM_ARM && info.little_endian;
+        if !armhf_on_arm64 {
+            out.push(("machine", describe(info), need));
+            return out;
+        }
+    }
+    if info.machine != EM_ARM {
+        return out;
+    }
+    let is_program = matches!(info.kind, 2 | 3);
+    if info.flags & EF_ARM_ABI_FLOAT_SOFT != 0 || (info.flags >> 24) < 5 && is_program {
+        out.push((
+            "float-abi",
+            format!("soft-float or old-ABI ARM (e_flags {:#x})", info.flags),
+            "hard-float EABI5 (armhf)".into(),
+        ));
+    } else if info.flags & EF_ARM_ABI_FLOAT_HARD == 0 && is_program {
+        out.push((
+            "float-abi-unknown",
+            format!("no float ABI recorded (e_flags {:#x})", info.flags),
+            "hard-float EABI5 (armhf)".into(),
+        ));
+    }
+    let (cpus, fp_max, neon) = arm_limits(cpu);
+    let floor = format!("{cpu:?}").to_lowercase();
+    if let Some(v) = info.cpu_arch.filter(|v| !cpus.contains(v)) {
+        out.push((
+            "cpu-arch",
+            format!("built for {}", elf::cpu_arch_name(v)),
+            format!("code for {floor} or older"),
+        ));
+    }
+    if let Some(v) = info.fp_arch.filter(|v| *v > fp_max) {
+        out.push((
+            "fp-arch",
+            format!("Tag_FP_arch {v}"),
+            format!("at most {fp_max} for {floor}"),
+        ));
+    }
+    if let Some(v) = info.simd_arch.filter(|v| *v > 0 && !neon) {
+        out.push((
+            "neon",
+            format!("uses NEON (Tag_Advanced_SIMD_arch {v})"),
+            format!("no NEON on {floor}"),
+        ));
+    }
+    out
+}
+
+fn severity_of(check: &str) -> Severity {
+    CHECKS
+        .iter()
+        .find(|c| c.0 == check)
+        .map_or(Severity::Fail, |c| c.1)
+}
+
+/// Audits every regular file under `root` (symlinks are not followed; `/proc`, `/sys`, `/dev`
+/// and firmware directories are skipped).
+pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditError> {
+    let owners = owners(root);
+    let mut report = Report::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|source| AuditError {
+            path: dir.clone(),
+            source,
+        })?;
+        for e in rd {
+            let e = e.map_err(|source| AuditError {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = e.path();
+            let rel = format!("/{}", path.strip_prefix(root).unwrap_or(&path).display());
+            let ft = e.file_type().map_err(|source| AuditError {
+                path: path.clone(),
+                source,
+            })?;
+            if ft.is_dir() {
+                let skip = ["/proc", "/sys", "/dev"].contains(&rel.as_str())
+                    || NOT_FOR_THE_CPU.contains(&rel.as_str());
+                if !skip {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !ft.is_file() {
+                continue;
+            }
+            report.files += 1;
+            let mut f = std::fs::File::open(&path).map_err(|source| AuditError {
+                path: path.clone(),
+                source,
+            })?;
+            let Some(info) = elf::read(&mut f).map_err(|source| AuditError {
+                path: path.clone(),
+                source,
+            })?
+            else {
+                continue;
+            };
+            report.elf_files += 1;
+            for (check, found, needed) in check(&info, arch, cpu) {
+                report.findings.push(Finding {
+                    package: owners.get(&rel).cloned(),
+                    path: rel.clone(),
+                    check,
+                    severity: severity_of(check),
+                    found,
+                    needed,
+                });
+            }
+        }
+    }
+    report
+        .findings
+        .sort_by(|a, b| a.path.cmp(&b.path).then(a.check.cmp(b.check)));
+    Ok(report)
+}
+
+/// Maps each path installed by a package (as found on disk, merged-/usr links resolved) to
+/// the package's name, from the rootfs's dpkg database.
+pub fn owners(root: &Path) -> HashMap<String, String> {
+    // Top-level links such as /bin -> usr/bin: packages list /bin/x, the file is /usr/bin/x.
+    let mut links: Vec<(String, String)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            if let Ok(target) = std::fs::read_link(e.path()) {
+                let t = target.to_string_lossy().trim_start_matches('/').to_string();
+                links.push((
+                    format!("/{}/", e.file_name().to_string_lossy()),
+                    format!("/{t}/"),
+                ));
+            }
+        }
+    }
+    let mut map = HashMap::new();
+    let info = root.join("var/lib/dpkg/info");
+    let Ok(rd) = std::fs::read_dir(&info) else {
+        return map;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pkg) = name.strip_suffix(".list") else {
+            continue;
+        };
+        let pkg = pkg.split(':').next().unwrap_or(pkg).to_string();
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut p = line.to_string();
+            if let Some((from, to)) = links.iter().find(|(from, _)| p.starts_with(from.as_str())) {
+                p = format!("{to}{}", &p[from.len()..]);
+            }
+            map.insert(p, pkg.clone());
+        }
+    }
+    map
+}
+
+/// Renders a report as JSON (for `--json` and `audit.json`).
+pub fn to_json(report: &Report, arch: Arch, cpu: Cpu) -> String {
+    fn esc(s: &str) -> String {
+        let mut o = String::with_capacity(s.len() + 2);
+        o.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => o.push_str("\\\""),
+                '\\' => o.push_str("\\\\"),
+                c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
+    }
+    let items: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "    {{\"path\": {}, \"check\": {}, \"severity\": {}, \"found\": {}, \"needed\": {}, \"package\": {}}}",
+                esc(&f.path),
+                esc(f.check),
+                esc(if f.severity == Severity::Fail { "fail" } else { "warn" }),
+                esc(&f.found),
+                esc(&f.needed),
+                f.package.as_deref().map_or("null".to_string(), esc)
+            )
+        })
+        .collect();
+    format!(
+        "{{\n  \"architecture\": {},\n  \"cpu\": {},\n  \"files\": {},\n  \"elf_files\": {},\n  \"failing_files\": {},\n  \"findings\": [\n{}\n  ]\n}}\n",
+        esc(arch.debian()),
+        esc(&format!("{cpu:?}").to_lowercase()),
+        report.files,
+        report.elf_files,
+        report.failing_files(),
+        items.join(",\n")
+    )
+}
+
+#[cfg(test)]
+mod tests;
