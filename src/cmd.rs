@@ -72,11 +72,6 @@ pub fn run(cmd: &mut Command) -> Result<Output, CmdError> {
     }
 }
 
-/// Runs `cmd` and returns its stdout as text.
-pub fn run_stdout(cmd: &mut Command) -> Result<String, CmdError> {
-    run(cmd).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 /// Whether `program` can be found on PATH.
 pub fn on_path(program: &str) -> bool {
     find_on_path(program).is_some()

@@ -1,7 +1,7 @@
 //! Reading one suite of an archive: the signed Release, then each component's Packages
 //! index for the target architecture, every index checked against the signed sha256.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::cache::{hex, Cache, CacheError};
 use super::http::{join, Http, HttpError};
@@ -235,7 +235,10 @@ pub fn load_index(
             &name,
             size,
             &sha,
-            release.acquire_by_hash,
+            release
+                .acquire_by_hash
+                .then(|| release.by_hash_path(&name))
+                .flatten(),
         )?;
         let data = std::fs::read(&path).map_err(|source| CacheError::Io {
             path: path.clone(),
@@ -254,7 +257,8 @@ pub fn load_index(
     })
 }
 
-/// Fetches one index into the cache (by hash when the archive offers it), verified.
+/// Fetches one index into the cache, from its `by-hash` path first when the archive offers
+/// one (`by_hash`, relative to dists/SUITE), verified.
 fn fetch_index(
     http: &Http,
     cache: &Cache,
@@ -262,19 +266,15 @@ fn fetch_index(
     name: &str,
     size: u64,
     sha: &str,
-    by_hash: bool,
+    by_hash: Option<String>,
 ) -> Result<PathBuf, ClientError> {
     if let Some(p) = cache.lookup(INDICES, sha, size) {
         return Ok(p);
     }
     let canonical = join(dists, name);
     let mut urls = Vec::new();
-    if by_hash {
-        let dir = Path::new(name)
-            .parent()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        urls.push(join(dists, &format!("{dir}/by-hash/SHA256/{sha}")));
+    if let Some(rel) = by_hash {
+        urls.push(join(dists, &rel));
     }
     urls.push(canonical.clone());
     let mut last = None;
