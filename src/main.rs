@@ -102,8 +102,12 @@ enum Cmd {
     },
     /// Find every ELF file in a rootfs directory that cannot run on the target board.
     Audit {
-        /// The rootfs directory.
+        /// A rootfs directory, disk image, ext4 image, rootfs tarball or stemcell tgz.
         path: PathBuf,
+        /// Take the architecture, CPU floor and `audit.allow` exceptions (with the profile's)
+        /// from this spec.
+        #[arg(long)]
+        spec: Option<PathBuf>,
         /// Target architecture (default: the spec's).
         #[arg(long, value_enum)]
         arch: Option<ArchChoice>,
@@ -199,6 +203,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where a build writes the audit's findings for its rootfs: `ROOTFS.audit.json` beside it.
+fn audit_json_path(rootfs: &std::path::Path) -> PathBuf {
+    let name = rootfs
+        .file_name()
+        .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned());
+    rootfs.with_file_name(format!("{name}.audit.json"))
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     let verbosity = if g.quiet {
@@ -259,6 +271,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = pipeline::runner::run(&ctx, &work, &list, &opts)
                 .with_context(|| format!("build of {name} failed"))?;
             let ran = report.ran();
+            // The audit's findings travel with the rootfs (packing puts them in the stemcell).
+            if report
+                .stages
+                .iter()
+                .any(|s| s.name == steps::audit::NAME && s.outcome != pipeline::Outcome::Skipped)
+            {
+                let findings = steps::audit::report_for(&ctx.spec, &report.output)?;
+                let path = audit_json_path(&report.output);
+                steps::audit::write_json(&findings, &ctx.spec, &path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                reporter.detail(&format!("audit findings: {}", path.display()));
+            }
             reporter.step(&format!(
                 "rootfs ready: {} ({} stages ran{}); stemcell packing arrives with the image and pack stages",
                 report.output.display(),
@@ -286,14 +310,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Audit {
             path,
+            spec: spec_path,
             arch,
             cpu,
             json,
         } => {
-            let arch = match arch {
-                Some(ArchChoice::Arm64) => spec::Arch::Arm64,
-                _ => spec::Arch::Armhf,
+            let from_spec = match spec_path {
+                Some(p) => Some(spec::load(Some(p), &g.sets)?),
+                None => None,
             };
+            let arch = match (arch, &from_spec) {
+                (Some(ArchChoice::Arm64), _) => spec::Arch::Arm64,
+                (Some(ArchChoice::Armhf), _) => spec::Arch::Armhf,
+                (None, Some(s)) => s.arch,
+                (None, None) => spec::Arch::Armhf,
+            };
+            let cpu = match (cpu, &from_spec) {
+                (None, Some(s)) if s.arch == arch => Some(match s.cpu {
+                    spec::Cpu::Armv6 => CpuChoice::Armv6,
+                    spec::Cpu::Armv7 => CpuChoice::Armv7,
+                    spec::Cpu::Armv8 => CpuChoice::Armv8,
+                }),
+                (c, _) => *c,
+            };
+            let cpu = &cpu;
             let cpu = match (cpu, arch) {
                 (Some(CpuChoice::Armv6), spec::Arch::Armhf) => spec::Cpu::Armv6,
                 (Some(CpuChoice::Armv6 | CpuChoice::Armv7), spec::Arch::Arm64) => {
@@ -302,10 +342,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (Some(CpuChoice::Armv8), _) | (None, spec::Arch::Arm64) => spec::Cpu::Armv8,
                 _ => spec::Cpu::Armv7,
             };
-            if !path.is_dir() {
-                bail!("{}: not a directory; `audit` reads a rootfs directory (disk images and stemcells arrive with packing)", path.display());
+            let opened = audit::input::open(path).map_err(anyhow::Error::msg)?;
+            let mut report = audit::audit_tree(&opened.root, arch, cpu)?;
+            if let Some(s) = &from_spec {
+                report.apply_allow(&s.audit_allow);
             }
-            let report = audit::audit_tree(path, arch, cpu)?;
             if *json {
                 print!("{}", audit::to_json(&report, arch, cpu));
             } else {
@@ -315,14 +356,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         "warn"
                     };
+                    let sev = if f.allowed.is_some() { "ok  " } else { sev };
                     let pkg = f.package.as_deref().unwrap_or("not from a package");
                     println!(
-                        "{sev} {:<18} {} ({pkg}): {}, needs {}",
-                        f.check, f.path, f.found, f.needed
+                        "{sev} {:<18} {} ({pkg}): {}, needs {}{}",
+                        f.check,
+                        f.path,
+                        f.found,
+                        f.needed,
+                        f.allowed
+                            .as_deref()
+                            .map_or(String::new(), |r| format!(" [allowed: {r}]"))
                     );
                 }
                 println!(
-                    "{} files, {} ELF, {} that cannot run on {} {}",
+                    "{}: {} files, {} ELF, {} that cannot run on {} {}",
+                    opened.what,
                     report.files,
                     report.elf_files,
                     report.failing_files(),

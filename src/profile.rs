@@ -95,6 +95,9 @@ pub struct Profile {
     pub merged_usr: bool,
     /// The init system (`systemd`, `upstart`).
     pub init: String,
+    /// Audit exceptions every build of this profile accepts, each with its reason.
+    #[serde(default)]
+    pub audit_allow: Vec<crate::spec::AllowEntry>,
 }
 
 /// The names of every built-in profile.

@@ -3,11 +3,16 @@
 //! Errors name the file and, for YAML problems, the line and column. `--set key=value`
 //! overrides are applied to the parsed document before the types are checked again.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::profile::{self, Profile, ProfileError};
+
+pub mod inputs;
+
+pub use inputs::{Agent, AgentSpec, AllowEntry, Artifact, AuditSpec, Monit, MonitFrom, MonitSpec};
 
 /// Errors reading or validating a spec.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +238,18 @@ pub struct Spec {
     /// The stemcell's `name` and `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stemcell: Option<StemcellSpec>,
+    /// The monit pin: `version` and one of `source`, `deb`, `binary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monit: Option<MonitSpec>,
+    /// The BOSH agent: `binary` or `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSpec>,
+    /// Files swapped in before the audit: rootfs path to an ARM artifact.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replacements: BTreeMap<String, Artifact>,
+    /// The audit's accepted exceptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSpec>,
 }
 
 /// Documentation of every spec field: (name, YAML type, default, description).
@@ -249,6 +266,10 @@ pub const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("packages", "list of strings", "[]", "extra packages installed on top of the variant"),
     ("infrastructure", "bakery | raw | warden", "bakery", "where the stemcell runs: agent settings and infrastructure stages"),
     ("stemcell", "{name, version}", "name bosh-pi-INFRA-PROFILE-ARCH, version \"0.0.1\"", "the stemcell's identity (version is a string)"),
+    ("monit", "{version, source | deb | binary: {url | path, sha256}, skip_proof}", "version 5.2.5 from its upstream source tarball", "the pinned monit: cross-compiled from source, taken from a .deb, or a binary; proven to answer the agent's requests"),
+    ("agent", "{binary: {url | path, sha256}} or {source: {path, go, version}}", "none: must be given", "the BOSH agent: an ARM binary, or a bosh-agent source tree cross-compiled with the host's Go"),
+    ("replacements", "map of rootfs path to {url | path, sha256}", "{}", "files swapped in before the audit (an ARM build of a known offender)"),
+    ("audit", "{allow: [{path, checks, reason}]}", "the profile's exceptions", "audit exceptions: path (`*` wildcards), optional check names, and the reason it may stay"),
 ];
 
 /// A spec with the profile's defaults applied and checked.
@@ -282,6 +303,14 @@ pub struct Resolved {
     pub stemcell_name: String,
     /// Stemcell version.
     pub stemcell_version: String,
+    /// The monit pin.
+    pub monit: Monit,
+    /// The agent input, or why there is none.
+    pub agent: Result<Agent, String>,
+    /// Files swapped in before the audit.
+    pub replacements: BTreeMap<String, Artifact>,
+    /// Accepted audit exceptions: the profile's, then the spec's.
+    pub audit_allow: Vec<AllowEntry>,
     /// The spec as written plus overrides, for records.
     pub raw: Spec,
 }
@@ -300,6 +329,7 @@ impl Resolved {
             "infrastructure" => self.infrastructure.name().into(),
             "stemcell.name" => self.stemcell_name.clone(),
             "stemcell.version" => self.stemcell_version.clone(),
+            "monit.version" => self.monit.version.clone(),
             _ => return None,
         })
     }
@@ -467,6 +497,14 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         )
     });
     let stemcell_version = stemcell.version.unwrap_or_else(|| "0.0.1".into());
+    let monit = inputs::resolve_monit(spec.monit.as_ref()).map_err(&invalid)?;
+    let agent = inputs::resolve_agent(spec.agent.as_ref());
+    if let (Err(e), Some(_)) = (&agent, &spec.agent) {
+        return Err(invalid(e.clone()));
+    }
+    inputs::check_audit(&spec.replacements, spec.audit.as_ref()).map_err(&invalid)?;
+    let mut audit_allow = profile.audit_allow.clone();
+    audit_allow.extend(spec.audit.iter().flat_map(|a| a.allow.iter().cloned()));
     for (field, value) in [
         ("stemcell.name", &stemcell_name),
         ("stemcell.version", &stemcell_version),
@@ -500,6 +538,10 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         infrastructure,
         stemcell_name,
         stemcell_version,
+        monit,
+        agent,
+        replacements: spec.replacements.clone(),
+        audit_allow,
         raw: spec,
         profile,
         source,

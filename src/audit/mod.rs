@@ -6,6 +6,7 @@
 //! not code for the CPU and is not audited.
 
 pub mod elf;
+pub mod input;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,8 @@ pub struct Finding {
     pub needed: String,
     /// The package that installed it, or None when no package did.
     pub package: Option<String>,
+    /// Why the finding is accepted (an `audit.allow` entry's reason), when it is.
+    pub allowed: Option<String>,
 }
 
 /// What an audit found.
@@ -65,11 +68,20 @@ pub struct Report {
 }
 
 impl Report {
-    /// Findings that fail a build.
+    /// Findings that fail a build (failing checks not accepted by an allow entry).
     pub fn failures(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
-            .filter(|f| f.severity == Severity::Fail)
+            .filter(|f| f.severity == Severity::Fail && f.allowed.is_none())
+    }
+
+    /// Marks the findings `allow` accepts with the entry's reason (the first entry wins).
+    pub fn apply_allow(&mut self, allow: &[crate::spec::AllowEntry]) {
+        for f in &mut self.findings {
+            if let Some(e) = allow.iter().find(|e| e.accepts(&f.path, f.check)) {
+                f.allowed = Some(e.reason.clone());
+            }
+        }
     }
 
     /// How many files have at least one failing finding.
@@ -230,6 +242,7 @@ pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditErro
                     severity: severity_of(check),
                     found,
                     needed,
+                    allowed: None,
                 });
             }
         }
@@ -302,13 +315,14 @@ pub fn to_json(report: &Report, arch: Arch, cpu: Cpu) -> String {
         .iter()
         .map(|f| {
             format!(
-                "    {{\"path\": {}, \"check\": {}, \"severity\": {}, \"found\": {}, \"needed\": {}, \"package\": {}}}",
+                "    {{\"path\": {}, \"check\": {}, \"severity\": {}, \"found\": {}, \"needed\": {}, \"package\": {}, \"allowed\": {}}}",
                 esc(&f.path),
                 esc(f.check),
                 esc(if f.severity == Severity::Fail { "fail" } else { "warn" }),
                 esc(&f.found),
                 esc(&f.needed),
-                f.package.as_deref().map_or("null".to_string(), esc)
+                f.package.as_deref().map_or("null".to_string(), esc),
+                f.allowed.as_deref().map_or("null".to_string(), esc)
             )
         })
         .collect();

@@ -190,6 +190,11 @@ pub trait Stage {
     }
     /// The stage's named inputs (its cache manifest, without the parent).
     fn manifest(&self, ctx: &BuildContext) -> Result<Vec<(String, String)>, PipelineError>;
+    /// Gets what the stage needs from outside (downloads, host tools) before the build
+    /// starts, so a missing input stops the build before the first stage runs.
+    fn prepare(&self, _ctx: &BuildContext) -> Result<(), PipelineError> {
+        Ok(())
+    }
     /// Changes the tree at `root` (the first stage receives an empty directory).
     fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError>;
 }
@@ -292,12 +297,20 @@ pub fn ordered(mut stages: Vec<Box<dyn Stage>>) -> Result<Vec<Box<dyn Stage>>, P
     Ok(stages)
 }
 
-/// The whole pipeline: the built-in bootstrap, then every data stage under `source`, in order.
+/// The whole pipeline: the built-in stages (bootstrap, monit, agent, audit) and every data
+/// stage under `source`, in name order.
 pub fn stages(
     ctx: &BuildContext,
     source: &StageSource,
 ) -> Result<Vec<Box<dyn Stage>>, PipelineError> {
-    let mut list: Vec<Box<dyn Stage>> = vec![Box::new(Bootstrap)];
+    let mut list: Vec<Box<dyn Stage>> = vec![
+        Box::new(Bootstrap),
+        Box::new(crate::steps::monit::MonitStage),
+        Box::new(crate::steps::agent::AgentStage {
+            assets_dir: source.assets_dir.clone(),
+        }),
+        Box::new(crate::steps::audit::AuditStage),
+    ];
     for s in stage::load_all(source, &ctx.spec)? {
         list.push(Box::new(s));
     }

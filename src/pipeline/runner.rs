@@ -281,6 +281,10 @@ fn run_once(
         .filter(|&i| !matches!(planned[i].state, CacheState::Skipped { .. }))
         .collect();
     let (restore, first, last) = choose(&planned, &active, opts)?;
+    // Every input the stages about to run need from outside, before any of them runs.
+    for &i in &active[first..=last] {
+        stages[i].prepare(ctx)?;
+    }
     let store = Store::open(&ctx.cache_dir)?;
     let tree = work.partial("build")?;
     let root = tree.path().to_path_buf();

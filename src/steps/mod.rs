@@ -1,4 +1,11 @@
-//! The built-in stages written in Rust.
+//! The built-in stages written in Rust, and what they share.
 
+pub mod agent;
+pub mod agent_build;
+pub mod artifact;
+pub mod audit;
 pub mod bootstrap;
+pub mod monit;
+pub mod monit_build;
+pub mod monit_proof;
 pub mod packages;

@@ -1,0 +1,435 @@
+//! The spec's pinned build inputs: monit, the agent, replacement files and the audit's
+//! allow-list. Every artifact is a URL or a local path with the sha256 it must have.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The monit version BOSH stemcells carry (newer ones refuse the agent's requests).
+pub const MONIT_DEFAULT_VERSION: &str = "5.2.5";
+/// Where monit 5.2.5's source tarball is published upstream.
+pub const MONIT_DEFAULT_URL: &str = "https://mmonit.com/monit/dist/monit-5.2.5.tar.gz";
+/// The sha256 of `monit-5.2.5.tar.gz`.
+pub const MONIT_DEFAULT_SHA256: &str =
+    "3c2496e9f653ff8a46b75b61126a86cb3861ad35e4eeb7379d64a0fc55c1fd8d";
+
+/// A file the build needs: exactly one of `url` and `path`, and its sha256.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// An http, https or file URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A local path (relative paths are read from the current directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The sha256 the file must have (64 hex digits).
+    #[serde(default)]
+    pub sha256: String,
+}
+
+impl Artifact {
+    /// The URL or path, for messages.
+    pub fn location(&self) -> &str {
+        self.url
+            .as_deref()
+            .or(self.path.as_deref())
+            .unwrap_or("<nowhere>")
+    }
+
+    /// The lowercase sha256.
+    pub fn digest(&self) -> String {
+        self.sha256.to_ascii_lowercase()
+    }
+
+    /// Checks that exactly one location and a well-formed sha256 are given; `field` names
+    /// the spec field in the message.
+    pub fn check(&self, field: &str) -> Result<(), String> {
+        match (&self.url, &self.path) {
+            (Some(_), Some(_)) => {
+                return Err(format!("`{field}` gives both `url` and `path`; keep one"))
+            }
+            (None, None) => {
+                return Err(format!(
+                    "`{field}` needs `url` or `path` (and `sha256`), e.g. --set {field}.path=FILE --set {field}.sha256=HEX"
+                ))
+            }
+            (Some(u), None) => super::check_url(u).map_err(|r| format!("`{field}.url: {u}`: {r}"))?,
+            (None, Some(p)) if p.is_empty() => return Err(format!("`{field}.path` is empty")),
+            _ => {}
+        }
+        if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "`{field}.sha256` must be 64 hex digits (got `{}`); compute it with `sha256sum {}`",
+                self.sha256,
+                self.location()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The monit pin as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MonitSpec {
+    /// The version `monit -V` must report; default 5.2.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// A monit source tarball, cross-compiled for the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Artifact>,
+    /// A monit .deb for the target architecture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deb: Option<Artifact>,
+    /// A monit binary for the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<Artifact>,
+    /// Turn a failed monit proof into a warning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_proof: bool,
+}
+
+/// How monit reaches the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MonitFrom {
+    /// Cross-compiled from this source tarball.
+    Source(Artifact),
+    /// Taken from this .deb.
+    Deb(Artifact),
+    /// This binary.
+    Binary(Artifact),
+}
+
+impl MonitFrom {
+    /// `source`, `deb` or `binary`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MonitFrom::Source(_) => "source",
+            MonitFrom::Deb(_) => "deb",
+            MonitFrom::Binary(_) => "binary",
+        }
+    }
+
+    /// The artifact.
+    pub fn artifact(&self) -> &Artifact {
+        match self {
+            MonitFrom::Source(a) | MonitFrom::Deb(a) | MonitFrom::Binary(a) => a,
+        }
+    }
+}
+
+/// The resolved monit pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monit {
+    /// The version `monit -V` must report.
+    pub version: String,
+    /// Where it comes from.
+    pub from: MonitFrom,
+    /// Whether a failed proof only warns.
+    pub skip_proof: bool,
+}
+
+/// Resolves the monit pin: the default is 5.2.5 from its upstream tarball.
+pub fn resolve_monit(spec: Option<&MonitSpec>) -> Result<Monit, String> {
+    let spec = spec.cloned().unwrap_or_default();
+    let version = spec
+        .version
+        .clone()
+        .unwrap_or_else(|| MONIT_DEFAULT_VERSION.into());
+    if version.is_empty()
+        || !version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-+~".contains(c))
+    {
+        return Err(format!("`monit.version: {version}` is not a version"));
+    }
+    let given: Vec<MonitFrom> = [
+        spec.source.clone().map(MonitFrom::Source),
+        spec.deb.clone().map(MonitFrom::Deb),
+        spec.binary.clone().map(MonitFrom::Binary),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let from = match given.len() {
+        0 if version == MONIT_DEFAULT_VERSION => MonitFrom::Source(Artifact {
+            url: Some(MONIT_DEFAULT_URL.into()),
+            path: None,
+            sha256: MONIT_DEFAULT_SHA256.into(),
+        }),
+        0 => {
+            return Err(format!(
+                "`monit.version: {version}` needs one of `monit.source`, `monit.deb` or `monit.binary` (each {{url|path, sha256}})"
+            ))
+        }
+        1 => given.into_iter().next().ok_or("unreachable")?,
+        _ => {
+            return Err(format!(
+                "`monit` gives {}; give exactly one of source, deb and binary",
+                given.iter().map(MonitFrom::kind).collect::<Vec<_>>().join(" and ")
+            ))
+        }
+    };
+    from.artifact().check(&format!("monit.{}", from.kind()))?;
+    Ok(Monit {
+        version,
+        from,
+        skip_proof: spec.skip_proof,
+    })
+}
+
+/// The agent as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// A prebuilt bosh-agent for the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<Artifact>,
+    /// A bosh-agent source tree, cross-compiled with the host's Go toolchain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<AgentSource>,
+}
+
+/// A bosh-agent source tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSource {
+    /// The directory holding bosh-agent's `go.mod` (with its `vendor/`).
+    pub path: String,
+    /// The `go` binary; default `go` on PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<String>,
+    /// The version the agent reports (`bosh-agent -v`); default `0.0.0-dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// The resolved agent input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Agent {
+    /// A prebuilt binary.
+    Binary(Artifact),
+    /// Built from a source tree.
+    Source(AgentSource),
+}
+
+/// Resolves the agent input; the agent has no default (it is not published for ARM).
+pub fn resolve_agent(spec: Option<&AgentSpec>) -> Result<Agent, String> {
+    let spec = spec.cloned().unwrap_or_default();
+    match (spec.binary, spec.source) {
+        (Some(_), Some(_)) => Err("`agent` gives both `binary` and `source`; keep one".into()),
+        (Some(b), None) => {
+            b.check("agent.binary")?;
+            Ok(Agent::Binary(b))
+        }
+        (None, Some(s)) if s.path.is_empty() => Err("`agent.source.path` is empty".into()),
+        (None, Some(s)) => Ok(Agent::Source(s)),
+        (None, None) => Err(
+            "no BOSH agent is given, and none is published for ARM: set `agent.source.path` to a bosh-agent source tree (built with the host's Go), or `agent.binary` ({url|path, sha256}) to an ARM build; e.g. --set agent.source.path=/src/bosh-agent"
+                .into(),
+        ),
+    }
+}
+
+/// One accepted audit exception.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    /// The path in the rootfs; `*` matches any run of characters.
+    pub path: String,
+    /// Only these checks are accepted for it (default: every check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+    /// Why this is acceptable (required).
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl AllowEntry {
+    /// Whether the entry accepts `check` failing on `path`.
+    pub fn accepts(&self, path: &str, check: &str) -> bool {
+        (self.checks.is_empty() || self.checks.iter().any(|c| c == check))
+            && glob_match(&self.path, path)
+    }
+}
+
+/// The audit's settings as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// Accepted exceptions, each with a reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AllowEntry>,
+}
+
+/// Checks the replacements map and the allow-list.
+pub fn check_audit(
+    replacements: &BTreeMap<String, Artifact>,
+    audit: Option<&AuditSpec>,
+) -> Result<(), String> {
+    for (path, a) in replacements {
+        check_rootfs_path(path).map_err(|r| format!("`replacements` key `{path}`: {r}"))?;
+        a.check(&format!("replacements.{path}"))?;
+    }
+    for (i, e) in audit
+        .map(|a| a.allow.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !e.path.starts_with('/') {
+            return Err(format!(
+                "`audit.allow[{i}].path: {}` must be absolute",
+                e.path
+            ));
+        }
+        if e.reason.trim().is_empty() {
+            return Err(format!(
+                "`audit.allow[{i}]` ({}) has no `reason`: say why this file may stay",
+                e.path
+            ));
+        }
+        if let Some(c) = e
+            .checks
+            .iter()
+            .find(|c| !crate::audit::CHECKS.iter().any(|k| k.0 == c.as_str()))
+        {
+            return Err(format!(
+                "`audit.allow[{i}].checks` names `{c}`; the checks are {}",
+                crate::audit::CHECKS
+                    .iter()
+                    .map(|k| k.0)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `path` is an absolute rootfs path without `.`/`..` parts.
+pub fn check_rootfs_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path == "/" {
+        return Err("must be an absolute file path such as /usr/bin/tool".into());
+    }
+    if path[1..]
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err("must not contain empty, `.` or `..` parts".into());
+    }
+    Ok(())
+}
+
+/// Matches `text` against `pattern`, where `*` matches any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match(
+            "/usr/lib/*/libgcrypt.so.20*",
+            "/usr/lib/arm-linux-gnueabihf/libgcrypt.so.20.4.1"
+        ));
+        assert!(!glob_match(
+            "/usr/lib/*/libgcrypt.so.20*",
+            "/usr/lib/libz.so"
+        ));
+        assert!(glob_match("/a", "/a"));
+        assert!(!glob_match("/a*b", "/a"));
+        assert!(glob_match("*", "/anything"));
+    }
+
+    #[test]
+    fn monit_defaults_to_the_pinned_tarball() {
+        let m = resolve_monit(None).unwrap();
+        assert_eq!(m.version, "5.2.5");
+        assert_eq!(m.from.artifact().sha256, MONIT_DEFAULT_SHA256);
+        let other = MonitSpec {
+            version: Some("5.33.0".into()),
+            ..Default::default()
+        };
+        assert!(resolve_monit(Some(&other))
+            .unwrap_err()
+            .contains("needs one of"));
+        let two = MonitSpec {
+            deb: Some(Artifact {
+                path: Some("a".into()),
+                sha256: "0".repeat(64),
+                url: None,
+            }),
+            binary: Some(Artifact {
+                path: Some("b".into()),
+                sha256: "0".repeat(64),
+                url: None,
+            }),
+            ..Default::default()
+        };
+        assert!(resolve_monit(Some(&two))
+            .unwrap_err()
+            .contains("deb and binary"));
+        let bad = MonitSpec {
+            binary: Some(Artifact {
+                path: Some("b".into()),
+                sha256: "xyz".into(),
+                url: None,
+            }),
+            ..Default::default()
+        };
+        assert!(resolve_monit(Some(&bad))
+            .unwrap_err()
+            .contains("monit.binary.sha256"));
+    }
+
+    #[test]
+    fn agent_has_no_default_and_says_how_to_give_one() {
+        let e = resolve_agent(None).unwrap_err();
+        assert!(
+            e.contains("agent.source.path") && e.contains("agent.binary"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn allow_entries_need_reasons_and_known_checks() {
+        let mut audit = AuditSpec {
+            allow: vec![AllowEntry {
+                path: "/x".into(),
+                checks: vec![],
+                reason: " ".into(),
+            }],
+        };
+        assert!(check_audit(&BTreeMap::new(), Some(&audit))
+            .unwrap_err()
+            .contains("reason"));
+        audit.allow[0].reason = "ok".into();
+        audit.allow[0].checks = vec!["nope".into()];
+        assert!(check_audit(&BTreeMap::new(), Some(&audit))
+            .unwrap_err()
+            .contains("cpu-arch"));
+        let mut r = BTreeMap::new();
+        r.insert("/usr/../etc/x".to_string(), Artifact::default());
+        assert!(check_audit(&r, None).unwrap_err().contains("`..`"));
+    }
+}
