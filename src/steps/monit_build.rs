@@ -12,7 +12,8 @@
 //! `linux-libc-dev`, `libcrypt1`, `libcrypt-dev` from the profile's archive, extracted (no
 //! scripts) into `CACHE/monit/sysroot-<arch>-<release>` with absolute symlinks made relative.
 //! The binary thus needs no newer glibc than the image has (an Ubuntu trusty image has 2.19),
-//! and monit's `-lcrypt` is found (Debian's cross libc no longer carries libcrypt).
+//! and monit's `-lcrypt` is found (Debian's cross libc no longer carries libcrypt). Absolute
+//! `.so` links in the debs are made relative, or the linker would quietly take the static `.a`.
 //!
 //! The build runs in `WORK/monit-build.partial` and the binary is cached as
 //! `CACHE/monit/<key>/monit` (key: tarball sha256, recipe, toolchain version, target flags,
@@ -28,7 +29,7 @@ use crate::context::BuildContext;
 use crate::spec::{Arch, Cpu};
 
 /// The recipe's version: part of the cache keys of the stage and of the built binary.
-pub const RECIPE: &str = "cross-sysroot-1";
+pub const RECIPE: &str = "cross-sysroot-2";
 
 /// The target packages the sysroot is made of (those the archive has).
 pub const SYSROOT_PACKAGES: &[&str] = &[
@@ -126,6 +127,23 @@ fn tool_version(cmd: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The compiler command: `--sysroot` alone does not keep Debian's cross gcc away from an
+/// installed `libc6-dev-ARCH-cross` (its own include and lib directories come first), so the
+/// standard include and library paths are given explicitly, all inside the sysroot except
+/// gcc's own headers, crtbegin/crtend and libgcc.
+fn compiler_line(gcc: &str, triplet: &str, sysroot: &Path) -> String {
+    let gcc_include = Command::new(gcc)
+        .arg("-print-file-name=include")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let sr = sysroot.display();
+    format!(
+        "{gcc} --sysroot={sr} -nostdinc -isystem {gcc_include} -isystem {sr}/usr/include/{triplet} -isystem {sr}/usr/include -B{sr}/usr/lib/{triplet}/ -L{sr}/lib/{triplet} -L{sr}/usr/lib/{triplet}"
+    )
+}
+
 /// The build machine's triplet (`gcc -dumpmachine`, else from the architecture).
 fn build_triplet() -> String {
     Command::new("gcc")
@@ -212,7 +230,7 @@ pub fn build(ctx: &BuildContext, tarball: &Path) -> Result<PathBuf, String> {
     }
     configure
         .current_dir(&src)
-        .env("CC", format!("{gcc} --sysroot={}", sysroot.display()))
+        .env("CC", compiler_line(&gcc, host, &sysroot))
         .env("CFLAGS", format!("-O2 -fcommon {flags}").trim())
         .env("LC_ALL", "C");
     for (k, v) in CACHE_VARS {

@@ -106,6 +106,9 @@ pub fn request(
 fn complete(raw: &[u8]) -> Option<usize> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    if is_chunked(&head) {
+        return raw.ends_with(b"0\r\n\r\n").then_some(raw.len());
+    }
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))?
@@ -133,11 +136,53 @@ fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
         .next()
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad status line `{status}`"))?;
+    let body = &raw[end + 4..];
+    let body = if is_chunked(&head.to_ascii_lowercase()) {
+        dechunk(body).ok_or("a malformed chunked body")?
+    } else {
+        body.to_vec()
+    };
+    // Go's transport asks for gzip itself and inflates the answer transparently.
+    let gzipped = head
+        .to_ascii_lowercase()
+        .lines()
+        .any(|l| l.starts_with("content-encoding:") && l.contains("gzip"));
+    let body = if gzipped {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .map_err(|e| format!("a gzip body that does not inflate: {e}"))?;
+        out
+    } else {
+        body
+    };
     Ok(Answer {
         code,
         reason: parts.next().unwrap_or_default().to_string(),
-        body: raw[end + 4..].to_vec(),
+        body,
     })
+}
+
+fn is_chunked(head_lower: &str) -> bool {
+    head_lower
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"))
+}
+
+/// Decodes an HTTP/1.1 chunked body (as Go's client does for the agent).
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&body[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = &body[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
 }
 
 fn base64(data: &[u8]) -> String {
@@ -187,8 +232,10 @@ pub fn parse_status(body: &[u8]) -> Result<Status, String> {
         Some(i) if text.trim_start().starts_with("<?xml") => text[i + 2..].to_string(),
         _ => text,
     };
-    let doc =
-        roxmltree::Document::parse(&text).map_err(|e| format!("the status is not XML: {e}"))?;
+    let doc = roxmltree::Document::parse(&text).map_err(|e| {
+        let start: String = text.chars().take(80).collect();
+        format!("the status is not XML ({e}); it begins {start:?}")
+    })?;
     let root = doc.root_element();
     if root.tag_name().name() != "monit" {
         return Err(format!(
