@@ -29,14 +29,31 @@ fn stderr(o: &Output) -> String {
 fn spec_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.yml");
-    std::fs::write(&spec, "architecture: arm64\nmonit: 5.2.5\n").unwrap();
+    std::fs::write(&spec, "architecture: arm64\nmonti: {version: 5.2.5}\n").unwrap();
     let o = pistemcell(dir.path(), &["bootstrap", spec.to_str().unwrap()]);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(
         e.contains("spec.yml")
-            && e.contains("unknown field `monit`")
+            && e.contains("unknown field `monti`")
             && e.contains("line 2 column 1"),
+        "{e}"
+    );
+    // A pinned input with two sources, and an agent given as a bare string.
+    std::fs::write(
+        &spec,
+        "monit:\n  deb: {path: a.deb, sha256: 00}\n  binary: {path: m, sha256: 00}\n",
+    )
+    .unwrap();
+    let e = stderr(&pistemcell(dir.path(), &["stages", spec.to_str().unwrap()]));
+    assert!(
+        e.contains("give exactly one of source, deb and binary"),
+        "{e}"
+    );
+    std::fs::write(&spec, "agent: /usr/bin/bosh-agent\n").unwrap();
+    let e = stderr(&pistemcell(dir.path(), &["stages", spec.to_str().unwrap()]));
+    assert!(
+        e.contains("spec.yml") && e.contains("line 1 column 8"),
         "{e}"
     );
 

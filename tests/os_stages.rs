@@ -7,9 +7,13 @@
 //! Needs root, a reachable mirror (`PISTEMCELL_TEST_MIRROR`, else the host's apt sources) and
 //! qemu-user emulation for armhf; each missing piece skips the test with the reason.
 //! `PISTEMCELL_SKIP_MIRROR_TESTS=1` skips it on purpose (it takes several minutes).
+//! The build runs to the end, so the built-in monit, agent and audit stages are checked too
+//! (`os_stages/builtins.rs`).
 //! `PISTEMCELL_TEST_OS_ROOTFS=DIR` checks an already built rootfs instead of building one
 //! (`PISTEMCELL_TEST_OS_INFRASTRUCTURE`, default `bakery`, names its infrastructure).
 
+#[path = "os_stages/builtins.rs"]
+mod builtins;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -455,35 +459,31 @@ fn default_spec_rootfs_has_the_bosh_os() {
     let Some(mirror) = support::mirror_for_e2e("os_stages") else {
         return;
     };
-    // The build must stop after the OS stages and hand over the rootfs; --force runs every
-    // stage even when the shared cache holds them.
-    let bin = env!("CARGO_BIN_EXE_pistemcell");
+    // The whole default spec, with Debian's armhf monit (it fails the proof: skip_proof) and an
+    // ARM executable as the agent; --force runs every stage even when the shared cache holds
+    // them.
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mirror-cache");
+    let work = tmp.path().join("work");
     let rootfs = tmp.path().join("rootfs");
-    let out = Command::new(bin)
-        .arg("--work-dir")
-        .arg(tmp.path().join("work"))
-        .arg("--cache-dir")
-        .arg(&cache)
-        .args([
-            "--mirror",
-            &mirror,
-            "build",
-            "--force",
-            "--until",
-            "90-cleanup",
-            "--output",
-        ])
-        .arg(&rootfs)
-        .output()
-        .unwrap();
+    let monit = builtins::debian_monit(&mirror);
+    let agent = builtins::arm_agent(tmp.path());
+    let sets = builtins::sets(&monit, &agent, true);
+    let out = builtins::pistemcell(
+        &work,
+        &cache,
+        &mirror,
+        &sets,
+        &["build", "--force", "--output", rootfs.to_str().unwrap()],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     check(
         out.status.success(),
         format!("pistemcell build failed:\n{stderr}"),
     );
     assert_bosh_os(&rootfs, "bakery");
+    builtins::assert_builtins(&rootfs, &agent, &stderr);
+    builtins::reruns(&work, &cache, &mirror, &sets, &monit.0);
     let left = pistemcell::rootfs::mounts::mounts_under(tmp.path());
     check(left.is_empty(), format!("left mounted: {left:?}"));
 }

@@ -90,6 +90,9 @@ pub enum PipelineError {
         /// Its parent.
         parent: String,
     },
+    /// Stages of this run cannot get what they need (checked before any stage runs).
+    #[error("the build cannot start; nothing was changed:\n  - {}", .0.join("\n  - "))]
+    Inputs(Vec<String>),
     /// The run options contradict each other.
     #[error("{0}")]
     Options(String),

@@ -282,8 +282,14 @@ fn run_once(
         .collect();
     let (restore, first, last) = choose(&planned, &active, opts)?;
     // Every input the stages about to run need from outside, before any of them runs.
+    let mut missing = Vec::new();
     for &i in &active[first..=last] {
-        stages[i].prepare(ctx)?;
+        if let Err(e) = stages[i].prepare(ctx) {
+            missing.push(e.to_string());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(PipelineError::Inputs(missing));
     }
     let store = Store::open(&ctx.cache_dir)?;
     let tree = work.partial("build")?;

@@ -171,6 +171,14 @@ pub fn resolve_monit(spec: Option<&MonitSpec>) -> Result<Monit, String> {
             ))
         }
     };
+    // A local copy of the default tarball needs no sha256 of its own: the pin stays.
+    let from = match from {
+        MonitFrom::Source(mut a) if a.sha256.is_empty() && version == MONIT_DEFAULT_VERSION => {
+            a.sha256 = MONIT_DEFAULT_SHA256.into();
+            MonitFrom::Source(a)
+        }
+        other => other,
+    };
     from.artifact().check(&format!("monit.{}", from.kind()))?;
     Ok(Monit {
         version,

@@ -157,6 +157,13 @@ fn fields_table_documents_every_spec_field() {
             name: Some("n".into()),
             version: Some("1.10".into()),
         }),
+        monit: Some(MonitSpec {
+            version: Some("5.2.5".into()),
+            ..Default::default()
+        }),
+        agent: Some(AgentSpec::default()),
+        replacements: [("/x".to_string(), Artifact::default())].into(),
+        audit: Some(AuditSpec::default()),
     };
     let v = serde_norway::to_value(&full).unwrap();
     let keys: Vec<String> = v

@@ -18,7 +18,7 @@ pub const KIND: &str = "artifacts";
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     /// The file could not be had.
-    #[error("{field}: cannot get {location}: {reason}\n  download it elsewhere and give it as a local file: --set {field}.path=FILE (keeping {field}.sha256)")]
+    #[error("{field}: cannot get {location}: {reason}\n  download it elsewhere and give the local file: --set {field}.path=FILE (the pinned sha256 stays)")]
     Unavailable {
         /// The spec field (`monit.source`).
         field: String,
@@ -77,10 +77,15 @@ pub fn fetch(cache_dir: &Path, field: &str, a: &Artifact) -> Result<PathBuf, Art
         reason,
     };
     let mut reader: Box<dyn Read> = match (&a.url, &a.path) {
-        (Some(url), _) => Http::new()
-            .open(url)
-            .map(|(body, _)| body)
-            .map_err(|e| unavailable(e.to_string()))?,
+        (Some(url), _) => Http::new().open(url).map(|(body, _)| body).map_err(|e| {
+            use crate::archive::http::HttpError;
+            unavailable(match e {
+                HttpError::NotFound { .. } => "not found (HTTP 404)".into(),
+                HttpError::Status { code, .. } => format!("the server answered HTTP {code}"),
+                HttpError::Transport { reason, .. } => reason,
+                HttpError::Io { source, .. } => source.to_string(),
+            })
+        })?,
         (None, Some(path)) => {
             Box::new(std::fs::File::open(path).map_err(|e| unavailable(format!("{e}")))?)
         }
