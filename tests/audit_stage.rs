@@ -297,3 +297,137 @@ fn the_cli_audits_a_directory_as_json_and_for_an_armv6_floor() {
     assert_eq!(good["check"].as_str(), Some("cpu-arch"));
     assert_eq!(good["package"].as_str(), Some("goodpkg"));
 }
+
+#[test]
+fn the_agent_must_be_an_executable_for_the_target() {
+    use pistemcell::spec::{Arch, Cpu};
+    use pistemcell::steps::agent::check_binary;
+    let Some(f) = fixture() else { return };
+    let good = f.bins.join("good");
+    check_binary(&good, "agent.binary good", Arch::Armhf, Cpu::Armv7).unwrap();
+    let e = check_binary(
+        &f.bins.join("x86"),
+        "agent.binary x86",
+        Arch::Armhf,
+        Cpu::Armv7,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("agent.binary x86 is not a BOSH agent this image can run")
+            && e.contains("machine: 64-bit LE x86-64; needs 32-bit LE ARM")
+            && e.contains("GOARCH=arm GOARM=7"),
+        "{e}"
+    );
+    // Debian's cross compiler emits ARMv7 code: not for a Pi Zero/1.
+    let e = check_binary(&good, "agent.binary good", Arch::Armhf, Cpu::Armv6)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cpu-arch") && e.contains("GOARM=6"), "{e}");
+    let e = check_binary(&good, "agent.binary good", Arch::Arm64, Cpu::Armv8)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("needs 64-bit LE AArch64") && e.contains("GOARCH=arm64"),
+        "{e}"
+    );
+    let text = f.bins.join("script");
+    std::fs::write(&text, "#!/bin/sh\n").unwrap();
+    let e = check_binary(&text, "agent.binary script", Arch::Armhf, Cpu::Armv7)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not an ELF executable"), "{e}");
+}
+
+/// Runs `pistemcell audit PATH --json` and returns the number of failing files.
+fn audited_failures(path: &Path) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("audit")
+        .arg(path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let json: serde_norway::Value = serde_norway::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    json["failing_files"].as_u64().unwrap()
+}
+
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_cli_audits_tarballs_stemcells_and_disk_images() {
+    let Some(f) = fixture() else { return };
+    let n = f.offenders.len() as u64;
+    let dir = f.bins.join("forms");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A rootfs tarball, and a stemcell holding it as its image.
+    let tgz = dir.join("image");
+    sh(Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&f.root)
+        .arg("."));
+    assert_eq!(audited_failures(&tgz), n, "rootfs tarball");
+    std::fs::write(dir.join("stemcell.MF"), "name: test\n").unwrap();
+    let stemcell = f.bins.join("stemcell.tgz");
+    sh(Command::new("tar")
+        .arg("-czf")
+        .arg(&stemcell)
+        .arg("-C")
+        .arg(&dir)
+        .args(["stemcell.MF", "image"]));
+    assert_eq!(audited_failures(&stemcell), n, "stemcell");
+    // A Pi-style MBR disk image: FAT boot partition, ext4 root at its offset.
+    if !pistemcell::rootfs::extract::is_root()
+        || !pistemcell::cmd::on_path("mkfs.ext4")
+        || !pistemcell::cmd::on_path("sfdisk")
+    {
+        eprintln!("SKIPPED disk image audit: needs root, mkfs.ext4 and sfdisk");
+        return;
+    }
+    let part = dir.join("root.ext4");
+    sh(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&f.root)
+        .arg(&part)
+        .arg("32M"));
+    assert_eq!(audited_failures(&part), n, "ext4 image");
+    let disk = dir.join("disk.img");
+    sh(Command::new("truncate").args(["-s", "48M"]).arg(&disk));
+    let mut sfdisk = Command::new("sfdisk");
+    sfdisk
+        .arg("-q")
+        .arg(&disk)
+        .stdin(std::process::Stdio::piped());
+    let mut child = sfdisk.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"label: dos\nstart=2048, size=16384, type=c\nstart=18432, size=65536, type=83\n",
+        )
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    sh(Command::new("dd")
+        .arg(format!("if={}", part.display()))
+        .arg(format!("of={}", disk.display()))
+        .args(["bs=512", "seek=18432", "conv=notrunc", "status=none"]));
+    assert_eq!(audited_failures(&disk), n, "disk image");
+    let left = pistemcell::rootfs::mounts::mounts_under(Path::new("/tmp"));
+    assert!(
+        !left
+            .iter()
+            .any(|m| m.to_string_lossy().contains("pistemcell-audit")),
+        "{left:?}"
+    );
+}

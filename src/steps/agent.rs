@@ -111,6 +111,14 @@ pub fn check_binary(path: &Path, given: &str, arch: Arch, cpu: Cpu) -> Result<()
             info.kind
         )));
     }
+    // The audit lets 32-bit ARM helpers onto arm64 images; the agent itself must be native.
+    if arch == Arch::Arm64 && info.machine != crate::audit::elf::EM_AARCH64 {
+        return Err(misfit(format!(
+            "machine: {}-bit {}; needs 64-bit LE AArch64",
+            info.bits,
+            crate::audit::elf::machine_name(info.machine)
+        )));
+    }
     if let Some(why) = artifact::misfit(path, arch, cpu).map_err(AgentError::Input)? {
         return Err(misfit(why));
     }
