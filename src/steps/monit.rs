@@ -67,7 +67,7 @@ pub enum MonitError {
         /// Where it came from.
         location: String,
         /// The failed request and what happened.
-        failure: Failure,
+        failure: Box<Failure>,
         /// monit's own output.
         log: PathBuf,
     },
@@ -188,7 +188,7 @@ fn install(ctx: &BuildContext, root: &Path) -> Result<(), MonitError> {
                 version: m.version.clone(),
                 kind,
                 location,
-                failure,
+                failure: Box::new(failure),
                 log,
             };
             if m.skip_proof {
