@@ -7,5 +7,6 @@ pub mod audit;
 pub mod bootstrap;
 pub mod monit;
 pub mod monit_build;
+pub mod monit_http;
 pub mod monit_proof;
 pub mod packages;
