@@ -164,7 +164,53 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
             },
         );
     }
+    out.extend(inputs_check(spec));
     out.push(disk_check(work));
+    out
+}
+
+/// The monit and agent inputs: what the built-in stages will need from this host.
+fn inputs_check(spec: &Resolved) -> Vec<Finding> {
+    use crate::spec::{Agent, MonitFrom};
+    let mut out = Vec::new();
+    let m = &spec.monit;
+    if let MonitFrom::Source(_) = m.from {
+        out.push(match crate::steps::monit_build::check_tools(spec.arch) {
+            Ok(()) => finding(
+                Level::Ok,
+                "monit",
+                format!(
+                    "monit {} from source: the cross toolchain is installed",
+                    m.version
+                ),
+            ),
+            Err(e) => finding(Level::Fail, "monit", e.to_string()),
+        });
+    }
+    let a = m.from.artifact();
+    if let Some(p) = &a.path {
+        if !Path::new(p).is_file() {
+            out.push(finding(
+                Level::Fail,
+                "monit",
+                format!("monit.{}.path {p} does not exist", m.from.kind()),
+            ));
+        }
+    }
+    out.push(match &spec.agent {
+        Err(e) => finding(Level::Fail, "agent", e.clone()),
+        Ok(Agent::Binary(b)) => {
+            finding(Level::Ok, "agent", format!("agent.binary {}", b.location()))
+        }
+        Ok(Agent::Source(s)) => match crate::steps::agent_build::check_source(s) {
+            Ok(()) => finding(
+                Level::Ok,
+                "agent",
+                format!("bosh-agent source {} and its Go toolchain", s.path),
+            ),
+            Err(e) => finding(Level::Fail, "agent", e.to_string()),
+        },
+    });
     out
 }
 
