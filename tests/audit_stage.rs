@@ -431,3 +431,40 @@ fn the_cli_audits_tarballs_stemcells_and_disk_images() {
         "{left:?}"
     );
 }
+
+#[test]
+fn go_programs_are_judged_by_their_goarm() {
+    let Some(f) = fixture() else { return };
+    if !pistemcell::cmd::on_path("arm-linux-gnueabihf-objcopy") {
+        eprintln!("SKIPPED: arm-linux-gnueabihf-objcopy is not installed");
+        return;
+    }
+    // Go records no ARM build attributes; its build information names GOARM.
+    let root = f.bins.join("goroot");
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    for goarm in [6, 7] {
+        let out = root.join(format!("usr/bin/go{goarm}"));
+        sh(Command::new("arm-linux-gnueabihf-objcopy")
+            .args(["--remove-section=.ARM.attributes"])
+            .arg(f.bins.join("good"))
+            .arg(&out));
+        let mut bytes = std::fs::read(&out).unwrap();
+        bytes.extend_from_slice(format!("\tbuild\tGOARM={goarm}\n").as_bytes());
+        std::fs::write(&out, bytes).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("audit")
+        .arg(&root)
+        .args(["--cpu", "armv6"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL cpu-arch           /usr/bin/go7 (not from a package): built for ARMv7"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("FAIL cpu-arch           /usr/bin/go6"),
+        "{text}"
+    );
+}

@@ -226,7 +226,7 @@ pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditErro
                 path: path.clone(),
                 source,
             })?;
-            let Some(info) = elf::read(&mut f).map_err(|source| AuditError {
+            let Some(mut info) = elf::read(&mut f).map_err(|source| AuditError {
                 path: path.clone(),
                 source,
             })?
@@ -234,6 +234,9 @@ pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditErro
                 continue;
             };
             report.elf_files += 1;
+            if info.machine == EM_ARM && info.cpu_arch.is_none() {
+                info.cpu_arch = go_cpu_arch(&path);
+            }
             for (check, found, needed) in check(&info, arch, cpu) {
                 report.findings.push(Finding {
                     package: owners.get(&rel).cloned(),
@@ -251,6 +254,18 @@ pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditErro
         .findings
         .sort_by(|a, b| a.path.cmp(&b.path).then(a.check.cmp(b.check)));
     Ok(report)
+}
+
+/// The `Tag_CPU_arch` equivalent of a Go program's `GOARM` (Go records no ARM build
+/// attributes, but its build information names GOARM): 5 → ARMv5TE, 6 → ARMv6, 7 → ARMv7.
+pub fn go_cpu_arch(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    match crate::steps::agent::goarm_of(&bytes)? {
+        5 => Some(4),
+        6 => Some(6),
+        7 => Some(10),
+        _ => None,
+    }
 }
 
 /// Maps each path installed by a package (as found on disk, merged-/usr links resolved) to
