@@ -10,6 +10,7 @@ pub mod deb;
 pub mod doctor;
 pub mod interrupt;
 pub mod mirror;
+pub mod pack;
 pub mod pipeline;
 pub mod profile;
 pub mod progress;

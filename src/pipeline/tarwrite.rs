@@ -105,7 +105,7 @@ pub fn append_entry<W: Write>(
             h.set_size(e.size);
             let file = tree::open_nofollow(&e.path)?;
             let exact = Exact {
-                inner: file.take(e.size),
+                inner: file,
                 left: e.size,
             };
             builder.append_data(&mut h, name, exact)
@@ -167,9 +167,20 @@ struct Exact<R> {
 impl<R: Read> Read for Exact<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
+            // A file that grew while being archived must not be cut off silently either.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the file grew while being archived",
+                ));
+            }
             return Ok(0);
         }
-        let n = self.inner.read(buf)?;
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -202,6 +213,44 @@ mod tests {
             let (len, _) = text.split_once(' ').unwrap();
             assert_eq!(len.parse::<usize>().unwrap(), r.len(), "value of {n} bytes");
         }
+    }
+
+    #[test]
+    fn a_file_that_grows_or_shrinks_while_read_is_an_error() {
+        let read_all = |data: &[u8], left: u64| {
+            let mut r = Exact { inner: data, left };
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).map(|_| out)
+        };
+        assert_eq!(read_all(b"0123456789", 10).unwrap(), b"0123456789");
+        let grew = read_all(b"0123456789", 5).unwrap_err().to_string();
+        assert!(grew.contains("grew"), "{grew}");
+        let shrank = read_all(b"0123456789", 15).unwrap_err().to_string();
+        assert!(
+            shrank.contains("shrank") && shrank.contains("5 bytes short"),
+            "{shrank}"
+        );
+    }
+
+    #[test]
+    fn one_inode_number_makes_a_link_only_for_files_with_several_links() {
+        use std::collections::HashMap;
+        let mut links = HashMap::new();
+        // The overlay collision: two files, one link each, the same (dev, ino).
+        assert_eq!(
+            tree::link_target(&mut links, 1, 42, 1, Path::new("a")),
+            None
+        );
+        assert_eq!(
+            tree::link_target(&mut links, 1, 42, 1, Path::new("b")),
+            None
+        );
+        // A real hard-link pair.
+        assert_eq!(tree::link_target(&mut links, 1, 7, 2, Path::new("c")), None);
+        assert_eq!(
+            tree::link_target(&mut links, 1, 7, 2, Path::new("d")).as_deref(),
+            Some(Path::new("c"))
+        );
     }
 
     #[test]

@@ -179,12 +179,9 @@ fn make_entry(
     } else {
         Kind::File
     };
-    if !ft.is_dir() && meta.nlink() > 1 {
-        match links.get(&(meta.dev(), meta.ino())) {
-            Some(first) => kind = Kind::HardLink(first.clone()),
-            None => {
-                links.insert((meta.dev(), meta.ino()), rel.clone());
-            }
+    if !ft.is_dir() {
+        if let Some(first) = link_target(links, meta.dev(), meta.ino(), meta.nlink(), &rel) {
+            kind = Kind::HardLink(first);
         }
     }
     let size = if kind == Kind::File { meta.len() } else { 0 };
@@ -199,6 +196,30 @@ fn make_entry(
         mtime: meta.mtime(),
         size,
     })
+}
+
+/// The first name of `rel`'s hard-link group, when `rel` is a later member of one. Only
+/// files with more than one link are grouped: overlayfs can report the same (dev, ino) for
+/// two different files from different layers, each with one link, and those must stay two
+/// files (GNU tar linking them made a corrupt stemcell). Writers also compare contents
+/// before storing a link.
+pub fn link_target(
+    links: &mut HashMap<(u64, u64), PathBuf>,
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    rel: &Path,
+) -> Option<PathBuf> {
+    if nlink < 2 {
+        return None;
+    }
+    match links.get(&(dev, ino)) {
+        Some(first) => Some(first.clone()),
+        None => {
+            links.insert((dev, ino), rel.to_path_buf());
+            None
+        }
+    }
 }
 
 fn cpath(path: &Path) -> Result<CString, TreeError> {
