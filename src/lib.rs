@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod context;
 pub mod deb;
 pub mod doctor;
+pub mod image;
 pub mod interrupt;
 pub mod mirror;
 pub mod pack;

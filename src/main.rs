@@ -112,6 +112,27 @@ enum Cmd {
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
     },
+    /// Make a Raspberry Pi disk image (FAT32 boot + ext4 root, MBR) from a rootfs directory
+    /// (its /etc/fstab is written for the image).
+    Image {
+        /// The rootfs directory.
+        rootfs: PathBuf,
+        /// The image to write (replaced only once complete and checked).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Seeds the disk identifier and filesystem UUIDs (e.g. the stemcell's name/version).
+        #[arg(long, default_value = "pistemcell")]
+        seed: String,
+        /// Boot partition size in MiB.
+        #[arg(long, default_value_t = 256)]
+        boot_mib: u64,
+        /// Root partition size in MiB (default: from the tree's size).
+        #[arg(long)]
+        root_mib: Option<u64>,
+        /// Where the rootfs keeps the firmware's files (copied into the boot partition).
+        #[arg(long, default_value = "/boot/firmware")]
+        boot_dir: String,
+    },
     /// Show and check a stemcell tarball (arrives with packing).
     Inspect {
         /// The stemcell .tgz.
@@ -469,6 +490,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 stats.bytes as f64 / 1e6,
                 stats.hard_links,
                 stats.false_links,
+                t.elapsed().as_secs_f64()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Image {
+            rootfs,
+            output,
+            seed,
+            boot_mib,
+            root_mib,
+            boot_dir,
+        } => {
+            let opts = pistemcell::image::disk::ImageOptions {
+                seed: seed.clone(),
+                boot_bytes: boot_mib << 20,
+                root_bytes: root_mib.map(|m| m << 20),
+                epoch: pistemcell::pack::tarball::source_date_epoch().unwrap_or(0),
+                boot_dir: boot_dir.clone(),
+            };
+            let t = std::time::Instant::now();
+            let layout = pistemcell::image::disk::build(rootfs, output, &opts)
+                .with_context(|| format!("making a disk image of {}", rootfs.display()))?;
+            reporter.step(&format!(
+                "{}: {} MiB; p1 FAT32 {} MiB at {} MiB (PARTUUID {}), p2 ext4 {} MiB at {} MiB (PARTUUID {}); {:.1} s",
+                output.display(),
+                layout.total() >> 20,
+                layout.boot.1 >> 20,
+                layout.boot.0 >> 20,
+                layout.partuuid(1),
+                layout.root.1 >> 20,
+                layout.root.0 >> 20,
+                layout.partuuid(2),
                 t.elapsed().as_secs_f64()
             ));
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,174 @@
+//! Putting an image together: the partition files are made beside the destination, spliced
+//! into a sparse image behind the MBR (all-zero chunks are skipped, so the image stays
+//! sparse), read back and checked, and only then renamed to the destination.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::{ext4, fat, io_err as io, mbr, uuid_from, ImageError, Layout};
+
+/// What the image is made of.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// Seeds the disk identifier and UUIDs (the stemcell's name and version).
+    pub seed: String,
+    /// The boot partition's size in bytes.
+    pub boot_bytes: u64,
+    /// The root partition's size in bytes (`None`: from the tree's size).
+    pub root_bytes: Option<u64>,
+    /// Filesystem timestamps (`SOURCE_DATE_EPOCH`).
+    pub epoch: u64,
+    /// Where the tree keeps the firmware's files (copied to the boot partition).
+    pub boot_dir: String,
+}
+
+/// `/etc/fstab` for `layout`: root and boot by PARTUUID.
+pub fn fstab(layout: &Layout, boot_dir: &str) -> String {
+    format!(
+        "# Written by pistemcell: the image's partitions by PARTUUID.\nPARTUUID={} / ext4 defaults,noatime 0 1\nPARTUUID={} {boot_dir} vfat defaults 0 2\n",
+        layout.partuuid(2),
+        layout.partuuid(1)
+    )
+}
+
+/// The kernel command line for `layout`.
+pub fn cmdline(layout: &Layout) -> String {
+    format!(
+        "console=serial0,115200 console=tty1 root=PARTUUID={} rootfstype=ext4 fsck.repair=yes rootwait\n",
+        layout.partuuid(2)
+    )
+}
+
+/// Makes the disk image `dest` from the tree at `root` (whose `/etc/fstab` is written for the
+/// image). Returns the layout.
+pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, ImageError> {
+    let root_bytes = match opts.root_bytes {
+        Some(b) => b,
+        None => ext4::size_for(root)?,
+    };
+    let layout = Layout::new(super::id_from(&opts.seed), opts.boot_bytes, root_bytes);
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new()
+        .prefix(".pistemcell-image-")
+        .tempdir_in(dir)
+        .map_err(io("creating a scratch dir in", dir))?;
+    let etc = root.join("etc");
+    let fstab_path = etc.join("fstab");
+    let want = fstab(&layout, &opts.boot_dir);
+    // Rewritten only when it differs: an unchanged tree keeps its ctimes (ext4 stores them).
+    if etc.is_dir() && std::fs::read_to_string(&fstab_path).ok().as_deref() != Some(want.as_str()) {
+        std::fs::write(&fstab_path, want).map_err(io("writing", &fstab_path))?;
+    }
+    let boot_part = scratch.path().join("boot.vfat");
+    let boot_files = root.join(opts.boot_dir.trim_start_matches('/'));
+    let mut extra: Vec<(&str, Vec<u8>)> = vec![("cmdline.txt", cmdline(&layout).into_bytes())];
+    if !boot_files.join("config.txt").is_file() {
+        extra.push((
+            "config.txt",
+            b"# Written by pistemcell.\n[all]\nenable_uart=1\n".to_vec(),
+        ));
+    }
+    fat::make(
+        &boot_part,
+        layout.boot.1,
+        layout.disk_id,
+        Some(&boot_files),
+        &extra,
+    )?;
+    let root_part = scratch.path().join("root.ext4");
+    let uuid = uuid_from(&format!("{}/rootfs", opts.seed));
+    ext4::make(&root_part, layout.root.1, root, &uuid, opts.epoch)?;
+
+    let tmp = scratch.path().join("disk.img");
+    let mut img = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io("creating", &tmp))?;
+    img.set_len(layout.total()).map_err(io("sizing", &tmp))?;
+    img.write_all(&mbr::mbr(&layout))
+        .map_err(io("writing", &tmp))?;
+    splice(&boot_part, &mut img, layout.boot.0, &tmp)?;
+    splice(&root_part, &mut img, layout.root.0, &tmp)?;
+    img.sync_all().map_err(io("writing", &tmp))?;
+    check(&tmp, &layout, &uuid)?;
+    std::fs::rename(&tmp, dest).map_err(io("moving the image to", dest))?;
+    Ok(layout)
+}
+
+/// Copies `part` into `img` at `offset`, leaving all-zero chunks as holes.
+fn splice(part: &Path, img: &mut File, offset: u64, img_path: &Path) -> Result<(), ImageError> {
+    let mut f = File::open(part).map_err(io("reading", part))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = offset;
+    loop {
+        let n = read_full(&mut f, &mut buf).map_err(io("reading", part))?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            img.seek(SeekFrom::Start(pos))
+                .map_err(io("writing", img_path))?;
+            img.write_all(&buf[..n]).map_err(io("writing", img_path))?;
+        }
+        pos += n as u64;
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Reads the image back: the table, the FAT boot sector and the ext4 superblock.
+pub fn check(image: &Path, layout: &Layout, uuid: &str) -> Result<(), ImageError> {
+    let bad = |reason: String| ImageError::Check {
+        path: image.to_path_buf(),
+        reason,
+    };
+    let mut f = File::open(image).map_err(io("reading", image))?;
+    let mut sector = [0u8; 512];
+    f.read_exact(&mut sector).map_err(io("reading", image))?;
+    let (id, parts) = mbr::parse(&sector).ok_or_else(|| bad("no MBR signature".into()))?;
+    let want = vec![
+        (1, mbr::TYPE_FAT32_LBA, layout.boot.0, layout.boot.1),
+        (2, mbr::TYPE_LINUX, layout.root.0, layout.root.1),
+    ];
+    if id != layout.disk_id || parts != want {
+        return Err(bad(format!(
+            "the partition table reads {id:08x} {parts:?}, expected {:08x} {want:?}",
+            layout.disk_id
+        )));
+    }
+    f.seek(SeekFrom::Start(layout.boot.0))
+        .map_err(io("reading", image))?;
+    f.read_exact(&mut sector).map_err(io("reading", image))?;
+    if &sector[82..90] != b"FAT32   " || sector[510..512] != [0x55, 0xaa] {
+        return Err(bad("partition 1 does not hold a FAT32 boot sector".into()));
+    }
+    let mut sb = [0u8; 1024];
+    f.seek(SeekFrom::Start(layout.root.0 + 1024))
+        .map_err(io("reading", image))?;
+    f.read_exact(&mut sb).map_err(io("reading", image))?;
+    if sb[56..58] != [0x53, 0xef] {
+        return Err(bad("partition 2 does not hold an ext4 superblock".into()));
+    }
+    let hex: String = sb[104..120].iter().map(|b| format!("{b:02x}")).collect();
+    if hex != uuid.replace('-', "") {
+        return Err(bad(format!(
+            "the root filesystem's UUID is {hex}, expected {uuid}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The root partition: `mkfs.ext4 -d TREE` writes the tree into a partition file, with no
+//! loop device and no mount (~7 s for a 550 MB tree). The UUID and the directory hash seed
+//! come from the stemcell's identity, the filesystem's own timestamps from
+//! `E2FSPROGS_FAKE_TIME`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use super::ImageError;
+
+/// The root filesystem's label.
+pub const LABEL: &str = "rootfs";
+
+/// Bytes the tree needs on ext4 (4 KiB blocks, one inode each, plus the journal and
+/// metadata), with room for the agent's first writes.
+pub fn size_for(root: &Path) -> Result<u64, ImageError> {
+    let mut blocks: u64 = 0;
+    let mut entries: u64 = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|source| ImageError::Io {
+            what: "reading",
+            path: dir.clone(),
+            source,
+        })?;
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            entries += 1;
+            blocks += m.len().div_ceil(4096);
+            if m.is_dir() && !m.file_type().is_symlink() {
+                stack.push(e.path());
+            }
+        }
+    }
+    let data = (blocks + entries / 16) * 4096;
+    // ext4 metadata and journal (~5%), 20% free, and 128 MiB for the first boot's writes.
+    Ok(data + data / 4 + (128 << 20))
+}
+
+/// Makes `part` an ext4 filesystem of `len` bytes holding the tree at `root`.
+pub fn make(part: &Path, len: u64, root: &Path, uuid: &str, epoch: u64) -> Result<(), ImageError> {
+    let _ = std::fs::remove_file(part);
+    let out = crate::cmd::run(
+        Command::new("mkfs.ext4")
+            .args([
+                "-q", "-F", "-t", "ext4", "-b", "4096", "-L", LABEL, "-U", uuid,
+            ])
+            .arg("-E")
+            .arg(format!("hash_seed={uuid},root_owner=0:0"))
+            .arg("-d")
+            .arg(root)
+            .arg(part)
+            .arg(format!("{}k", len / 1024))
+            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+            .env("LC_ALL", "C"),
+    );
+    if let Err(e) = out {
+        let _ = std::fs::remove_file(part);
+        return Err(e.into());
+    }
+    let got = std::fs::metadata(part)
+        .map_err(|source| ImageError::Io {
+            what: "reading",
+            path: part.to_path_buf(),
+            source,
+        })?
+        .size();
+    if got != len {
+        return Err(ImageError::Layout(format!(
+            "mkfs.ext4 made {} bytes, {len} were asked for",
+            got
+        )));
+    }
+    Ok(())
+}

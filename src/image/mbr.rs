@@ -1,0 +1,73 @@
+//! The MBR: disk identifier at 440, four 16-byte entries at 446, signature 55 aa at 510.
+//! CHS fields hold the "beyond 8 GiB" marker (fe ff ff) that sfdisk and the Pi firmware
+//! accept; only LBA start and length matter to Linux, kpartx and the firmware.
+
+use super::{Layout, SECTOR};
+
+/// FAT32 with LBA addressing: what the Pi firmware looks for on partition 1.
+pub const TYPE_FAT32_LBA: u8 = 0x0c;
+/// Linux.
+pub const TYPE_LINUX: u8 = 0x83;
+
+fn entry(kind: u8, start: u64, len: u64) -> [u8; 16] {
+    let mut e = [0u8; 16];
+    e[0] = 0x00; // not active: neither the firmware nor kpartx uses the flag (as on Pi OS)
+    e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    e[4] = kind;
+    e[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    e[8..12].copy_from_slice(&((start / SECTOR) as u32).to_le_bytes());
+    e[12..16].copy_from_slice(&((len / SECTOR) as u32).to_le_bytes());
+    e
+}
+
+/// The first sector of the image for `layout`.
+pub fn mbr(layout: &Layout) -> [u8; 512] {
+    let mut s = [0u8; 512];
+    s[440..444].copy_from_slice(&layout.disk_id.to_le_bytes());
+    s[446..462].copy_from_slice(&entry(TYPE_FAT32_LBA, layout.boot.0, layout.boot.1));
+    s[462..478].copy_from_slice(&entry(TYPE_LINUX, layout.root.0, layout.root.1));
+    s[510] = 0x55;
+    s[511] = 0xaa;
+    s
+}
+
+/// One partition as read back: (number, type, first byte, length).
+pub type Entry = (usize, u8, u64, u64);
+
+/// Reads the disk identifier and the partitions back.
+pub fn parse(sector: &[u8]) -> Option<(u32, Vec<Entry>)> {
+    if sector.len() < 512 || sector[510..512] != [0x55, 0xaa] {
+        return None;
+    }
+    let id = u32::from_le_bytes(sector[440..444].try_into().ok()?);
+    let mut parts = Vec::new();
+    for i in 0..4 {
+        let e = &sector[446 + 16 * i..462 + 16 * i];
+        let start = u64::from(u32::from_le_bytes(e[8..12].try_into().ok()?)) * SECTOR;
+        let len = u64::from(u32::from_le_bytes(e[12..16].try_into().ok()?)) * SECTOR;
+        if e[4] != 0 && len > 0 {
+            parts.push((i + 1, e[4], start, len));
+        }
+    }
+    Some((id, parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_reads_back() {
+        let l = Layout::new(0xdeadbeef, 256 << 20, 1 << 30);
+        let s = mbr(&l);
+        let (id, parts) = parse(&s).unwrap();
+        assert_eq!(id, 0xdeadbeef);
+        assert_eq!(
+            parts,
+            vec![
+                (1, TYPE_FAT32_LBA, l.boot.0, l.boot.1),
+                (2, TYPE_LINUX, l.root.0, l.root.1)
+            ]
+        );
+    }
+}
