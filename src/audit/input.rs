@@ -26,28 +26,17 @@ impl Drop for Opened {
     }
 }
 
-/// One MBR partition: (number, type, first byte, length in bytes).
-pub type Partition = (usize, u8, u64, u64);
-
 /// Reads the MBR partition table of a disk image (`None` when there is none).
-pub fn mbr_partitions(file: &mut File) -> std::io::Result<Option<Vec<Partition>>> {
-    let mut mbr = [0u8; 512];
+pub fn mbr_partitions(file: &mut File) -> std::io::Result<Option<Vec<crate::image::mbr::Entry>>> {
+    let mut sector = [0u8; 512];
     file.seek(SeekFrom::Start(0))?;
-    if file.read(&mut mbr)? < 512 || mbr[510..512] != [0x55, 0xaa] {
+    if file.read(&mut sector)? < 512 {
         return Ok(None);
     }
-    let mut out = Vec::new();
-    for i in 0..4 {
-        let e = &mbr[446 + 16 * i..446 + 16 * (i + 1)];
-        let kind = e[4];
-        let start = u32::from_le_bytes([e[8], e[9], e[10], e[11]]) as u64;
-        let sectors = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) as u64;
-        if kind != 0 && sectors > 0 {
-            out.push((i + 1, kind, start * 512, sectors * 512));
-        }
-    }
     // A FAT boot sector also ends in 55 aa: without partitions it is not a table.
-    Ok((!out.is_empty()).then_some(out))
+    Ok(crate::image::mbr::parse(&sector)
+        .map(|(_, parts)| parts)
+        .filter(|p| !p.is_empty()))
 }
 
 fn is_ext4(file: &mut File) -> std::io::Result<bool> {
