@@ -77,6 +77,10 @@ enum Cmd {
         /// Where the finished rootfs goes (default: WORK_DIR/rootfs).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Where the stemcell .tgz (with .sha1 and .sha256) goes (default: WORK_DIR/stemcells).
+        /// Written when the build runs to the end.
+        #[arg(long, value_name = "DIR")]
+        stemcell_dir: Option<PathBuf>,
     },
     /// Bootstrap a verified, configured ARM root filesystem from a spec.
     Bootstrap {
@@ -133,10 +137,13 @@ enum Cmd {
         #[arg(long, default_value = "/boot/firmware")]
         boot_dir: String,
     },
-    /// Show and check a stemcell tarball (arrives with packing).
+    /// Show and check a stemcell tarball: manifest, members, sha1, the image's partitions.
     Inspect {
         /// The stemcell .tgz.
         stemcell: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Find every ELF file in a rootfs directory that cannot run on the target board.
     Audit {
@@ -241,6 +248,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The inspection as JSON (`manifest`, `members`, `image`).
+fn serde_json_like(i: &pistemcell::pack::inspect::Inspection) -> String {
+    let esc = |s: &str| format!("{:?}", s);
+    let cp: Vec<String> = i
+        .manifest
+        .cloud_properties
+        .iter()
+        .map(|(k, v)| format!("{}: {}", esc(k), esc(v)))
+        .collect();
+    let members: Vec<String> = i
+        .members
+        .iter()
+        .map(|(n, s)| format!("{{\"name\": {}, \"size\": {s}}}", esc(n)))
+        .collect();
+    let m = &i.manifest;
+    format!(
+        "{{\"manifest\": {{\"name\": {}, \"version\": {}, \"bosh_protocol\": {}, \"api_version\": {}, \"sha1\": {}, \"operating_system\": {}, \"stemcell_formats\": [{}], \"cloud_properties\": {{{}}}}}, \"members\": [{}], \"image\": {}, \"ok\": true}}",
+        esc(&m.name),
+        esc(&m.version),
+        m.bosh_protocol,
+        m.api_version,
+        esc(&m.sha1),
+        esc(&m.operating_system),
+        m.stemcell_formats.iter().map(|f| esc(f)).collect::<Vec<_>>().join(", "),
+        cp.join(", "),
+        members.join(", "),
+        esc(&i.image)
+    )
+}
+
 /// Where a build writes the audit's findings for its rootfs: `ROOTFS.audit.json` beside it.
 fn audit_json_path(rootfs: &std::path::Path) -> PathBuf {
     let name = rootfs
@@ -290,6 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             only,
             force,
             output,
+            stemcell_dir,
         } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
             let (work, ctx) = open_build(g, spec, run, &reporter)?;
@@ -321,8 +359,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
                 reporter.detail(&format!("audit findings: {}", path.display()));
             }
+            if until.is_none() && only.is_none() {
+                let dir = stemcell_dir
+                    .clone()
+                    .unwrap_or_else(|| work.path().join("stemcells"));
+                let audit = audit_json_path(&report.output);
+                let t = std::time::Instant::now();
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let epoch = pistemcell::pack::tarball::source_date_epoch().unwrap_or(0);
+                let packed = pistemcell::pack::write::write_stemcell(
+                    &ctx.spec,
+                    &report.output,
+                    audit.is_file().then_some(audit.as_path()),
+                    &dir,
+                    epoch,
+                    threads,
+                )
+                .with_context(|| format!("packing the stemcell of {name}"))?;
+                reporter.step(&format!(
+                    "stemcell: {} (sha1 {}, {:.1} MB, written and read back in {:.1} s)",
+                    packed.path.display(),
+                    packed.sha1,
+                    std::fs::metadata(&packed.path).map_or(0, |m| m.len()) as f64 / 1e6,
+                    t.elapsed().as_secs_f64()
+                ));
+                println!("{}", packed.path.display());
+                return Ok(ExitCode::SUCCESS);
+            }
             reporter.step(&format!(
-                "rootfs ready: {} ({} stages ran{}); stemcell packing arrives with the image and pack stages",
+                "rootfs ready: {} ({} stages ran{}); no stemcell for a partial build (--until/--only)",
                 report.output.display(),
                 ran.len(),
                 if ran.is_empty() { String::new() } else { format!(": {}", ran.join(", ")) }
@@ -508,6 +573,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 root_bytes: root_mib.map(|m| m << 20),
                 epoch: pistemcell::pack::tarball::source_date_epoch().unwrap_or(0),
                 boot_dir: boot_dir.clone(),
+                cmdline: None,
+                fstab: None,
             };
             let t = std::time::Instant::now();
             let layout = pistemcell::image::disk::build(rootfs, output, &opts)
@@ -526,8 +593,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Inspect { .. } => {
-            bail!("`inspect` is not implemented yet: it arrives with stemcell packing")
+        Cmd::Inspect { stemcell, json } => {
+            let i = match pistemcell::pack::inspect::inspect(stemcell) {
+                Ok(i) => i,
+                Err(reason) => bail!("{}: {reason}", stemcell.display()),
+            };
+            if *json {
+                let v = serde_json_like(&i);
+                println!("{v}");
+            } else {
+                print!("{}", serde_norway::to_string(&i.manifest)?);
+                println!("members:");
+                for (name, size) in &i.members {
+                    println!("  {name} ({size} bytes)");
+                }
+                println!("image: {}", i.image);
+                println!("ok: sha1 matches, every member reads to its end");
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -483,6 +483,22 @@ fn default_spec_rootfs_has_the_bosh_os() {
     );
     assert_bosh_os(&rootfs, "bakery");
     builtins::assert_builtins(&rootfs, &agent, &stderr);
+    // The build ends with the stemcell, read back; inspect agrees.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stemcell = Path::new(stdout.trim());
+    check(
+        stemcell.is_file() && stemcell.starts_with(&work),
+        format!("no stemcell: {stdout}"),
+    );
+    let i = pistemcell::pack::inspect::inspect(stemcell).unwrap();
+    check(
+        i.manifest.stemcell_formats == ["piimg"],
+        format!("{:?}", i.manifest),
+    );
+    check(
+        i.members.iter().any(|m| m.0 == "audit.json"),
+        "audit.json is in the stemcell",
+    );
     builtins::reruns(&work, &cache, &mirror, &sets, &monit.0);
     let left = pistemcell::rootfs::mounts::mounts_under(tmp.path());
     check(left.is_empty(), format!("left mounted: {left:?}"));

@@ -21,6 +21,10 @@ pub struct ImageOptions {
     pub epoch: u64,
     /// Where the tree keeps the firmware's files (copied to the boot partition).
     pub boot_dir: String,
+    /// `cmdline.txt` (default: root on partition 2 by PARTUUID, see [`cmdline`]).
+    pub cmdline: Option<String>,
+    /// `/etc/fstab` (default: both partitions by PARTUUID, see [`fstab`]).
+    pub fstab: Option<String>,
 }
 
 /// `/etc/fstab` for `layout`: root and boot by PARTUUID.
@@ -58,14 +62,18 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
         .map_err(io("creating a scratch dir in", dir))?;
     let etc = root.join("etc");
     let fstab_path = etc.join("fstab");
-    let want = fstab(&layout, &opts.boot_dir);
+    let want = opts
+        .fstab
+        .clone()
+        .unwrap_or_else(|| fstab(&layout, &opts.boot_dir));
     // Rewritten only when it differs: an unchanged tree keeps its ctimes (ext4 stores them).
     if etc.is_dir() && std::fs::read_to_string(&fstab_path).ok().as_deref() != Some(want.as_str()) {
         std::fs::write(&fstab_path, want).map_err(io("writing", &fstab_path))?;
     }
     let boot_part = scratch.path().join("boot.vfat");
     let boot_files = root.join(opts.boot_dir.trim_start_matches('/'));
-    let mut extra: Vec<(&str, Vec<u8>)> = vec![("cmdline.txt", cmdline(&layout).into_bytes())];
+    let line = opts.cmdline.clone().unwrap_or_else(|| cmdline(&layout));
+    let mut extra: Vec<(&str, Vec<u8>)> = vec![("cmdline.txt", line.into_bytes())];
     if !boot_files.join("config.txt").is_file() {
         extra.push((
             "config.txt",

@@ -1,5 +1,8 @@
-//! Packing: the deterministic tar writer (`tarball`) and parallel gzip (`pgzip`); the
-//! stemcell tarball and its inspection build on them.
+//! Packing: the deterministic tar writer (`tarball`), parallel gzip (`pgzip`), the stemcell
+//! tarball (`stemcell`, `write`) and reading one back (`inspect`).
 
+pub mod inspect;
 pub mod pgzip;
+pub mod stemcell;
 pub mod tarball;
+pub mod write;

@@ -162,6 +162,9 @@ pub fn write_tgz(
         .map_err(|e| werr(e.into_error()))?
         .sync_all()
         .map_err(werr)?;
+    // tempfile makes 0600 files; an archive is for others to read.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(werr)?;
     tmp.persist(dest).map_err(|e| werr(e.error))?;
     Ok(stats)
 }

@@ -1,0 +1,134 @@
+//! The stemcell tarball: `stemcell.MF`, `image`, `packages.txt`, `dev_tools_file_list` and
+//! `audit.json`, packed by the deterministic writer, with `.sha1` and `.sha256` files beside
+//! it (see BOSH-CONTRACT.md section 1: `version` a quoted string, `api_version` an integer,
+//! `cloud_properties.infrastructure` and `hypervisor` strings).
+//!
+//! What `image` is depends on the infrastructure: Bakery streams the raw, uncompressed MBR
+//! disk image (format `piimg`); `raw` ships a gzip of it; `warden` the rootfs as a tgz.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Infrastructure, Resolved};
+
+/// `stemcell.MF`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The stemcell's name.
+    pub name: String,
+    /// Its version (always a string).
+    pub version: String,
+    /// Always 1.
+    pub bosh_protocol: u32,
+    /// Always 3 (an integer).
+    pub api_version: u32,
+    /// The sha1 of `image`.
+    pub sha1: String,
+    /// The OS name deployments ask for (`os:`).
+    pub operating_system: String,
+    /// The formats the infrastructure's CPI accepts.
+    pub stemcell_formats: Vec<String>,
+    /// What the CPI reads.
+    pub cloud_properties: BTreeMap<String, String>,
+}
+
+/// What `image` is for an infrastructure: (format, hypervisor, disk_format, container_format).
+pub fn image_kind(
+    infra: Infrastructure,
+) -> (&'static str, &'static str, &'static str, &'static str) {
+    match infra {
+        Infrastructure::Bakery => ("piimg", "pi", "rawdisk", "bare"),
+        Infrastructure::Raw => ("rawdisk-gz", "pi", "rawdisk", "gzip"),
+        Infrastructure::Warden => ("warden-tarball", "boshlite", "files", "bare"),
+    }
+}
+
+/// The manifest for `spec` with `image`'s sha1.
+pub fn manifest(spec: &Resolved, sha1: &str) -> Manifest {
+    let (format, hypervisor, disk_format, container) = image_kind(spec.infrastructure);
+    let mut cp = BTreeMap::new();
+    for (k, v) in [
+        ("name", spec.stemcell_name.as_str()),
+        ("version", spec.stemcell_version.as_str()),
+        ("infrastructure", spec.infrastructure.name()),
+        ("hypervisor", hypervisor),
+        ("architecture", spec.arch.debian()),
+        ("disk_format", disk_format),
+        ("container_format", container),
+        ("os_type", "linux"),
+        ("os_distro", spec.profile.distro.as_str()),
+    ] {
+        cp.insert(k.to_string(), v.to_string());
+    }
+    Manifest {
+        name: spec.stemcell_name.clone(),
+        version: spec.stemcell_version.clone(),
+        bosh_protocol: 1,
+        api_version: 3,
+        sha1: sha1.to_string(),
+        operating_system: spec.profile.name.clone(),
+        stemcell_formats: vec![format.to_string()],
+        cloud_properties: cp,
+    }
+}
+
+/// `bosh-stemcell-VERSION-INFRA-HYPERVISOR-OS-go_agent.tgz`.
+pub fn file_name(spec: &Resolved) -> String {
+    let (_, hypervisor, ..) = image_kind(spec.infrastructure);
+    format!(
+        "bosh-stemcell-{}-{}-{hypervisor}-{}-{}-go_agent.tgz",
+        spec.stemcell_version,
+        spec.infrastructure.name(),
+        spec.profile.name,
+        spec.arch.debian()
+    )
+}
+
+/// `packages.txt`: one `name version architecture` line per installed package.
+pub fn packages_txt(root: &Path) -> String {
+    let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
+    let mut lines = Vec::new();
+    for stanza in status.split("\n\n") {
+        let field = |n: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{n}: ")))
+                .unwrap_or("")
+                .to_string()
+        };
+        if field("Status").ends_with(" installed") {
+            lines.push(format!(
+                "{} {} {}",
+                field("Package"),
+                field("Version"),
+                field("Architecture")
+            ));
+        }
+    }
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+/// What a packed stemcell is made of, and where it went.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    /// The stemcell tgz.
+    pub path: PathBuf,
+    /// Its sha1 and sha256.
+    pub sha1: String,
+    /// Its sha256.
+    pub sha256: String,
+    /// The manifest.
+    pub manifest: Manifest,
+}
+
+/// The sha1 of a file as lowercase hex.
+pub fn file_sha1(path: &Path) -> std::io::Result<String> {
+    use sha1::{Digest, Sha1};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha1::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,151 @@
+//! Writing the stemcell: the image for the infrastructure, the manifest and the other members
+//! in a scratch directory beside the output, packed by the deterministic writer into a
+//! temporary file, read back by `inspect`, and only then renamed into place with its `.sha1`
+//! and `.sha256` files. A failure leaves nothing behind.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::stemcell::{self, Packed};
+use crate::image::disk::{self, ImageOptions};
+use crate::spec::{Infrastructure, Resolved};
+
+/// The kernel command line Bakery renders: the root comes over NFS from its server.
+pub const BAKERY_CMDLINE: &str = "console=serial0,115200 console=tty1 root=/dev/nfs nfsroot={{.NfsServer}}:{{.NfsRoot}},vers=3 rw ip=dhcp rootwait\n";
+
+/// Errors writing a stemcell; each names the file or step.
+#[derive(Debug, thiserror::Error)]
+pub enum StemcellError {
+    /// Making the disk image failed.
+    #[error("making the disk image: {0}")]
+    Image(#[from] crate::image::ImageError),
+    /// Packing failed.
+    #[error(transparent)]
+    Pack(#[from] super::tarball::PackError),
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The written stemcell does not read back.
+    #[error("the stemcell {path} does not read back ({reason}); it was not kept")]
+    Check {
+        /// The stemcell.
+        path: PathBuf,
+        /// What `inspect` found.
+        reason: String,
+    },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> StemcellError + 'a {
+    move |source| StemcellError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes the stemcell of `spec` from the finished `rootfs` into `out_dir`.
+pub fn write_stemcell(
+    spec: &Resolved,
+    rootfs: &Path,
+    audit_json: Option<&Path>,
+    out_dir: &Path,
+    epoch: u64,
+    threads: usize,
+) -> Result<Packed, StemcellError> {
+    std::fs::create_dir_all(out_dir).map_err(io("creating", out_dir))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".pistemcell-stemcell-")
+        .tempdir_in(out_dir)
+        .map_err(io("creating a scratch dir in", out_dir))?;
+    let members = scratch.path().join("members");
+    std::fs::create_dir(&members).map_err(io("creating", &members))?;
+    std::fs::set_permissions(&members, std::fs::Permissions::from_mode(0o755))
+        .map_err(io("chmod", &members))?;
+    let image = members.join("image");
+    let seed = format!("{}/{}", spec.stemcell_name, spec.stemcell_version);
+    let disk_opts = |cmdline: Option<String>, fstab: Option<String>| ImageOptions {
+        seed: seed.clone(),
+        boot_bytes: 256 << 20,
+        root_bytes: None,
+        epoch,
+        boot_dir: "/boot/firmware".into(),
+        cmdline,
+        fstab,
+    };
+    match spec.infrastructure {
+        Infrastructure::Bakery => {
+            // Root over NFS: no root line in fstab, and the boot partition is served by TFTP.
+            let fstab =
+                "# Written by pistemcell: Bakery netboots this image, root comes over NFS.\n"
+                    .to_string();
+            disk::build(
+                rootfs,
+                &image,
+                &disk_opts(Some(BAKERY_CMDLINE.into()), Some(fstab)),
+            )?;
+        }
+        Infrastructure::Raw => {
+            let raw = scratch.path().join("disk.img");
+            disk::build(rootfs, &raw, &disk_opts(None, None))?;
+            let mut src = std::fs::File::open(&raw).map_err(io("reading", &raw))?;
+            let out = std::fs::File::create(&image).map_err(io("creating", &image))?;
+            let mut gz = super::pgzip::ParallelGzip::new(std::io::BufWriter::new(out), 6, threads)
+                .map_err(io("writing", &image))?;
+            std::io::copy(&mut src, &mut gz).map_err(io("compressing", &raw))?;
+            gz.finish()
+                .and_then(|mut w| w.flush())
+                .map_err(io("writing", &image))?;
+            std::fs::remove_file(&raw).map_err(io("removing", &raw))?;
+        }
+        Infrastructure::Warden => {
+            super::tarball::write_tgz(rootfs, &image, epoch, 6, threads)?;
+        }
+    }
+    let sha1 = stemcell::file_sha1(&image).map_err(io("reading", &image))?;
+    let manifest = stemcell::manifest(spec, &sha1);
+    let yaml = serde_norway::to_string(&manifest).map_err(|e| StemcellError::Io {
+        what: "serializing",
+        path: members.join("stemcell.MF"),
+        source: std::io::Error::other(e),
+    })?;
+    let write = |name: &str, data: &[u8]| {
+        let p = members.join(name);
+        std::fs::write(&p, data).map_err(io("writing", &p))
+    };
+    write("stemcell.MF", yaml.as_bytes())?;
+    write("packages.txt", stemcell::packages_txt(rootfs).as_bytes())?;
+    write("dev_tools_file_list", b"")?;
+    if let Some(a) = audit_json {
+        let data = std::fs::read(a).map_err(io("reading", a))?;
+        write("audit.json", &data)?;
+    }
+    let dest = out_dir.join(stemcell::file_name(spec));
+    let staged = scratch.path().join("stemcell.tgz");
+    super::tarball::write_tgz(&members, &staged, epoch, 6, threads)?;
+    let checked = super::inspect::inspect(&staged).map_err(|reason| StemcellError::Check {
+        path: dest.clone(),
+        reason,
+    })?;
+    let sha1 = stemcell::file_sha1(&staged).map_err(io("reading", &staged))?;
+    let sha256 = crate::archive::cache::file_sha256(&staged).map_err(io("reading", &staged))?;
+    let file = stemcell::file_name(spec);
+    for (ext, digest) in [("sha1", &sha1), ("sha256", &sha256)] {
+        let p = out_dir.join(format!("{file}.{ext}"));
+        std::fs::write(&p, format!("{digest}  {file}\n")).map_err(io("writing", &p))?;
+    }
+    std::fs::rename(&staged, &dest).map_err(io("moving the stemcell to", &dest))?;
+    Ok(Packed {
+        path: dest,
+        sha1,
+        sha256,
+        manifest: checked.manifest,
+    })
+}

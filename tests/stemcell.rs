@@ -1,0 +1,174 @@
+//! The stemcell tarball: written for warden (rootfs tgz) and bakery (raw disk image), read
+//! back by `inspect`; a wrong sha1, a truncated archive and a corrupt gzip block are refused
+//! with the reason; the manifest keeps the version a string.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pistemcell::pack::inspect::inspect;
+use pistemcell::pack::write::write_stemcell;
+
+fn spec(yaml: &str) -> pistemcell::spec::Resolved {
+    let s = pistemcell::spec::parse("test.yml", yaml, &[]).unwrap();
+    pistemcell::spec::resolve("test.yml".into(), s).unwrap()
+}
+
+fn rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["etc", "usr/bin", "var/lib/dpkg", "boot/firmware"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("usr/bin/tool"), vec![3u8; 100_000]).unwrap();
+    std::fs::write(
+        root.join("var/lib/dpkg/status"),
+        "Package: libc6\nStatus: install ok installed\nVersion: 2.36\nArchitecture: armhf\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\nArchitecture: armhf\n",
+    )
+    .unwrap();
+    root
+}
+
+fn members(tgz: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(tgz)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    let spec = spec("infrastructure: warden\nstemcell: {version: \"1.10\"}\n");
+    let out = dir.path().join("out");
+    let packed = write_stemcell(&spec, &root, None, &out, 1_700_000_000, 2).unwrap();
+    let name = packed
+        .path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        name,
+        "bosh-stemcell-1.10-warden-boshlite-debian-bookworm-armhf-go_agent.tgz"
+    );
+    for ext in ["sha1", "sha256"] {
+        let line = std::fs::read_to_string(out.join(format!("{name}.{ext}"))).unwrap();
+        assert!(line.ends_with(&format!("  {name}\n")), "{line}");
+    }
+    let st = Command::new("sha256sum")
+        .arg("-c")
+        .arg(format!("{name}.sha256"))
+        .current_dir(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let i = inspect(&packed.path).unwrap();
+    assert_eq!(i.manifest.stemcell_formats, ["warden-tarball"]);
+    assert!(i.image.starts_with("rootfs tarball"), "{}", i.image);
+    let names: Vec<&str> = i.members.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "dev_tools_file_list",
+            "image",
+            "packages.txt",
+            "stemcell.MF"
+        ]
+    );
+    // Only what is installed, and the version stays a string ("1.10", not 1.1).
+    let x = dir.path().join("x");
+    members(&packed.path, &x);
+    assert_eq!(
+        std::fs::read_to_string(x.join("packages.txt")).unwrap(),
+        "libc6 2.36 armhf\n"
+    );
+    let mf = std::fs::read_to_string(x.join("stemcell.MF")).unwrap();
+    assert!(
+        mf.contains("version: '1.10'") || mf.contains("version: \"1.10\""),
+        "{mf}"
+    );
+    assert!(
+        mf.contains("api_version: 3\n") && mf.contains("infrastructure: warden"),
+        "{mf}"
+    );
+    // Nothing else was left in the output directory.
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3);
+    // The same tree gives the same stemcell, whatever the thread count.
+    let again = write_stemcell(
+        &spec,
+        &root,
+        None,
+        &dir.path().join("again"),
+        1_700_000_000,
+        1,
+    )
+    .unwrap();
+    assert_eq!(packed.sha256, again.sha256);
+
+    // A manifest whose sha1 is not the image's.
+    let bad_mf = mf.replace(&i.manifest.sha1, &"0".repeat(40));
+    std::fs::write(x.join("stemcell.MF"), bad_mf).unwrap();
+    let tampered = dir.path().join("tampered.tgz");
+    pistemcell::pack::tarball::write_tgz(&x, &tampered, 0, 6, 2).unwrap();
+    let e = inspect(&tampered).unwrap_err();
+    assert!(e.contains(&"0".repeat(40)) && e.contains("sha1"), "{e}");
+
+    // A truncated archive, and a corrupt gzip block.
+    let bytes = std::fs::read(&packed.path).unwrap();
+    let cut = dir.path().join("cut.tgz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = inspect(&cut).unwrap_err();
+    assert!(!e.is_empty(), "a truncated stemcell must be refused");
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    for b in &mut flipped[mid..mid + 16] {
+        *b ^= 0x5a;
+    }
+    let corrupt = dir.path().join("corrupt.tgz");
+    std::fs::write(&corrupt, &flipped).unwrap();
+    assert!(
+        inspect(&corrupt).is_err(),
+        "a corrupt gzip block must be refused"
+    );
+    // The CLI says why and fails.
+    let o = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("inspect")
+        .arg(&tampered)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sha1"));
+}
+
+#[test]
+fn a_bakery_stemcell_holds_the_raw_disk_image_with_the_netboot_cmdline() {
+    if !pistemcell::cmd::on_path("mkfs.ext4") {
+        eprintln!("SKIPPED: mkfs.ext4 is not installed (apt-get install e2fsprogs)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    let out = dir.path().join("out");
+    let packed = write_stemcell(&spec("{}"), &root, None, &out, 0, 2).unwrap();
+    let i = inspect(&packed.path).unwrap();
+    assert_eq!(i.manifest.stemcell_formats, ["piimg"]);
+    assert_eq!(i.manifest.cloud_properties["hypervisor"], "pi");
+    assert!(
+        i.image.starts_with("MBR disk image") && i.image.contains("p1 FAT32"),
+        "{}",
+        i.image
+    );
+    // Root is NFS: no root line in fstab.
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).unwrap();
+    assert!(
+        !fstab
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains(" / ")),
+        "{fstab}"
+    );
+}
