@@ -70,6 +70,19 @@ fn tree(root: &Path) {
     std::fs::hard_link(root.join("usr/bin/one"), root.join("usr/bin/two")).unwrap();
     std::os::unix::fs::symlink("one", root.join("usr/bin/sym")).unwrap();
     std::os::unix::fs::symlink("x/".repeat(70), root.join("usr/bin/longlink")).unwrap();
+    // A sparse file (holes at the start, between and after its data), and one with 30
+    // segments (more than the header's four: extension blocks).
+    let sparse = std::fs::File::create(root.join("var-lastlog")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    sparse.write_at(b"one", 1 << 20).unwrap();
+    sparse.write_at(b"two", 5 << 20).unwrap();
+    let many = std::fs::File::create(root.join("many-holes")).unwrap();
+    many.set_len(30 * (256 << 10)).unwrap();
+    for i in 0..30u64 {
+        many.write_at(format!("segment {i}").as_bytes(), i * (256 << 10) + 4096)
+            .unwrap();
+    }
     let fifo = std::ffi::CString::new(root.join("fifo").to_str().unwrap()).unwrap();
     unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) };
     if is_root() {
@@ -209,4 +222,36 @@ fn nothing_is_left_when_packing_fails() {
     let (bytes, stats) = pack_tree(&src, Vec::new(), EPOCH).unwrap();
     assert_eq!(stats.entries, 2);
     assert_eq!(bytes.len() % 512, 0);
+}
+
+#[test]
+fn holes_are_not_read_as_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    tree(&src);
+    let sparse = std::fs::metadata(src.join("var-lastlog")).unwrap();
+    if std::os::unix::fs::MetadataExt::blocks(&sparse) * 512 >= sparse.len() {
+        eprintln!("SKIPPED: this filesystem does not keep holes");
+        return;
+    }
+    let (bytes, _) = pack_tree(&src, Vec::new(), EPOCH).unwrap();
+    // 8 MiB + 7.5 MiB of apparent size; the holes are not in the archive.
+    assert!(
+        bytes.len() < 4 << 20,
+        "the archive is {} bytes",
+        bytes.len()
+    );
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let mut kinds = std::collections::BTreeMap::new();
+    for e in archive.entries().unwrap() {
+        let e = e.unwrap();
+        kinds.insert(
+            e.path().unwrap().display().to_string(),
+            e.header().entry_type(),
+        );
+    }
+    assert_eq!(kinds["var-lastlog"], tar::EntryType::GNUSparse);
+    assert_eq!(kinds["many-holes"], tar::EntryType::GNUSparse);
+    assert_eq!(kinds["usr/bin/big"], tar::EntryType::Regular);
 }

@@ -101,14 +101,20 @@ pub fn append_entry<W: Write>(
             builder.append_data(&mut h, name, io::empty())
         }
         Kind::File => {
-            h.set_entry_type(EntryType::Regular);
-            h.set_size(e.size);
             let file = tree::open_nofollow(&e.path)?;
-            let exact = Exact {
-                inner: file,
-                left: e.size,
-            };
-            builder.append_data(&mut h, name, exact)
+            let segments = sparse_segments(&file, e.size).map_err(fail)?;
+            match segments {
+                Some(segs) => append_sparse(builder, &mut h, name, file, e.size, &segs),
+                None => {
+                    h.set_entry_type(EntryType::Regular);
+                    h.set_size(e.size);
+                    let exact = Exact {
+                        inner: file,
+                        left: e.size,
+                    };
+                    builder.append_data(&mut h, name, exact)
+                }
+            }
         }
         Kind::Symlink(target) => {
             h.set_entry_type(EntryType::Symlink);
@@ -136,6 +142,141 @@ pub fn append_entry<W: Write>(
         Kind::Socket => Ok(()),
     }
     .map_err(fail)
+}
+
+/// The data segments (offset, length) of a file with holes, found with `SEEK_DATA` and
+/// `SEEK_HOLE`; `None` for a file without holes (or a filesystem that cannot tell).
+pub fn sparse_segments(file: &std::fs::File, size: u64) -> io::Result<Option<Vec<(u64, u64)>>> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    let meta = file.metadata()?;
+    if size == 0 || meta.blocks() * 512 >= size {
+        return Ok(None);
+    }
+    let fd = file.as_raw_fd();
+    let mut segs = Vec::new();
+    let mut pos: i64 = 0;
+    let end = size as i64;
+    while pos < end {
+        // SAFETY: lseek on a file descriptor we own; no memory is passed.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole remains
+            }
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                return Ok(None); // the filesystem cannot tell
+            }
+            return Err(err);
+        }
+        if data >= end {
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let hole = hole.min(end);
+        segs.push((data as u64, (hole - data) as u64));
+        pos = hole;
+    }
+    let stored: u64 = segs.iter().map(|s| s.1).sum();
+    if stored == size {
+        return Ok(None);
+    }
+    // GNU tar marks a file that ends in a hole with an empty last segment at its size.
+    if segs.last().is_none_or(|&(o, l)| o + l < size) {
+        segs.push((size, 0));
+    }
+    Ok(Some(segs))
+}
+
+/// Appends a file with holes as an old-GNU sparse entry (type `S`, what GNU tar, bsdtar and
+/// the tar crate read): the segment map in the header and extension blocks, then only the
+/// data segments. The file must keep its size while it is read.
+fn append_sparse<W: Write>(
+    builder: &mut tar::Builder<W>,
+    h: &mut Header,
+    name: &Path,
+    file: std::fs::File,
+    size: u64,
+    segs: &[(u64, u64)],
+) -> io::Result<()> {
+    h.set_entry_type(EntryType::GNUSparse);
+    let stored: u64 = segs.iter().map(|s| s.1).sum();
+    h.set_size(stored);
+    let gnu = h
+        .as_gnu_mut()
+        .ok_or_else(|| io::Error::other("sparse entries need a GNU header"))?;
+    gnu.set_real_size(size);
+    for (slot, &(o, l)) in gnu.sparse.iter_mut().zip(segs) {
+        slot.set_offset(o);
+        slot.set_length(l);
+    }
+    gnu.set_is_extended(segs.len() > gnu.sparse.len());
+    let mut ext = Vec::new();
+    let rest: Vec<&[(u64, u64)]> = segs.get(4..).unwrap_or_default().chunks(21).collect();
+    for (i, chunk) in rest.iter().enumerate() {
+        let mut block = tar::GnuExtSparseHeader::new();
+        for (slot, &(o, l)) in block.sparse.iter_mut().zip(chunk.iter()) {
+            slot.set_offset(o);
+            slot.set_length(l);
+        }
+        block.isextended[0] = u8::from(i + 1 < rest.len());
+        ext.extend_from_slice(block.as_bytes());
+    }
+    let data = SparseData {
+        file,
+        segs: segs.to_vec(),
+        idx: 0,
+        left: segs.first().map_or(0, |s| s.1),
+        size,
+    };
+    builder.append_data(h, name, io::Cursor::new(ext).chain(data))
+}
+
+/// Reads the data segments of a sparse file in order, exactly.
+struct SparseData {
+    file: std::fs::File,
+    segs: Vec<(u64, u64)>,
+    idx: usize,
+    left: u64,
+    size: u64,
+}
+
+impl Read for SparseData {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        while self.left == 0 {
+            self.idx += 1;
+            let Some(&(_, l)) = self.segs.get(self.idx) else {
+                if self.file.metadata()?.len() != self.size {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the file changed size while being archived",
+                    ));
+                }
+                return Ok(0);
+            };
+            self.left = l;
+        }
+        let (off, len) = self.segs[self.idx];
+        let at = off + (len - self.left);
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while being archived",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Encodes PAX extended-header records: `LEN KEY=VALUE\n`, LEN counting itself.
