@@ -12,7 +12,9 @@ use crate::profile::{self, Profile, ProfileError};
 
 pub mod inputs;
 
-pub use inputs::{Agent, AgentSpec, AllowEntry, Artifact, AuditSpec, Monit, MonitFrom, MonitSpec};
+pub use inputs::{
+    Agent, AgentSpec, AllowEntry, Artifact, AuditSpec, ImageSpec, Monit, MonitFrom, MonitSpec,
+};
 
 /// Errors reading or validating a spec.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +252,9 @@ pub struct Spec {
     /// The audit's accepted exceptions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSpec>,
+    /// The disk image's partition sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
 }
 
 /// Documentation of every spec field: (name, YAML type, default, description).
@@ -270,6 +275,7 @@ pub const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("agent", "{binary: {url | path, sha256}} or {source: {path, go, version}}", "none: must be given", "the BOSH agent: an ARM binary, or a bosh-agent source tree cross-compiled with the host's Go"),
     ("replacements", "map of rootfs path to {url | path, sha256}", "{}", "files swapped in before the audit (an ARM build of a known offender)"),
     ("audit", "{allow: [{path, checks, reason}]}", "the profile's exceptions", "audit exceptions: path (`*` wildcards), optional check names, and the reason it may stay"),
+    ("image", "{boot_size_mib, root_size_mib}", "256, and the tree's size + 25% + 128 MiB", "the disk image's partition sizes (bakery and raw)"),
 ];
 
 /// A spec with the profile's defaults applied and checked.
@@ -311,6 +317,8 @@ pub struct Resolved {
     pub replacements: BTreeMap<String, Artifact>,
     /// Accepted audit exceptions: the profile's, then the spec's.
     pub audit_allow: Vec<AllowEntry>,
+    /// The disk image's partition sizes.
+    pub image: ImageSpec,
     /// The spec as written plus overrides, for records.
     pub raw: Spec,
 }
@@ -503,6 +511,8 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         return Err(invalid(e.clone()));
     }
     inputs::check_audit(&spec.replacements, spec.audit.as_ref()).map_err(&invalid)?;
+    let image = spec.image.unwrap_or_default();
+    image.check().map_err(&invalid)?;
     let mut audit_allow = profile.audit_allow.clone();
     audit_allow.extend(spec.audit.iter().flat_map(|a| a.allow.iter().cloned()));
     for (field, value) in [
@@ -542,6 +552,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         agent,
         replacements: spec.replacements.clone(),
         audit_allow,
+        image,
         raw: spec,
         profile,
         source,

@@ -57,7 +57,14 @@ pub fn make(part: &Path, len: u64, root: &Path, uuid: &str, epoch: u64) -> Resul
     );
     if let Err(e) = out {
         let _ = std::fs::remove_file(part);
-        return Err(e.into());
+        return Err(match e {
+            crate::cmd::CmdError::Failed { tail, .. } => ImageError::Layout(format!(
+                "mkfs.ext4 could not write {} into a {} MiB root partition:\n{tail}\n  raise `image.root_size_mib` (or leave it unset: it is then sized from the tree)",
+                root.display(),
+                len >> 20
+            )),
+            other => other.into(),
+        });
     }
     let got = std::fs::metadata(part)
         .map_err(|source| ImageError::Io {

@@ -73,8 +73,8 @@ pub fn write_stemcell(
     let seed = format!("{}/{}", spec.stemcell_name, spec.stemcell_version);
     let disk_opts = |cmdline: Option<String>, fstab: Option<String>| ImageOptions {
         seed: seed.clone(),
-        boot_bytes: 256 << 20,
-        root_bytes: None,
+        boot_bytes: spec.image.boot_size_mib.unwrap_or(256) << 20,
+        root_bytes: spec.image.root_size_mib.map(|m| m << 20),
         epoch,
         boot_dir: "/boot/firmware".into(),
         cmdline,

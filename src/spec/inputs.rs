@@ -240,6 +240,37 @@ pub fn resolve_agent(spec: Option<&AgentSpec>) -> Result<Agent, String> {
     }
 }
 
+/// The disk image's partition sizes.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// The FAT32 boot partition in MiB (default 256; at least 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_size_mib: Option<u64>,
+    /// The ext4 root partition in MiB (default: the tree's size plus a quarter and 128 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_size_mib: Option<u64>,
+}
+
+impl ImageSpec {
+    /// Checks the sizes.
+    pub fn check(&self) -> Result<(), String> {
+        if self
+            .boot_size_mib
+            .is_some_and(|m| !(64..=4096).contains(&m))
+        {
+            return Err(
+                "`image.boot_size_mib` must be between 64 and 4096 (FAT32 needs 64 MiB at least)"
+                    .into(),
+            );
+        }
+        if self.root_size_mib.is_some_and(|m| m < 64) {
+            return Err("`image.root_size_mib` must be at least 64".into());
+        }
+        Ok(())
+    }
+}
+
 /// One accepted audit exception.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -164,6 +164,7 @@ fn fields_table_documents_every_spec_field() {
         agent: Some(AgentSpec::default()),
         replacements: [("/x".to_string(), Artifact::default())].into(),
         audit: Some(AuditSpec::default()),
+        image: Some(ImageSpec::default()),
     };
     let v = serde_norway::to_value(&full).unwrap();
     let keys: Vec<String> = v
