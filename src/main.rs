@@ -54,7 +54,7 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Build the stemcell's rootfs through every stage (cached, resumable); packing arrives later.
+    /// Build the stemcell through every stage (cached, resumable), then its disk image and tarball.
     Build {
         /// The spec file (default: the built-in default spec).
         spec: Option<PathBuf>,
@@ -136,6 +136,9 @@ enum Cmd {
         /// Where the rootfs keeps the firmware's files (copied into the boot partition).
         #[arg(long, default_value = "/boot/firmware")]
         boot_dir: String,
+        /// Fill the root partition without root (mkfs.ext4 -d) instead of through a loop device.
+        #[arg(long)]
+        rootless: bool,
     },
     /// Show and check a stemcell tarball: manifest, members, sha1, the image's partitions.
     Inspect {
@@ -145,7 +148,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Find every ELF file in a rootfs directory that cannot run on the target board.
+    /// Find every ELF file that cannot run on the target board (rootfs, image, tarball or stemcell).
     Audit {
         /// A rootfs directory, disk image, ext4 image, rootfs tarball or stemcell tgz.
         path: PathBuf,
@@ -566,6 +569,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             boot_mib,
             root_mib,
             boot_dir,
+            rootless,
         } => {
             let opts = pistemcell::image::disk::ImageOptions {
                 seed: seed.clone(),
@@ -575,6 +579,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 boot_dir: boot_dir.clone(),
                 cmdline: None,
                 fstab: None,
+                method: if *rootless {
+                    pistemcell::image::disk::Method::Rootless
+                } else {
+                    pistemcell::image::disk::Method::default_for_host()
+                },
             };
             let t = std::time::Instant::now();
             let layout = pistemcell::image::disk::build(rootfs, output, &opts)

@@ -275,7 +275,7 @@ pub const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("agent", "{binary: {url | path, sha256}} or {source: {path, go, version}}", "none: must be given", "the BOSH agent: an ARM binary, or a bosh-agent source tree cross-compiled with the host's Go"),
     ("replacements", "map of rootfs path to {url | path, sha256}", "{}", "files swapped in before the audit (an ARM build of a known offender)"),
     ("audit", "{allow: [{path, checks, reason}]}", "the profile's exceptions", "audit exceptions: path (`*` wildcards), optional check names, and the reason it may stay"),
-    ("image", "{boot_size_mib, root_size_mib}", "256, and the tree's size + 25% + 128 MiB", "the disk image's partition sizes (bakery and raw)"),
+    ("image", "{boot_size_mib, root_size_mib, method: loop | rootless}", "256; the tree's size + 25% + 128 MiB; loop as root", "the disk image's partitions (bakery and raw), and how the root is filled"),
 ];
 
 /// A spec with the profile's defaults applied and checked.

@@ -30,6 +30,7 @@ fn opts() -> ImageOptions {
         boot_dir: "/boot/firmware".into(),
         cmdline: None,
         fstab: None,
+        method: pistemcell::image::disk::Method::Rootless,
     }
 }
 
@@ -213,4 +214,69 @@ impl std::io::Seek for Slice {
         };
         Ok(self.pos)
     }
+}
+
+/// The files of partition 2 of `img`, mounted read-only by offset.
+fn root_files(img: &Path, layout: &pistemcell::image::Layout, mnt: &Path) -> Vec<String> {
+    std::fs::create_dir_all(mnt).unwrap();
+    let st = Command::new("mount")
+        .arg("-o")
+        .arg(format!(
+            "ro,loop,offset={},sizelimit={}",
+            layout.root.0, layout.root.1
+        ))
+        .arg(img)
+        .arg(mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let got = tree_manifest(mnt, Mtimes::Keep).unwrap();
+    let _ = Command::new("umount").arg(mnt).status();
+    got.into_iter()
+        .filter(|l| !l.starts_with("/lost+found"))
+        .collect()
+}
+
+#[test]
+fn the_loop_device_way_and_the_rootless_way_give_the_same_files() {
+    if !pistemcell::rootfs::extract::is_root() || !pistemcell::cmd::on_path("losetup") {
+        eprintln!("SKIPPED: the loop-device way needs root and losetup");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    tree(&root);
+    // Owners, a device node, a hard link, a sparse file and an xattr travel too.
+    std::os::unix::fs::lchown(root.join("usr/bin/tool"), Some(1000), Some(1000)).unwrap();
+    std::fs::hard_link(root.join("usr/bin/tool"), root.join("usr/bin/tool2")).unwrap();
+    let p = std::ffi::CString::new(root.join("etc/null").to_str().unwrap()).unwrap();
+    unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    let sparse = std::fs::File::create(root.join("etc/sparse")).unwrap();
+    sparse.set_len(4 << 20).unwrap();
+    let rootless = dir.path().join("rootless.img");
+    let layout = build(&root, &rootless, &opts()).unwrap();
+    let looped = dir.path().join("loop.img");
+    let mut o = opts();
+    o.method = pistemcell::image::disk::Method::Loop;
+    let layout2 = build(&root, &looped, &o).unwrap();
+    assert_eq!(layout, layout2);
+    let a = root_files(&rootless, &layout, &dir.path().join("a"));
+    let b = root_files(&looped, &layout, &dir.path().join("b"));
+    // Everything but the root directory's own mtime (mke2fs -d stamps it with its fake time).
+    assert_eq!(a[1..], b[1..]);
+    let want: Vec<String> = tree_manifest(&root, Mtimes::Keep).unwrap();
+    assert_eq!(b[1..], want[1..]);
+    // Same table and boot partition; nothing left attached.
+    let (x, y) = (
+        std::fs::read(&rootless).unwrap(),
+        std::fs::read(&looped).unwrap(),
+    );
+    let boot_end = (layout.boot.0 + layout.boot.1) as usize;
+    assert!(x[..boot_end] == y[..boot_end]);
+    let attached =
+        String::from_utf8(Command::new("losetup").arg("-a").output().unwrap().stdout).unwrap();
+    assert!(
+        !attached.contains(looped.to_str().unwrap()) && !attached.contains("disk.img"),
+        "{attached}"
+    );
 }

@@ -25,6 +25,28 @@ pub struct ImageOptions {
     pub cmdline: Option<String>,
     /// `/etc/fstab` (default: both partitions by PARTUUID, see [`fstab`]).
     pub fstab: Option<String>,
+    /// How the root partition is filled.
+    pub method: Method,
+}
+
+/// How the root partition is filled; both give the same files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `mkfs.ext4 -d` on a partition file spliced into the image: no root, no loop device.
+    Rootless,
+    /// A loop device at the partition's offset, `mkfs.ext4`, mount, copy (needs root).
+    Loop,
+}
+
+impl Method {
+    /// Loop devices when running as root, else the rootless way.
+    pub fn default_for_host() -> Method {
+        if crate::rootfs::extract::is_root() {
+            Method::Loop
+        } else {
+            Method::Rootless
+        }
+    }
 }
 
 /// `/etc/fstab` for `layout`: root and boot by PARTUUID.
@@ -87,9 +109,11 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
         Some(&boot_files),
         &extra,
     )?;
-    let root_part = scratch.path().join("root.ext4");
     let uuid = uuid_from(&format!("{}/rootfs", opts.seed));
-    ext4::make(&root_part, layout.root.1, root, &uuid, opts.epoch)?;
+    let root_part = scratch.path().join("root.ext4");
+    if opts.method == Method::Rootless {
+        ext4::make(&root_part, layout.root.1, root, &uuid, opts.epoch)?;
+    }
 
     let tmp = scratch.path().join("disk.img");
     let mut img = OpenOptions::new()
@@ -102,7 +126,20 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
     img.write_all(&mbr::mbr(&layout))
         .map_err(io("writing", &tmp))?;
     splice(&boot_part, &mut img, layout.boot.0, &tmp)?;
-    splice(&root_part, &mut img, layout.root.0, &tmp)?;
+    match opts.method {
+        Method::Rootless => splice(&root_part, &mut img, layout.root.0, &tmp)?,
+        Method::Loop => {
+            img.sync_all().map_err(io("writing", &tmp))?;
+            super::loopdev::fill_root(
+                &tmp,
+                layout.root.0,
+                layout.root.1,
+                root,
+                &uuid,
+                scratch.path(),
+            )?;
+        }
+    }
     img.sync_all().map_err(io("writing", &tmp))?;
     check(&tmp, &layout, &uuid)?;
     std::fs::rename(&tmp, dest).map_err(io("moving the image to", dest))?;

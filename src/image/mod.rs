@@ -16,6 +16,7 @@
 pub mod disk;
 pub mod ext4;
 pub mod fat;
+pub mod loopdev;
 pub mod mbr;
 
 use std::path::PathBuf;

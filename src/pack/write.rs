@@ -79,6 +79,11 @@ pub fn write_stemcell(
         boot_dir: "/boot/firmware".into(),
         cmdline,
         fstab,
+        method: match spec.image.method {
+            Some(crate::spec::inputs::ImageMethod::Loop) => disk::Method::Loop,
+            Some(crate::spec::inputs::ImageMethod::Rootless) => disk::Method::Rootless,
+            None => disk::Method::default_for_host(),
+        },
     };
     match spec.infrastructure {
         Infrastructure::Bakery => {

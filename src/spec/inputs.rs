@@ -250,6 +250,19 @@ pub struct ImageSpec {
     /// The ext4 root partition in MiB (default: the tree's size plus a quarter and 128 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_size_mib: Option<u64>,
+    /// How the root partition is filled: `loop` (default as root) or `rootless`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<ImageMethod>,
+}
+
+/// `image.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageMethod {
+    /// Loop devices by offset, mkfs, mount, copy (needs root).
+    Loop,
+    /// `mkfs.ext4 -d` into a partition file, spliced in.
+    Rootless,
 }
 
 impl ImageSpec {
