@@ -74,11 +74,16 @@ fn spec_errors_name_file_line_and_column() {
 }
 
 #[test]
-fn inspect_is_not_yet_and_unknown_stage_names_list_the_valid_ones() {
+fn inspect_names_what_is_wrong_and_unknown_stage_names_list_the_valid_ones() {
     let dir = tempfile::tempdir().unwrap();
     let o = pistemcell(dir.path(), &["inspect", "x.tgz"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("not implemented yet"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("x.tgz: No such file"), "{}", stderr(&o));
+    let not_gz = dir.path().join("spec.yml");
+    std::fs::write(&not_gz, "profile: debian-bookworm\n").unwrap();
+    let o = pistemcell(dir.path(), &["inspect", not_gz.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("spec.yml"), "{}", stderr(&o));
     for flag in ["--only", "--from", "--until"] {
         let o = pistemcell(dir.path(), &["build", flag, "99-nope"]);
         let e = stderr(&o);
