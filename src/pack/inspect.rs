@@ -222,6 +222,9 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
                     .map_err(|e| format!("member stemcell.MF: {e}"))?;
                 let m: Manifest =
                     serde_norway::from_str(&text).map_err(|e| format!("stemcell.MF: {e}"))?;
+                if !super::stemcell::versions_quoted(&text) {
+                    return Err("stemcell.MF: `version` is not quoted; some readers take 1.10 for the number 1.1".into());
+                }
                 manifest = Some(m);
             }
             "image" => {

@@ -74,6 +74,34 @@ pub fn manifest(spec: &Resolved, sha1: &str) -> Manifest {
     }
 }
 
+/// The manifest as YAML, with both `version` values always quoted: an unquoted `1.10` is read
+/// as the number 1.1 by some readers (BOSH-CONTRACT.md section 1).
+pub fn manifest_yaml(m: &Manifest) -> Result<String, serde_norway::Error> {
+    let text = serde_norway::to_string(m)?;
+    Ok(text
+        .lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            match trimmed.strip_prefix("version: ") {
+                Some(v) if !v.starts_with('\'') && !v.starts_with('"') => {
+                    let indent = &line[..line.len() - trimmed.len()];
+                    format!("{indent}version: '{}'", v.replace('\'', "''"))
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n")
+}
+
+/// Whether every `version:` line of a manifest's text is a quoted string.
+pub fn versions_quoted(text: &str) -> bool {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("version: "))
+        .all(|v| v.starts_with('\'') || v.starts_with('"'))
+}
+
 /// `bosh-stemcell-VERSION-INFRA-HYPERVISOR-OS-go_agent.tgz`.
 pub fn file_name(spec: &Resolved) -> String {
     let (_, hypervisor, ..) = image_kind(spec.infrastructure);

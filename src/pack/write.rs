@@ -116,7 +116,7 @@ pub fn write_stemcell(
     }
     let sha1 = stemcell::file_sha1(&image).map_err(io("reading", &image))?;
     let manifest = stemcell::manifest(spec, &sha1);
-    let yaml = serde_norway::to_string(&manifest).map_err(|e| StemcellError::Io {
+    let yaml = stemcell::manifest_yaml(&manifest).map_err(|e| StemcellError::Io {
         what: "serializing",
         path: members.join("stemcell.MF"),
         source: std::io::Error::other(e),
