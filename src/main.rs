@@ -251,44 +251,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The inspection as JSON (`manifest`, `members`, `image`).
-fn serde_json_like(i: &pistemcell::pack::inspect::Inspection) -> String {
-    let esc = |s: &str| format!("{:?}", s);
-    let cp: Vec<String> = i
-        .manifest
-        .cloud_properties
-        .iter()
-        .map(|(k, v)| format!("{}: {}", esc(k), esc(v)))
-        .collect();
-    let members: Vec<String> = i
-        .members
-        .iter()
-        .map(|(n, s)| format!("{{\"name\": {}, \"size\": {s}}}", esc(n)))
-        .collect();
-    let m = &i.manifest;
-    format!(
-        "{{\"manifest\": {{\"name\": {}, \"version\": {}, \"bosh_protocol\": {}, \"api_version\": {}, \"sha1\": {}, \"operating_system\": {}, \"stemcell_formats\": [{}], \"cloud_properties\": {{{}}}}}, \"members\": [{}], \"image\": {}, \"ok\": true}}",
-        esc(&m.name),
-        esc(&m.version),
-        m.bosh_protocol,
-        m.api_version,
-        esc(&m.sha1),
-        esc(&m.operating_system),
-        m.stemcell_formats.iter().map(|f| esc(f)).collect::<Vec<_>>().join(", "),
-        cp.join(", "),
-        members.join(", "),
-        esc(&i.image)
-    )
-}
-
-/// Where a build writes the audit's findings for its rootfs: `ROOTFS.audit.json` beside it.
-fn audit_json_path(rootfs: &std::path::Path) -> PathBuf {
-    let name = rootfs
-        .file_name()
-        .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned());
-    rootfs.with_file_name(format!("{name}.audit.json"))
-}
-
 fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     let verbosity = if g.quiet {
@@ -357,7 +319,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .any(|s| s.name == steps::audit::NAME && s.outcome != pipeline::Outcome::Skipped)
             {
                 let findings = steps::audit::report_for(&ctx.spec, &report.output)?;
-                let path = audit_json_path(&report.output);
+                let path = steps::audit::json_path(&report.output);
                 steps::audit::write_json(&findings, &ctx.spec, &path)
                     .with_context(|| format!("writing {}", path.display()))?;
                 reporter.detail(&format!("audit findings: {}", path.display()));
@@ -366,7 +328,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let dir = stemcell_dir
                     .clone()
                     .unwrap_or_else(|| work.path().join("stemcells"));
-                let audit = audit_json_path(&report.output);
+                let audit = steps::audit::json_path(&report.output);
                 let t = std::time::Instant::now();
                 let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let epoch = pistemcell::pack::tarball::source_date_epoch().unwrap_or(0);
@@ -456,34 +418,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if *json {
                 print!("{}", audit::to_json(&report, arch, cpu));
             } else {
-                for f in &report.findings {
-                    let sev = if f.severity == audit::Severity::Fail {
-                        "FAIL"
-                    } else {
-                        "warn"
-                    };
-                    let sev = if f.allowed.is_some() { "ok  " } else { sev };
-                    let pkg = f.package.as_deref().unwrap_or("not from a package");
-                    println!(
-                        "{sev} {:<18} {} ({pkg}): {}, needs {}{}",
-                        f.check,
-                        f.path,
-                        f.found,
-                        f.needed,
-                        f.allowed
-                            .as_deref()
-                            .map_or(String::new(), |r| format!(" [allowed: {r}]"))
-                    );
-                }
-                println!(
-                    "{}: {} files, {} ELF, {} that cannot run on {} {}",
-                    opened.what,
-                    report.files,
-                    report.elf_files,
-                    report.failing_files(),
-                    arch.debian(),
-                    format!("{cpu:?}").to_lowercase()
-                );
+                print!("{}", audit::to_text(&report, &opened.what, arch, cpu));
             }
             Ok(if report.failures().count() > 0 {
                 ExitCode::FAILURE
@@ -608,10 +543,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(reason) => bail!("{}: {reason}", stemcell.display()),
             };
             if *json {
-                let v = serde_json_like(&i);
-                println!("{v}");
+                println!("{}", i.to_json());
             } else {
-                print!("{}", serde_norway::to_string(&i.manifest)?);
+                print!(
+                    "{}",
+                    pistemcell::pack::stemcell::manifest_yaml(&i.manifest)?
+                );
                 println!("members:");
                 for (name, size) in &i.members {
                     println!("  {name} ({size} bytes)");

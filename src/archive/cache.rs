@@ -111,30 +111,14 @@ impl Cache {
             .prefix(".tmp-")
             .tempfile_in(&dir)
             .map_err(io)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(CacheError::Read {
-                        what: what.into(),
-                        source,
-                    })
-                }
-            };
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io)?;
-            total += n as u64;
-            on_bytes(n as u64);
-            if total > size {
-                break;
-            }
-        }
-        let actual = hex(&hasher.finalize());
+        let (actual, total) =
+            copy_sha256(reader, &mut tmp, on_bytes, Some(size)).map_err(|e| match e {
+                CopyError::Read(source) => CacheError::Read {
+                    what: what.into(),
+                    source,
+                },
+                CopyError::Write(source) => io(source),
+            })?;
         if total != size || !actual.eq_ignore_ascii_case(sha256) {
             return Err(CacheError::Mismatch {
                 what: what.into(),
@@ -147,6 +131,44 @@ impl Cache {
         tmp.persist(&dest).map_err(|e| io(e.error))?;
         Ok(dest)
     }
+}
+
+/// Why [`copy_sha256`] stopped.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading the source failed.
+    Read(std::io::Error),
+    /// Writing the copy failed.
+    Write(std::io::Error),
+}
+
+/// Copies `reader` into `out`, hashing what passes; stops once more than `limit` bytes came
+/// (a source longer than promised). Returns the sha256 (lowercase hex) and the byte count.
+pub fn copy_sha256(
+    reader: &mut dyn Read,
+    out: &mut dyn Write,
+    on_bytes: &dyn Fn(u64),
+    limit: Option<u64>,
+) -> Result<(String, u64), CopyError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
+        on_bytes(n as u64);
+        if limit.is_some_and(|l| total > l) {
+            break;
+        }
+    }
+    Ok((hex(&hasher.finalize()), total))
 }
 
 /// Lowercase hex of bytes.

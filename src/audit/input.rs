@@ -144,12 +144,7 @@ fn open_tarball(path: &Path) -> Result<Opened, String> {
         .map_err(|e| e.to_string())?;
     for entry in archive.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
-        let name = entry
-            .path()
-            .map_err(err)?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
+        let name = crate::pack::tarball::member_name(&entry).map_err(err)?;
         if name == "stemcell.MF" {
             is_stemcell = true;
         }

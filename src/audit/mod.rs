@@ -309,22 +309,56 @@ pub fn owners(root: &Path) -> HashMap<String, String> {
     map
 }
 
+/// Renders a report for people: one line per finding (`FAIL`, `warn`, or `ok` when an allow
+/// entry accepts it, with its reason), then a summary naming `what` was audited.
+pub fn to_text(report: &Report, what: &str, arch: Arch, cpu: Cpu) -> String {
+    let mut out = String::new();
+    for f in &report.findings {
+        let sev = match (f.allowed.is_some(), f.severity) {
+            (true, _) => "ok  ",
+            (false, Severity::Fail) => "FAIL",
+            (false, Severity::Warn) => "warn",
+        };
+        let pkg = f.package.as_deref().unwrap_or("not from a package");
+        let allowed = f
+            .allowed
+            .as_deref()
+            .map_or(String::new(), |r| format!(" [allowed: {r}]"));
+        out.push_str(&format!(
+            "{sev} {:<18} {} ({pkg}): {}, needs {}{allowed}\n",
+            f.check, f.path, f.found, f.needed
+        ));
+    }
+    out.push_str(&format!(
+        "{what}: {} files, {} ELF, {} that cannot run on {} {}\n",
+        report.files,
+        report.elf_files,
+        report.failing_files(),
+        arch.debian(),
+        format!("{cpu:?}").to_lowercase()
+    ));
+    out
+}
+
+/// A JSON string literal of `s` (quotes, backslashes and control characters escaped).
+pub fn json_string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
 /// Renders a report as JSON (for `--json` and `audit.json`).
 pub fn to_json(report: &Report, arch: Arch, cpu: Cpu) -> String {
-    fn esc(s: &str) -> String {
-        let mut o = String::with_capacity(s.len() + 2);
-        o.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => o.push_str("\\\""),
-                '\\' => o.push_str("\\\\"),
-                c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-                c => o.push(c),
-            }
-        }
-        o.push('"');
-        o
-    }
+    let esc = json_string;
     let items: Vec<String> = report
         .findings
         .iter()

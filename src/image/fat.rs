@@ -32,10 +32,10 @@ pub fn make(
         .fat_type(fatfs::FatType::Fat32)
         .volume_id(volume_id)
         .volume_label(*LABEL);
-    let mut buf = fscommon_like::Buffered::new(&file);
+    let mut buf = positioned::At::new(&file);
     fatfs::format_volume(&mut buf, opts).map_err(io("formatting FAT32 in", part))?;
     buf.flush().map_err(io("writing", part))?;
-    let fs = fatfs::FileSystem::new(fscommon_like::Buffered::new(&file), fatfs::FsOptions::new())
+    let fs = fatfs::FileSystem::new(positioned::At::new(&file), fatfs::FsOptions::new())
         .map_err(io("opening the FAT32 in", part))?;
     {
         let root = fs.root_dir();
@@ -83,24 +83,24 @@ fn copy_dir<T: fatfs::ReadWriteSeek>(
     Ok(())
 }
 
-/// A small buffered `Read + Write + Seek` over a file for fatfs (which does many tiny I/Os).
-mod fscommon_like {
+/// `Read + Write + Seek` over a shared file handle, by position (`pread`/`pwrite`), for fatfs.
+mod positioned {
     use std::fs::File;
     use std::io::{self, Read, Seek, SeekFrom, Write};
 
     /// Positioned reads and writes on a shared file handle.
-    pub struct Buffered<'a> {
+    pub struct At<'a> {
         file: &'a File,
         pos: u64,
     }
 
-    impl<'a> Buffered<'a> {
+    impl<'a> At<'a> {
         pub fn new(file: &'a File) -> Self {
-            Buffered { file, pos: 0 }
+            At { file, pos: 0 }
         }
     }
 
-    impl Read for Buffered<'_> {
+    impl Read for At<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             use std::os::unix::fs::FileExt;
             let n = self.file.read_at(buf, self.pos)?;
@@ -109,7 +109,7 @@ mod fscommon_like {
         }
     }
 
-    impl Write for Buffered<'_> {
+    impl Write for At<'_> {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             use std::os::unix::fs::FileExt;
             let n = self.file.write_at(buf, self.pos)?;
@@ -121,7 +121,7 @@ mod fscommon_like {
         }
     }
 
-    impl Seek for Buffered<'_> {
+    impl Seek for At<'_> {
         fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
             let len = self.file.metadata()?.len();
             let new = match to {

@@ -22,6 +22,38 @@ pub struct Inspection {
     pub image: String,
 }
 
+impl Inspection {
+    /// The inspection as JSON (`manifest`, `members`, `image`, `ok`), for `inspect --json`.
+    pub fn to_json(&self) -> String {
+        let esc = crate::audit::json_string;
+        let m = &self.manifest;
+        let cp: Vec<String> = m
+            .cloud_properties
+            .iter()
+            .map(|(k, v)| format!("{}: {}", esc(k), esc(v)))
+            .collect();
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|(n, s)| format!("{{\"name\": {}, \"size\": {s}}}", esc(n)))
+            .collect();
+        let formats: Vec<String> = m.stemcell_formats.iter().map(|f| esc(f)).collect();
+        format!(
+            "{{\"manifest\": {{\"name\": {}, \"version\": {}, \"bosh_protocol\": {}, \"api_version\": {}, \"sha1\": {}, \"operating_system\": {}, \"stemcell_formats\": [{}], \"cloud_properties\": {{{}}}}}, \"members\": [{}], \"image\": {}, \"ok\": true}}",
+            esc(&m.name),
+            esc(&m.version),
+            m.bosh_protocol,
+            m.api_version,
+            esc(&m.sha1),
+            esc(&m.operating_system),
+            formats.join(", "),
+            cp.join(", "),
+            members.join(", "),
+            esc(&self.image)
+        )
+    }
+}
+
 /// Watches a disk image stream: the MBR, then the first sector of partition 1 and the ext4
 /// superblock of partition 2 as they pass.
 #[derive(Default)]
@@ -207,12 +239,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
         .map_err(|e| format!("not a gzip tar: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("reading the archive: {e}"))?;
-        let name = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
+        let name = super::tarball::member_name(&entry).map_err(|e| e.to_string())?;
         let size = entry.header().size().unwrap_or(0);
         match name.as_str() {
             "stemcell.MF" => {

@@ -160,3 +160,21 @@ pub fn file_sha1(path: &Path) -> std::io::Result<String> {
     std::io::copy(&mut f, &mut h)?;
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// The sha1 and sha256 of a file, read once.
+pub fn file_digests(path: &Path) -> std::io::Result<(String, String)> {
+    use sha1::Digest;
+    let mut f = std::fs::File::open(path)?;
+    let (mut a, mut b) = (sha1::Sha1::new(), sha2::Sha256::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        a.update(&buf[..n]);
+        b.update(&buf[..n]);
+    }
+    let hex = |d: &[u8]| d.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Ok((hex(&a.finalize()), hex(&b.finalize())))
+}

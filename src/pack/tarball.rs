@@ -123,6 +123,15 @@ pub fn pack_tree<W: Write>(root: &Path, out: W, mtime: u64) -> Result<(W, PackSt
     Ok((out, stats))
 }
 
+/// An archive member's name without a leading `./` (`./stemcell.MF` is `stemcell.MF`).
+pub fn member_name<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
+    Ok(entry
+        .path()?
+        .to_string_lossy()
+        .trim_start_matches("./")
+        .to_string())
+}
+
 /// `SOURCE_DATE_EPOCH` from the environment, when set to a number.
 pub fn source_date_epoch() -> Option<u64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()

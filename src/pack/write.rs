@@ -139,8 +139,7 @@ pub fn write_stemcell(
         path: dest.clone(),
         reason,
     })?;
-    let sha1 = stemcell::file_sha1(&staged).map_err(io("reading", &staged))?;
-    let sha256 = crate::archive::cache::file_sha256(&staged).map_err(io("reading", &staged))?;
+    let (sha1, sha256) = stemcell::file_digests(&staged).map_err(io("reading", &staged))?;
     let file = stemcell::file_name(spec);
     for (ext, digest) in [("sha1", &sha1), ("sha256", &sha256)] {
         let p = out_dir.join(format!("{file}.{ext}"));

@@ -32,30 +32,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::deb::{list_path, Deb};
+pub use safepath::host_path;
 use safepath::{child, normalize, resolve_dir, Name, ResolveError};
 
 pub use sys::is_root;
 pub use types::{ExtractError, ExtractStats};
-
-/// The host path of `/rel/path` inside `root`, with the parent directories resolved
-/// chroot-style (symlinks followed as if `root` were `/`, never leading out of it) and the
-/// final component not followed. `None` when a parent is missing or not a directory.
-pub fn host_path(root: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
-    let rel = rel.trim_start_matches('/');
-    let mut comps = normalize(rel.as_bytes()).map_err(str::to_string)?;
-    let Some(last) = comps.pop() else {
-        return Err("the path names the root itself".into());
-    };
-    match resolve_dir(root, &comps, false) {
-        Ok(Some(dir)) => Ok(Some(
-            dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&last)),
-        )),
-        Ok(None) => Ok(None),
-        Err(ResolveError::Loop) => Err("too many symlinks".into()),
-        Err(ResolveError::NotDir(p)) => Err(format!("{} is not a directory", p.display())),
-        Err(ResolveError::Io(what, p, e)) => Err(format!("cannot {what} {}: {e}", p.display())),
-    }
-}
 
 /// Extracts `deb`'s data.tar into `root` (which must exist) and reports what was written.
 pub fn extract_deb(deb: &Deb, root: &Path) -> Result<ExtractStats, ExtractError> {

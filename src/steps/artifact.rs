@@ -2,12 +2,10 @@
 //! checked against the spec's sha256 and kept in the download cache under
 //! `CACHE/artifacts/ab/<sha256>`, so a second build needs neither the network nor the path.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::archive::cache::hex;
+use crate::archive::cache::{copy_sha256, CopyError};
 use crate::archive::http::Http;
 use crate::spec::Artifact;
 
@@ -101,19 +99,10 @@ pub fn fetch(cache_dir: &Path, field: &str, a: &Artifact) -> Result<PathBuf, Art
         .prefix(".tmp-")
         .tempfile_in(&dir)
         .map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(unavailable(format!("reading failed: {e}"))),
-        };
-        hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(io)?;
-    }
-    let actual = hex(&hasher.finalize());
+    let (actual, _) = copy_sha256(&mut reader, &mut tmp, &|_| {}, None).map_err(|e| match e {
+        CopyError::Read(e) => unavailable(format!("reading failed: {e}")),
+        CopyError::Write(e) => io(e),
+    })?;
     if actual != a.digest() {
         return Err(ArtifactError::Mismatch {
             field: field.to_string(),

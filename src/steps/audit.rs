@@ -159,6 +159,14 @@ pub fn offenders_message(report: &Report, spec: &Resolved) -> String {
     )
 }
 
+/// Where a build writes the audit's findings for its rootfs: `ROOTFS.audit.json` beside it.
+pub fn json_path(rootfs: &Path) -> std::path::PathBuf {
+    let name = rootfs
+        .file_name()
+        .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned());
+    rootfs.with_file_name(format!("{name}.audit.json"))
+}
+
 /// Writes `report` as JSON to `path` atomically.
 pub fn write_json(report: &Report, spec: &Resolved, path: &Path) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -360,12 +360,7 @@ fn from_deb(ctx: &BuildContext, root: &Path, deb_path: &Path) -> Result<PathBuf,
     let entries = archive.entries().map_err(|e| deb.corrupt(&e).to_string())?;
     for entry in entries {
         let mut entry = entry.map_err(|e| deb.corrupt(&e).to_string())?;
-        let name = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
+        let name = crate::pack::tarball::member_name(&entry).map_err(|e| e.to_string())?;
         if candidates.contains(&name.as_str()) && entry.header().entry_type().is_file() {
             let mut f =
                 std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -46,6 +46,24 @@ pub(super) fn normalize(name: &[u8]) -> Result<Vec<Name>, &'static str> {
     Ok(out)
 }
 
+/// The host path of `/rel/path` inside `root`, with the parent directories resolved
+/// chroot-style (symlinks followed as if `root` were `/`, never leading out of it) and the
+/// final component not followed. `None` when a parent is missing or not a directory.
+pub fn host_path(root: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
+    let rel = rel.trim_start_matches('/');
+    let mut comps = normalize(rel.as_bytes()).map_err(str::to_string)?;
+    let Some(last) = comps.pop() else {
+        return Err("the path names the root itself".into());
+    };
+    match resolve_dir(root, &comps, false) {
+        Ok(Some(dir)) => Ok(Some(dir.join(OsStr::from_bytes(&last)))),
+        Ok(None) => Ok(None),
+        Err(ResolveError::Loop) => Err("too many symlinks".into()),
+        Err(ResolveError::NotDir(p)) => Err(format!("{} is not a directory", p.display())),
+        Err(ResolveError::Io(what, p, e)) => Err(format!("cannot {what} {}: {e}", p.display())),
+    }
+}
+
 /// Why a path could not be resolved inside the rootfs.
 #[derive(Debug)]
 pub(super) enum ResolveError {
