@@ -520,6 +520,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     pistemcell::image::disk::Method::default_for_host()
                 },
             };
+            // A tree without boot files still makes an image (for tests, or a root-only
+            // use); the stemcell refuses it.
+            let boot = pistemcell::image::boot::dir_in(rootfs, boot_dir);
+            if let Err(e) = pistemcell::image::boot::check(&boot, boot_dir) {
+                reporter.warn(&format!("this image will not boot on a Pi: {e}"));
+            }
             let t = std::time::Instant::now();
             let layout = pistemcell::image::disk::build(rootfs, output, &opts)
                 .with_context(|| format!("making a disk image of {}", rootfs.display()))?;

@@ -95,9 +95,16 @@ pub struct Profile {
     pub merged_usr: bool,
     /// The init system (`systemd`, `upstart`).
     pub init: String,
+    /// Where the boot partition (FAT, the Pi firmware's) is mounted in the image.
+    #[serde(default = "default_boot_dir")]
+    pub boot_dir: String,
     /// Audit exceptions every build of this profile accepts, each with its reason.
     #[serde(default)]
     pub audit_allow: Vec<crate::spec::AllowEntry>,
+}
+
+fn default_boot_dir() -> String {
+    "/boot/firmware".into()
 }
 
 /// The names of every built-in profile.

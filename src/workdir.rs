@@ -10,6 +10,9 @@ use crate::rootfs::mounts;
 /// Suffix of trees under construction; the sweep removes any it finds.
 pub const PARTIAL: &str = ".partial";
 
+/// Prefix of the stemcell writer's scratch directories.
+pub const SCRATCH_PREFIX: &str = ".pistemcell-stemcell-";
+
 /// Errors managing the work directory.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkDirError {
@@ -40,8 +43,8 @@ pub struct WorkDir {
 }
 
 impl WorkDir {
-    /// Creates and locks `path`, then sweeps what a killed run left: mounts first, then
-    /// `*.partial` trees. Returns the work dir and the leftovers that were removed.
+    /// Creates and locks `path`, then sweeps what a killed run left: mounts first, then loop
+    /// devices on its files, then `*.partial` trees and half-written stemcells. Returns the work dir and the leftovers that were removed.
     pub fn open(path: &Path) -> Result<(WorkDir, Vec<PathBuf>), WorkDirError> {
         let io = |source| WorkDirError::Io {
             path: path.to_path_buf(),
@@ -58,6 +61,19 @@ impl WorkDir {
             return Err(WorkDirError::Locked { path });
         }
         let mut swept = mounts::sweep(&path)?;
+        swept.extend(crate::image::loopdev::sweep(&path));
+        // The stemcell writer's scratch dirs (the default stemcell dir is under the work dir).
+        if let Ok(rd) = std::fs::read_dir(path.join("stemcells")) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
+                    remove_tree(&e.path()).map_err(|source| WorkDirError::Io {
+                        path: e.path(),
+                        source,
+                    })?;
+                    swept.push(e.path());
+                }
+            }
+        }
         let entries = std::fs::read_dir(&path).map_err(|source| WorkDirError::Io {
             path: path.clone(),
             source,
@@ -197,5 +213,34 @@ mod tests {
         assert_eq!(swept.len(), 1);
         assert!(!dir.path().join(format!("x{PARTIAL}")).exists());
         assert!(dir.path().join("out/f").exists());
+    }
+
+    #[test]
+    fn a_killed_image_writers_loop_device_and_scratch_dir_are_swept() {
+        if !crate::rootfs::extract::is_root() || !crate::cmd::on_path("losetup") {
+            eprintln!("SKIPPED: attaching a loop device needs root and losetup");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir
+            .path()
+            .join("stemcells")
+            .join(format!("{SCRATCH_PREFIX}abc"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let img = scratch.join("disk.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
+        // What a killed run leaves: a loop device on a file under the work dir.
+        let lo = crate::image::loopdev::Loop::attach(&img, 1 << 20, 4 << 20).unwrap();
+        let dev = lo.dev.clone();
+        std::mem::forget(lo);
+        let canon = dir.path().canonicalize().unwrap();
+        assert_eq!(crate::image::loopdev::attached_under(&canon).len(), 1);
+        let (_w, swept) = WorkDir::open(dir.path()).unwrap();
+        assert!(swept.contains(&dev), "{swept:?}");
+        assert!(crate::image::loopdev::attached_under(&canon).is_empty());
+        assert!(!scratch.exists());
     }
 }

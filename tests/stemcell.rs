@@ -1,7 +1,8 @@
-//! The stemcell tarball: written for warden (rootfs tgz) and bakery (raw disk image), read
-//! back by `inspect`; a wrong sha1, a truncated archive and a corrupt gzip block are refused
+//! The stemcell tarball: written for warden (rootfs tgz), bakery (raw disk image) and raw (a gzip
+//! of it), read back by `inspect`; a tree without boot files, a wrong sha1, a truncated archive and a corrupt gzip block are refused
 //! with the reason; the manifest keeps the version a string.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,6 +20,21 @@ fn rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::write(root.join("usr/bin/tool"), vec![3u8; 100_000]).unwrap();
+    // What the firmware needs (as raspi-firmware and the kernel's hooks leave it).
+    for (name, data) in [
+        ("start.elf", "firmware"),
+        ("bootcode.bin", "bootcode"),
+        ("bcm2710-rpi-3-b.dtb", "dtb"),
+        ("vmlinuz-6.1.0-9-armmp", "kernel"),
+        ("initrd.img-6.1.0-9-armmp", "initramfs"),
+        (
+            "config.txt",
+            "kernel=vmlinuz-6.1.0-9-armmp\ninitramfs initrd.img-6.1.0-9-armmp\n",
+        ),
+        ("cmdline.txt", "root=/dev/sda1 from the build host\n"),
+    ] {
+        std::fs::write(root.join("boot/firmware").join(name), data).unwrap();
+    }
     std::fs::write(
         root.join("var/lib/dpkg/status"),
         "Package: libc6\nStatus: install ok installed\nVersion: 2.36\nArchitecture: armhf\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\nArchitecture: armhf\n",
@@ -169,6 +185,101 @@ fn a_bakery_stemcell_holds_the_raw_disk_image_with_the_netboot_cmdline() {
         !fstab
             .lines()
             .any(|l| !l.starts_with('#') && l.contains(" / ")),
+        "{fstab}"
+    );
+}
+
+#[test]
+fn a_tree_without_boot_files_makes_no_disk_stemcell_and_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    std::fs::remove_file(root.join("boot/firmware/initrd.img-6.1.0-9-armmp")).unwrap();
+    std::fs::remove_file(root.join("boot/firmware/start.elf")).unwrap();
+    let out = dir.path().join("out");
+    for infra in ["bakery", "raw"] {
+        let e = write_stemcell(
+            &spec(&format!("infrastructure: {infra}\n")),
+            &root,
+            None,
+            &out,
+            0,
+            2,
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "/boot/firmware",
+            "start*.elf",
+            "the initramfs initrd.img-6.1.0-9-armmp that config.txt names",
+            "65-boot-firmware",
+        ] {
+            assert!(e.contains(want), "{infra}: {want}: {e}");
+        }
+        // Nothing was left behind.
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{infra}");
+    }
+    // Warden ships the rootfs: no boot files needed.
+    write_stemcell(&spec("infrastructure: warden\n"), &root, None, &out, 0, 2).unwrap();
+}
+
+#[test]
+fn a_raw_stemcell_is_a_gzip_of_a_disk_that_boots_its_own_root() {
+    if !pistemcell::cmd::on_path("mkfs.ext4") {
+        eprintln!("SKIPPED: mkfs.ext4 is not installed (apt-get install e2fsprogs)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    let out = dir.path().join("out");
+    let spec = spec("infrastructure: raw\nimage: {method: rootless}\n");
+    let packed = write_stemcell(&spec, &root, None, &out, 0, 2).unwrap();
+    assert!(packed
+        .path
+        .to_string_lossy()
+        .ends_with("-raw-pi-debian-bookworm-armhf-go_agent.tgz"));
+    let i = inspect(&packed.path).unwrap();
+    assert_eq!(i.manifest.stemcell_formats, ["rawdisk-gz"]);
+    assert_eq!(i.manifest.cloud_properties["container_format"], "gzip");
+    assert!(
+        i.image.starts_with("gzip of an MBR disk image") && i.image.contains("p2 ext4"),
+        "{}",
+        i.image
+    );
+    // The disk inside: cmdline.txt names partition 2 by PARTUUID (not the build host's root),
+    // the firmware's files are on partition 1, and fstab mounts both.
+    let x = dir.path().join("x");
+    members(&packed.path, &x);
+    let mut disk = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(x.join("image")).unwrap())
+        .read_to_end(&mut disk)
+        .unwrap();
+    let (id, parts) = pistemcell::image::mbr::parse(&disk[..512]).unwrap();
+    let (start, len) = (parts[0].2 as usize, parts[0].3 as usize);
+    let fs = fatfs::FileSystem::new(
+        std::io::Cursor::new(disk[start..start + len].to_vec()),
+        fatfs::FsOptions::new(),
+    )
+    .unwrap();
+    let read = |name: &str| {
+        let mut s = String::new();
+        fs.root_dir()
+            .open_file(name)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let cmdline = read("cmdline.txt");
+    assert!(
+        cmdline.contains(&format!("root=PARTUUID={id:08x}-02")),
+        "{cmdline}"
+    );
+    assert_eq!(read("vmlinuz-6.1.0-9-armmp"), "kernel");
+    assert!(read("config.txt").contains("initramfs initrd.img-6.1.0-9-armmp"));
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).unwrap();
+    assert!(
+        fstab.contains(&format!("PARTUUID={id:08x}-02 / ext4"))
+            && fstab.contains(&format!("PARTUUID={id:08x}-01 /boot/firmware vfat")),
         "{fstab}"
     );
 }

@@ -45,6 +45,42 @@ impl Drop for Loop {
     }
 }
 
+/// Loop devices whose backing file lies under `under` (a killed run's), with that file.
+pub fn attached_under(under: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let file = text.trim_end_matches('\n');
+        let file = file.strip_suffix(" (deleted)").unwrap_or(file);
+        if Path::new(file).starts_with(under) {
+            out.push((Path::new("/dev").join(&name), PathBuf::from(file)));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Detaches every loop device whose backing file lies under `under` (what a killed run
+/// left; a device still mounted is detached as soon as it is unmounted). Returns the devices.
+pub fn sweep(under: &Path) -> Vec<PathBuf> {
+    attached_under(under)
+        .into_iter()
+        .map(|(dev, _)| {
+            let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+            dev
+        })
+        .collect()
+}
+
 /// Fills the root partition of the image at `image` (`offset`, `len`) with the tree at
 /// `root`: mkfs.ext4 on a loop device, mounted under `scratch`, the tree copied in.
 pub fn fill_root(

@@ -11,8 +11,10 @@
 //! - `mbr`: the partition table;
 //! - `fat`: the boot partition;
 //! - `ext4`: the root partition;
+//! - `boot`: the boot files the firmware needs;
 //! - `disk`: putting them together, and reading an image back.
 
+pub mod boot;
 pub mod disk;
 pub mod ext4;
 pub mod fat;
@@ -40,6 +42,16 @@ pub enum ImageError {
     /// The tree does not fit, or the layout is impossible.
     #[error("{0}")]
     Layout(String),
+    /// The tree's boot directory lacks what the Pi firmware needs.
+    #[error("the boot directory {boot_dir} ({dir}) cannot boot a Pi: missing {missing}. The profile's boot stages put the firmware and kernel there (Debian: 65-boot-firmware and 66-boot-kernel-ARCH); a profile without them needs a stage that installs its board's kernel and firmware packages (README \"Boot files\")")]
+    Boot {
+        /// The directory in the tree.
+        dir: PathBuf,
+        /// Where the image mounts it (`/boot/firmware`).
+        boot_dir: String,
+        /// Everything missing.
+        missing: String,
+    },
     /// An image read back is not what was written.
     #[error("checking {path}: {reason}")]
     Check {

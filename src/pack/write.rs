@@ -62,7 +62,7 @@ pub fn write_stemcell(
 ) -> Result<Packed, StemcellError> {
     std::fs::create_dir_all(out_dir).map_err(io("creating", out_dir))?;
     let scratch = tempfile::Builder::new()
-        .prefix(".pistemcell-stemcell-")
+        .prefix(crate::workdir::SCRATCH_PREFIX)
         .tempdir_in(out_dir)
         .map_err(io("creating a scratch dir in", out_dir))?;
     let members = scratch.path().join("members");
@@ -76,7 +76,7 @@ pub fn write_stemcell(
         boot_bytes: spec.image.boot_size_mib.unwrap_or(256) << 20,
         root_bytes: spec.image.root_size_mib.map(|m| m << 20),
         epoch,
-        boot_dir: "/boot/firmware".into(),
+        boot_dir: spec.profile.boot_dir.clone(),
         cmdline,
         fstab,
         method: match spec.image.method {
@@ -85,6 +85,10 @@ pub fn write_stemcell(
             None => disk::Method::default_for_host(),
         },
     };
+    if spec.infrastructure != Infrastructure::Warden {
+        let dir = crate::image::boot::dir_in(rootfs, &spec.profile.boot_dir);
+        crate::image::boot::check(&dir, &spec.profile.boot_dir)?;
+    }
     match spec.infrastructure {
         Infrastructure::Bakery => {
             // Root over NFS: no root line in fstab, and the boot partition is served by TFTP.

@@ -52,6 +52,18 @@ pub enum DpkgError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `update-initramfs` failed for a kernel.
+    #[error("building the initramfs of kernel {version} failed ({status}); full log: {log}\n  last lines:\n{tail}")]
+    Initramfs {
+        /// The kernel version.
+        version: String,
+        /// Exit status.
+        status: String,
+        /// Path of the full log.
+        log: PathBuf,
+        /// Last lines of output.
+        tail: String,
+    },
     /// The user pressed Ctrl-C while dpkg ran.
     #[error("interrupted (Ctrl-C) while dpkg ran; the half-configured rootfs was removed, run the command again")]
     Interrupted,
@@ -229,7 +241,10 @@ pub fn install(
                 .map(|p| Path::new("/").join(p.strip_prefix(root).unwrap_or(p))),
         ),
     };
-    cmd.env_clear().envs(script_env());
+    // The initramfs is built once, after dpkg: see `initramfs`.
+    cmd.env_clear()
+        .envs(script_env())
+        .env(super::initramfs::DEFER_ENV.0, super::initramfs::DEFER_ENV.1);
     let result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
     for p in staged {
         let _ = std::fs::remove_file(p);

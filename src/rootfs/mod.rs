@@ -3,4 +3,5 @@
 pub mod binfmt;
 pub mod dpkg;
 pub mod extract;
+pub mod initramfs;
 pub mod mounts;

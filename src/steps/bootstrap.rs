@@ -262,6 +262,8 @@ pub fn configure(
         check_runs(root)?;
         let _policy = dpkg::PolicyRcD::install(root)?;
         dpkg::install(root, debs, mode, &log, &ctx.reporter)?;
+        let log = crate::rootfs::initramfs::log_path(&ctx.log_dir()?, label);
+        crate::rootfs::initramfs::build_missing(root, &log, &ctx.reporter)?;
     }
     crate::interrupt::check()?;
     Ok(())

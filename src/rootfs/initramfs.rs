@@ -1,0 +1,129 @@
+//! The initramfs, built once. Installing a Debian kernel normally builds its initramfs in the
+//! kernel's postinst and again when initramfs-tools' trigger fires (and again for each hook
+//! package such as raspi-firmware): under qemu-user each `mkinitramfs` takes minutes. dpkg runs
+//! maintainer scripts with `INITRD=No` ([`DEFER_ENV`]), which makes initramfs-tools' kernel hook
+//! skip the build (and leaves nothing for `update-initramfs -u` to update); after the
+//! packages are configured, [`build_missing`] runs `update-initramfs -c` once per kernel that
+//! has none, which also runs the `post-update.d` hooks (raspi-firmware copies the kernel,
+//! initramfs and device trees to `/boot/firmware` there).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::dpkg::{script_env, DpkgError};
+use crate::progress::Reporter;
+
+/// The environment variable (and value) that defers the initramfs during package installs.
+pub const DEFER_ENV: (&str, &str) = ("INITRD", "No");
+
+/// Kernel versions with `/boot/vmlinuz-VERSION` but no `/boot/initrd.img-VERSION`, sorted.
+pub fn kernels_without_initramfs(root: &Path) -> Vec<String> {
+    let boot = root.join("boot");
+    let Ok(rd) = std::fs::read_dir(&boot) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("vmlinuz-").map(str::to_string)
+        })
+        .filter(|v| !v.ends_with(".dpkg-bak") && !v.ends_with(".old-dkms"))
+        .filter(|v| !boot.join(format!("initrd.img-{v}")).exists())
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// Builds the initramfs of every kernel in `root` that has none, with the rootfs's own
+/// `update-initramfs` in the chroot (the caller holds the chroot mounts). Does nothing where
+/// the rootfs has no initramfs-tools (such a kernel boots without one). Returns the versions
+/// built; the output goes to `log`.
+pub fn build_missing(
+    root: &Path,
+    log: &Path,
+    reporter: &Reporter,
+) -> Result<Vec<String>, DpkgError> {
+    let versions = kernels_without_initramfs(root);
+    if versions.is_empty() || !root.join("usr/sbin/update-initramfs").exists() {
+        return Ok(Vec::new());
+    }
+    let mut file = std::fs::File::create(log).map_err(|source| DpkgError::Io {
+        path: log.to_path_buf(),
+        source,
+    })?;
+    for v in &versions {
+        reporter.step(&format!(
+            "building the initramfs of kernel {v} (once, after every package is configured)"
+        ));
+        let started = std::time::Instant::now();
+        let mut cmd = Command::new("chroot");
+        cmd.arg(root)
+            .args(["update-initramfs", "-c", "-k", v])
+            .env_clear()
+            .envs(script_env());
+        let argv = crate::cmd::argv_of(&cmd);
+        let out = cmd.output().map_err(|source| DpkgError::Spawn {
+            argv: argv.clone(),
+            source,
+        })?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = writeln!(file, "$ {argv}\n{text}");
+        crate::interrupt::check().map_err(|_| DpkgError::Interrupted)?;
+        if !out.status.success() {
+            return Err(DpkgError::Initramfs {
+                version: v.clone(),
+                status: out.status.to_string(),
+                log: log.to_path_buf(),
+                tail: crate::cmd::tail(&text, 25),
+            });
+        }
+        reporter.detail(&format!(
+            "initramfs of {v} built in {:.0} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(versions)
+}
+
+/// Where [`build_missing`] writes its log for a stage labelled `label`.
+pub fn log_path(log_dir: &Path, label: &str) -> PathBuf {
+    log_dir.join(format!("{label}-initramfs.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_kernels_that_lack_an_initramfs() {
+        let t = tempfile::tempdir().unwrap();
+        let boot = t.path().join("boot");
+        std::fs::create_dir(&boot).unwrap();
+        for f in [
+            "vmlinuz-6.1.0-9-armmp",
+            "vmlinuz-6.1.0-8-armmp",
+            "initrd.img-6.1.0-8-armmp",
+            "vmlinuz-6.1.0-7-armmp.dpkg-bak",
+            "config-6.1.0-9-armmp",
+        ] {
+            std::fs::write(boot.join(f), b"x").unwrap();
+        }
+        assert_eq!(kernels_without_initramfs(t.path()), ["6.1.0-9-armmp"]);
+        assert!(kernels_without_initramfs(&t.path().join("none")).is_empty());
+        // No initramfs-tools in the rootfs: nothing to run, nothing fails.
+        let log = t.path().join("log");
+        let r = build_missing(
+            t.path(),
+            &log,
+            &Reporter::new(crate::progress::Verbosity::Quiet),
+        )
+        .unwrap();
+        assert!(r.is_empty());
+    }
+}
