@@ -35,7 +35,13 @@ pub const CHECKS: &[(&str, Severity, &str)] = &[
 ];
 
 /// Directories holding firmware for other processors, not audited.
-pub const NOT_FOR_THE_CPU: &[&str] = &["/lib/firmware", "/usr/lib/firmware", "/boot/firmware"];
+pub const NOT_FOR_THE_CPU: &[&str] = &[
+    "/lib/firmware",
+    "/usr/lib/firmware",
+    "/boot/firmware",
+    // raspi-firmware keeps the GPU firmware here and copies it to /boot/firmware.
+    "/usr/lib/raspi-firmware",
+];
 
 /// One file that does not fit the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
