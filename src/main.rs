@@ -106,7 +106,7 @@ enum Cmd {
         /// The .tgz to write (replaced only once complete).
         #[arg(short, long)]
         output: PathBuf,
-        /// Every entry's mtime (default: SOURCE_DATE_EPOCH, else 0).
+        /// Every entry's mtime (default: SOURCE_DATE_EPOCH, else the date of the archive the rootfs was bootstrapped from, else 0).
         #[arg(long)]
         mtime: Option<u64>,
         /// Compression threads (default: every core).
@@ -331,7 +331,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let audit = steps::audit::json_path(&report.output);
                 let t = std::time::Instant::now();
                 let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let epoch = pistemcell::pack::tarball::source_date_epoch().unwrap_or(0);
+                // SOURCE_DATE_EPOCH, else the date of the archive the rootfs came from.
+                let epoch = pistemcell::pack::tarball::source_date_epoch()
+                    .or_else(|| steps::bootstrap::recorded_epoch(&report.output))
+                    .unwrap_or(0);
                 let packed = pistemcell::pack::write::write_stemcell(
                     &ctx.spec,
                     &report.output,
@@ -479,6 +482,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let mtime = mtime
                 .or_else(pistemcell::pack::tarball::source_date_epoch)
+                .or_else(|| steps::bootstrap::recorded_epoch(rootfs))
                 .unwrap_or(0);
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -510,7 +514,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 seed: seed.clone(),
                 boot_bytes: boot_mib << 20,
                 root_bytes: root_mib.map(|m| m << 20),
-                epoch: pistemcell::pack::tarball::source_date_epoch().unwrap_or(0),
+                epoch: pistemcell::pack::tarball::source_date_epoch()
+                    .or_else(|| steps::bootstrap::recorded_epoch(rootfs))
+                    .unwrap_or(0),
                 boot_dir: boot_dir.clone(),
                 cmdline: None,
                 fstab: None,

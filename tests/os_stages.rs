@@ -14,6 +14,8 @@
 
 #[path = "os_stages/builtins.rs"]
 mod builtins;
+#[path = "os_stages/stemcell_image.rs"]
+mod stemcell_image;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -498,6 +500,16 @@ fn default_spec_rootfs_has_the_bosh_os() {
     check(
         i.members.iter().any(|m| m.0 == "audit.json"),
         "audit.json is in the stemcell",
+    );
+    // The image as Bakery and a Pi read it; its root holds the same OS.
+    {
+        let root = stemcell_image::open(stemcell, tmp.path());
+        assert_bosh_os(&root.path, "bakery");
+    }
+    stemcell_image::rebuild_is_identical(
+        |args| builtins::pistemcell(&work, &cache, &mirror, &sets, args),
+        stemcell,
+        tmp.path(),
     );
     builtins::reruns(&work, &cache, &mirror, &sets, &monit.0);
     let left = pistemcell::rootfs::mounts::mounts_under(tmp.path());

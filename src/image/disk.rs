@@ -132,10 +132,10 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
             img.sync_all().map_err(io("writing", &tmp))?;
             super::loopdev::fill_root(
                 &tmp,
-                layout.root.0,
-                layout.root.1,
+                (layout.root.0, layout.root.1),
                 root,
                 &uuid,
+                opts.epoch,
                 scratch.path(),
             )?;
         }
@@ -165,7 +165,8 @@ fn splice(part: &Path, img: &mut File, offset: u64, img_path: &Path) -> Result<(
     }
 }
 
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+pub(crate) fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match f.read(&mut buf[got..])? {

@@ -38,33 +38,50 @@ pub fn size_for(root: &Path) -> Result<u64, ImageError> {
     Ok(data + data / 4 + (128 << 20))
 }
 
-/// Makes `part` an ext4 filesystem of `len` bytes holding the tree at `root`.
+/// The `mkfs.ext4` command that writes the tree at `root` into `target` (a partition file or
+/// a loop device) as `len` bytes of ext4: 4 KiB blocks, the label, `uuid` as the filesystem's
+/// UUID and directory hash seed, root-owned top directory, inode tables written now (not by the
+/// kernel at first mount: the same bytes on every host), no discard, mke2fs's own times at
+/// `epoch`. mke2fs sorts each directory's entries, so inode numbers follow the names.
+pub fn mkfs_command(target: &Path, len: u64, root: &Path, uuid: &str, epoch: u64) -> Command {
+    let mut c = Command::new("mkfs.ext4");
+    c.args([
+        "-q", "-F", "-t", "ext4", "-b", "4096", "-L", LABEL, "-U", uuid,
+    ])
+    .arg("-E")
+    .arg(format!(
+        "hash_seed={uuid},root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0,nodiscard"
+    ))
+    .arg("-d")
+    .arg(root)
+    .arg(target)
+    .arg(format!("{}k", len / 1024))
+    // mke2fs ignores a fake time of 0 (it takes the clock): 1970 is stamped as its second 1.
+    .env("E2FSPROGS_FAKE_TIME", epoch.max(1).to_string())
+    .env("LC_ALL", "C");
+    c
+}
+
+/// What a failed [`mkfs_command`] means for the user.
+pub fn mkfs_error(e: crate::cmd::CmdError, root: &Path, len: u64) -> ImageError {
+    match e {
+        crate::cmd::CmdError::Failed { tail, .. } => ImageError::Layout(format!(
+            "mkfs.ext4 could not write {} into a {} MiB root partition:\n{tail}\n  raise `image.root_size_mib` (or leave it unset: it is then sized from the tree)",
+            root.display(),
+            len >> 20
+        )),
+        other => other.into(),
+    }
+}
+
+/// Makes `part` an ext4 filesystem of `len` bytes holding the tree at `root`, with every
+/// inode's times fixed ([`super::ext4_times`]).
 pub fn make(part: &Path, len: u64, root: &Path, uuid: &str, epoch: u64) -> Result<(), ImageError> {
     let _ = std::fs::remove_file(part);
-    let out = crate::cmd::run(
-        Command::new("mkfs.ext4")
-            .args([
-                "-q", "-F", "-t", "ext4", "-b", "4096", "-L", LABEL, "-U", uuid,
-            ])
-            .arg("-E")
-            .arg(format!("hash_seed={uuid},root_owner=0:0"))
-            .arg("-d")
-            .arg(root)
-            .arg(part)
-            .arg(format!("{}k", len / 1024))
-            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-            .env("LC_ALL", "C"),
-    );
+    let out = crate::cmd::run(&mut mkfs_command(part, len, root, uuid, epoch));
     if let Err(e) = out {
         let _ = std::fs::remove_file(part);
-        return Err(match e {
-            crate::cmd::CmdError::Failed { tail, .. } => ImageError::Layout(format!(
-                "mkfs.ext4 could not write {} into a {} MiB root partition:\n{tail}\n  raise `image.root_size_mib` (or leave it unset: it is then sized from the tree)",
-                root.display(),
-                len >> 20
-            )),
-            other => other.into(),
-        });
+        return Err(mkfs_error(e, root, len));
     }
     let got = std::fs::metadata(part)
         .map_err(|source| ImageError::Io {
@@ -79,5 +96,6 @@ pub fn make(part: &Path, len: u64, root: &Path, uuid: &str, epoch: u64) -> Resul
             got
         )));
     }
+    super::ext4_times::normalise(part, 0, epoch)?;
     Ok(())
 }

@@ -1,9 +1,9 @@
-//! The way with root: each partition of the (already partitioned) image attached as its own
-//! loop device by offset and size limit (this works where loop devices do not scan
-//! partitions, as in containers), the FAT32 written onto the boot device, `mkfs.ext4` on the
-//! root device, which is mounted and filled with the tree through the project's own tar
-//! writer and extractor. Loop devices and the mount are guards: detached and unmounted on
-//! error, panic and Ctrl-C (a killed run's leftovers are swept by the next one).
+//! The way with root: the root partition of the (already partitioned) image attached as its
+//! own loop device by offset and size limit (this works where loop devices do not scan
+//! partitions, as in containers), `mkfs.ext4 -d` onto the device, then mounted read-only and
+//! compared with the tree through the kernel's own ext4. Loop devices and the mount are
+//! guards: detached and unmounted on error, panic and Ctrl-C (a killed run's leftovers are
+//! swept by the next one, see `sweep`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,39 +81,32 @@ pub fn sweep(under: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Fills the root partition of the image at `image` (`offset`, `len`) with the tree at
-/// `root`: mkfs.ext4 on a loop device, mounted under `scratch`, the tree copied in.
+/// Fills the root partition of the image at `image` (`part`: offset and length) with the tree
+/// at `root` through a loop device attached at the partition's offset: `mkfs.ext4 -d` writes
+/// the tree onto the device (the same command and fixed times as the rootless way, so both
+/// ways give the same bytes), then the partition is mounted read-only under `scratch`
+/// (without journal replay: nothing is written) and compared with the tree entry by entry.
 pub fn fill_root(
     image: &Path,
-    offset: u64,
-    len: u64,
+    part: (u64, u64),
     root: &Path,
     uuid: &str,
+    epoch: u64,
     scratch: &Path,
 ) -> Result<(), ImageError> {
+    let (offset, len) = part;
     let lo = Loop::attach(image, offset, len)?;
-    crate::cmd::run(
-        Command::new("mkfs.ext4")
-            .args([
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-b",
-                "4096",
-                "-L",
-                super::ext4::LABEL,
-                "-U",
-                uuid,
-            ])
-            .arg("-E")
-            .arg(format!("hash_seed={uuid},root_owner=0:0"))
-            .arg(&lo.dev),
-    )?;
+    crate::cmd::run(&mut super::ext4::mkfs_command(
+        &lo.dev, len, root, uuid, epoch,
+    ))
+    .map_err(|e| super::ext4::mkfs_error(e, root, len))?;
+    super::ext4_times::normalise(&lo.dev, 0, epoch)?;
     let mnt = scratch.join("root-mount");
     std::fs::create_dir_all(&mnt).map_err(io("creating", &mnt))?;
     let mount = Mount::builder()
         .fstype("ext4")
+        .flags(sys_mount::MountFlags::RDONLY)
+        .data("noload")
         .mount(&lo.dev, &mnt)
         .map_err(|source| ImageError::Io {
             what: "mounting the root partition on",
@@ -121,31 +114,7 @@ pub fn fill_root(
             source,
         })?
         .into_unmount_drop(UnmountFlags::DETACH);
-    // The tree goes through the project's tar writer into its extractor: owners, modes,
-    // xattrs, device nodes, hard links and holes arrive as they are.
-    let (reader, writer) = std::io::pipe().map_err(io("creating a pipe for", root))?;
-    let src = root.to_path_buf();
-    let producer = std::thread::spawn(move || {
-        let mut builder = tar::Builder::new(std::io::BufWriter::new(writer));
-        crate::pipeline::tarwrite::write_tree(&src, &mut builder).map_err(|e| e.to_string())?;
-        builder.into_inner().map(drop).map_err(|e| e.to_string())
-    });
-    let extracted = crate::rootfs::extract::extract_tar(
-        tar::Archive::new(reader),
-        &mnt,
-        &root.display().to_string(),
-    );
-    let produced = producer
-        .join()
-        .map_err(|_| ImageError::Layout("the tar writer thread panicked".into()))?;
-    produced.map_err(ImageError::Layout)?;
-    extracted.map_err(|e| {
-        ImageError::Layout(format!(
-            "copying {} into the root partition: {e}",
-            root.display()
-        ))
-    })?;
-    // lost+found stays, as mkfs.ext4 -d leaves it. Unmount, then detach (which flushes).
+    super::verify::same_tree(root, &mnt)?;
     drop(mount);
     drop(lo);
     Ok(())

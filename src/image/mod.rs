@@ -10,16 +10,18 @@
 //!
 //! - `mbr`: the partition table;
 //! - `fat`: the boot partition;
-//! - `ext4`: the root partition;
+//! - `ext4`: the root partition, and `ext4_times` its fixed inode times;
 //! - `boot`: the boot files the firmware needs;
 //! - `disk`: putting them together, and reading an image back.
 
 pub mod boot;
 pub mod disk;
 pub mod ext4;
+pub mod ext4_times;
 pub mod fat;
 pub mod loopdev;
 pub mod mbr;
+pub mod verify;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
-//! Packing: the deterministic tar writer (`tarball`), parallel gzip (`pgzip`), the stemcell
+//! Packing: the deterministic tar writer (`tarball`), parallel gzip (`pgzip`, blocks by `deflate`), the stemcell
 //! tarball (`stemcell`, `write`) and reading one back (`inspect`).
 
+pub mod deflate;
 pub mod inspect;
 pub mod pgzip;
 pub mod stemcell;

@@ -12,8 +12,6 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
 /// The size of one compressed block (pigz uses 128 KiB).
 pub const BLOCK: usize = 256 * 1024;
 /// How much of the previous block primes the next (deflate's window).
@@ -59,7 +57,7 @@ impl<W: Write> ParallelGzip<W> {
                     let Ok(job) = job else { return };
                     let _ = job
                         .reply
-                        .send(compress_block(&job.data, &job.dict, job.last, level));
+                        .send(super::deflate::block(&job.data, &job.dict, job.last, level));
                 })
             })
             .collect();
@@ -159,37 +157,6 @@ impl<W: Write> Drop for ParallelGzip<W> {
             let _ = w.join();
         }
     }
-}
-
-/// Raw deflate of one block, primed with `dict`, ended by a sync flush (or the final block).
-fn compress_block(data: &[u8], dict: &[u8], last: bool, level: u32) -> io::Result<Vec<u8>> {
-    let mut c = Compress::new(Compression::new(level), false);
-    if !dict.is_empty() {
-        c.set_dictionary(dict).map_err(io::Error::other)?;
-    }
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut input = data;
-    loop {
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(64 * 1024);
-        }
-        let before = c.total_in();
-        let status = c
-            .compress_vec(input, &mut out, flush)
-            .map_err(io::Error::other)?;
-        input = &input[(c.total_in() - before) as usize..];
-        match status {
-            Status::StreamEnd => break,
-            _ if !last && input.is_empty() && out.capacity() > out.len() => break,
-            _ => {}
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -94,7 +94,20 @@ pub struct Outcome {
 }
 
 /// Version of the bootstrap's behaviour; bump it when the same inputs give another rootfs.
-pub const FORMAT: &str = "1";
+pub const FORMAT: &str = "2";
+
+/// Where the rootfs records the archive state it was bootstrapped from (deb822 fields:
+/// `Suite`, `Components`, `Release-SHA256`, `Date`), so that a cached build, which never
+/// opens the archive, still knows it.
+pub const ARCHIVE_RECORD: &str = "var/lib/pistemcell/archive";
+
+/// The `Date` of the archive the rootfs at `root` was bootstrapped from, in seconds since the
+/// epoch: the default `SOURCE_DATE_EPOCH` of its stemcell.
+pub fn recorded_epoch(root: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(root.join(ARCHIVE_RECORD)).ok()?;
+    let date = text.lines().find_map(|l| l.strip_prefix("Date: "))?;
+    crate::archive::release::parse_date(date.trim()).and_then(|t| u64::try_from(t).ok())
+}
 
 /// The named inputs a bootstrap's result depends on (its cache manifest). The mirror is not
 /// one of them: every mirror serves the same signed archive.
@@ -202,6 +215,12 @@ pub fn build(ctx: &BuildContext, root: &Path) -> Result<Outcome, BootstrapError>
     lap("configure", &mut timings);
 
     finish_rootfs(root, spec, &archive.mirror, &ctx.settings.etc_apt)?;
+    record_archive(
+        root,
+        spec,
+        &archive.release_sha256,
+        archive.release_date.as_deref(),
+    )?;
     let status = dpkg::read_status(root)?;
     lap("finish", &mut timings);
     Ok(Outcome {
@@ -353,6 +372,35 @@ pub fn image_mirror(spec: &Resolved, build_mirror: &str, etc_apt: &Path) -> Stri
     }
     crate::mirror::from_host(etc_apt, &spec.profile.distro, &spec.suite)
         .unwrap_or_else(|| build_mirror.to_string())
+}
+
+/// Writes [`ARCHIVE_RECORD`].
+fn record_archive(
+    root: &Path,
+    spec: &Resolved,
+    release_sha256: &str,
+    date: Option<&str>,
+) -> Result<(), BootstrapError> {
+    let path = root.join(ARCHIVE_RECORD);
+    let mut text = format!(
+        "Profile: {}\nSuite: {}\nComponents: {}\nArchitecture: {}\nRelease-SHA256: {release_sha256}\n",
+        spec.profile.name,
+        spec.suite,
+        spec.components.join(" "),
+        spec.arch.debian()
+    );
+    if let Some(d) = date {
+        text.push_str(&format!("Date: {d}\n"));
+    }
+    let io = |source| BootstrapError::Io {
+        what: "writing",
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(&path, text).map_err(io)
 }
 
 /// Final touches: the image's apt sources, no leftover package files, a chroot that runs.

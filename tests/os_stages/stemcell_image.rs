@@ -1,0 +1,152 @@
+//! The stemcell the default build writes, read the way Bakery and a Pi read it: the image's
+//! partition table through util-linux (`sfdisk --json`, `partx`), the boot partition through a
+//! FAT reader (firmware, the kernel and initramfs `config.txt` names, the netboot
+//! `cmdline.txt`), and the root partition mounted read-only by offset. Then the same build
+//! again, from the same caches, must write the same stemcell byte for byte.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The root partition of an image, mounted read-only; unmounted on drop.
+pub struct MountedRoot {
+    /// Where it is mounted.
+    pub path: PathBuf,
+}
+
+impl Drop for MountedRoot {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Extracts the stemcell's image into `dir`, checks its table and boot partition, and mounts
+/// its root partition.
+pub fn open(stemcell: &Path, dir: &Path) -> MountedRoot {
+    let x = dir.join("stemcell");
+    std::fs::create_dir_all(&x).unwrap();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(stemcell)
+        .args(["-C"])
+        .arg(&x)
+        .arg("image")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let img = x.join("image");
+
+    // util-linux reads the table we wrote: msdos, FAT32 (LBA) then Linux, 4 MiB aligned.
+    let out = Command::new("sfdisk")
+        .arg("--json")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t: serde_norway::Value = serde_norway::from_slice(&out.stdout).unwrap();
+    let t = &t["partitiontable"];
+    assert_eq!(t["label"].as_str(), Some("dos"));
+    let parts = t["partitions"].as_sequence().unwrap();
+    assert_eq!(parts.len(), 2, "{t:?}");
+    assert_eq!(
+        (parts[0]["type"].as_str(), parts[1]["type"].as_str()),
+        (Some("c"), Some("83"))
+    );
+    let sectors = |i: usize, k: &str| parts[i][k].as_u64().unwrap();
+    assert_eq!(sectors(0, "start") % 8192, 0);
+    assert_eq!(sectors(1, "start") % 8192, 0);
+    let partx = Command::new("partx")
+        .arg("--show")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        partx.status.success(),
+        "{}",
+        String::from_utf8_lossy(&partx.stderr)
+    );
+    let (boot, root) = (
+        (sectors(0, "start") * 512, sectors(0, "size") * 512),
+        (sectors(1, "start") * 512, sectors(1, "size") * 512),
+    );
+
+    // The boot partition: what the Pi firmware loads, and Bakery's cmdline.txt template.
+    let mut f = std::fs::File::open(&img).unwrap();
+    let mut bytes = vec![0u8; boot.1 as usize];
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(boot.0)).unwrap();
+    f.read_exact(&mut bytes).unwrap();
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(bytes), fatfs::FsOptions::new()).unwrap();
+    let names: Vec<String> = fs
+        .root_dir()
+        .iter()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let read = |name: &str| {
+        let mut s = String::new();
+        fs.root_dir()
+            .open_file(name)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let config = read("config.txt");
+    let (kernel, initramfs) = pistemcell::image::boot::config_settings(&config);
+    let (kernel, initramfs) = (kernel.unwrap(), initramfs.unwrap());
+    assert!(
+        kernel.starts_with("vmlinuz-") && kernel.ends_with("-armmp"),
+        "{config}"
+    );
+    for want in [
+        &kernel,
+        &initramfs,
+        "start.elf",
+        "bootcode.bin",
+        "bcm2837-rpi-3-b.dtb",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    assert!(
+        read("cmdline.txt").contains("root=/dev/nfs nfsroot={{.NfsServer}}:{{.NfsRoot}},vers=3"),
+        "{}",
+        read("cmdline.txt")
+    );
+
+    // The root partition mounted by offset, read-only.
+    let mnt = dir.join("image-root");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .arg("-o")
+        .arg(format!("ro,loop,offset={},sizelimit={}", root.0, root.1))
+        .arg(&img)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting the root partition by offset");
+    MountedRoot { path: mnt }
+}
+
+/// Builds again from the same caches into another stemcell dir; the stemcell must be the
+/// same bytes.
+pub fn rebuild_is_identical(
+    run: impl Fn(&[&str]) -> std::process::Output,
+    first: &Path,
+    dir: &Path,
+) {
+    let again_dir = dir.join("again");
+    let o = run(&["build", "--stemcell-dir", again_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = again_dir.join(first.file_name().unwrap());
+    let (a, b) = (
+        pistemcell::archive::cache::file_sha256(first).unwrap(),
+        pistemcell::archive::cache::file_sha256(&again).unwrap(),
+    );
+    assert_eq!(
+        a, b,
+        "two builds from the same caches wrote different stemcells"
+    );
+}
