@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod profile;
 pub mod progress;
 pub mod rootfs;
+pub mod sbom;
 pub mod spec;
 pub mod steps;
 pub mod workdir;

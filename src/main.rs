@@ -166,6 +166,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write the SBOMs (sbom.spdx.json, sbom.cdx.json) of a rootfs, image or stemcell.
+    Sbom {
+        /// A rootfs directory, disk image, ext4 image, rootfs tarball or stemcell tgz.
+        path: PathBuf,
+        /// Directory to write the two files into.
+        #[arg(short, long, default_value = ".")]
+        output: PathBuf,
+        /// The name the SBOMs describe (default: the path's file name).
+        #[arg(long)]
+        stemcell_name: Option<String>,
+        /// The version they describe.
+        #[arg(long, default_value = "0.0.0")]
+        stemcell_version: String,
+    },
     /// Check this host for everything a build needs.
     Doctor {
         /// The spec file (its profile and architecture are checked).
@@ -377,6 +391,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let list = pipeline::stages(&ctx, &source)?;
             let plan = pipeline::runner::plan(&ctx, &list)?;
             print!("{}", pipeline::runner::render_plan(&plan));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sbom {
+            path,
+            output,
+            stemcell_name: name,
+            stemcell_version: version,
+        } => {
+            let opened = pistemcell::audit::input::open(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let name = name.clone().unwrap_or_else(|| {
+                path.file_name()
+                    .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned())
+            });
+            let epoch = pistemcell::pack::tarball::source_date_epoch()
+                .or_else(|| steps::bootstrap::recorded_epoch(&opened.root))
+                .unwrap_or(0);
+            let inv = pistemcell::sbom::inventory(&opened.root, &name, version, epoch)
+                .with_context(|| format!("reading the packages of {}", opened.what))?;
+            std::fs::create_dir_all(output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            let (a, b) = pistemcell::sbom::write_both(&inv, output)?;
+            reporter.step(&format!(
+                "{}: {} packages, {} other components",
+                opened.what,
+                inv.packages.len(),
+                inv.components.len()
+            ));
+            println!("{}\n{}", a.display(), b.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit {

@@ -506,6 +506,7 @@ fn default_spec_rootfs_has_the_bosh_os() {
         let root = stemcell_image::open(stemcell, tmp.path());
         assert_bosh_os(&root.path, "bakery");
     }
+    stemcell_image::check_sboms(stemcell, &rootfs, tmp.path());
     stemcell_image::rebuild_is_identical(
         |args| builtins::pistemcell(&work, &cache, &mirror, &sets, args),
         stemcell,

@@ -93,6 +93,8 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
             "dev_tools_file_list",
             "image",
             "packages.txt",
+            "sbom.cdx.json",
+            "sbom.spdx.json",
             "stemcell.MF"
         ]
     );

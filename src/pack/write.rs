@@ -33,6 +33,9 @@ pub enum StemcellError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The SBOMs could not be made from the rootfs.
+    #[error("making the SBOMs: {0}")]
+    Sbom(String),
     /// The written stemcell does not read back.
     #[error("the stemcell {path} does not read back ({reason}); it was not kept")]
     Check {
@@ -132,6 +135,9 @@ pub fn write_stemcell(
     write("stemcell.MF", yaml.as_bytes())?;
     write("packages.txt", stemcell::packages_txt(rootfs).as_bytes())?;
     write("dev_tools_file_list", b"")?;
+    let inv = crate::sbom::inventory(rootfs, &spec.stemcell_name, &spec.stemcell_version, epoch)
+        .map_err(|e| StemcellError::Sbom(e.to_string()))?;
+    crate::sbom::write_both(&inv, &members).map_err(|e| StemcellError::Sbom(e.to_string()))?;
     if let Some(a) = audit_json {
         let data = std::fs::read(a).map_err(io("reading", a))?;
         write("audit.json", &data)?;

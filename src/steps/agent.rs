@@ -21,7 +21,7 @@ pub const NAME: &str = "56-agent";
 /// Where the agent lives in the image.
 pub const AGENT_PATH: &str = "/var/vcap/bosh/bin/bosh-agent";
 /// Bumped when the stage's behaviour changes (part of its cache key).
-const FORMAT: &str = "1";
+const FORMAT: &str = "2";
 
 /// Errors of the agent stage.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +229,26 @@ impl Stage for AgentStage {
         }
         artifact::install_into(root, AGENT_PATH, &binary, 0o755, 0, 0)
             .map_err(|e| wrap(AgentError::Install(e)))?;
+        let component = match agent_of(ctx).map_err(wrap)? {
+            Agent::Binary(a) => super::record::Component {
+                name: "bosh-agent".into(),
+                version: "unknown".into(),
+                path: AGENT_PATH.into(),
+                kind: "binary".into(),
+                origin: super::record::origin_of(a),
+                input_sha256: a.digest(),
+            },
+            Agent::Source(s) => super::record::Component {
+                name: "bosh-agent".into(),
+                version: s.version.clone().unwrap_or_else(|| "0.0.0-dev".into()),
+                path: AGENT_PATH.into(),
+                kind: "go build".into(),
+                origin: "bosh-agent source tree".into(),
+                input_sha256: super::agent_build::tree_digest(Path::new(&s.path))
+                    .unwrap_or_default(),
+            },
+        };
+        super::record::write(root, &component).map_err(|e| wrap(AgentError::Install(e)))?;
         ctx.reporter
             .detail(&format!("installed {AGENT_PATH} from {given}"));
         Ok(())

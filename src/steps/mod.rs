@@ -10,3 +10,4 @@ pub mod monit_build;
 pub mod monit_http;
 pub mod monit_proof;
 pub mod packages;
+pub mod record;

@@ -25,7 +25,7 @@ pub const NAME: &str = "55-monit";
 /// Where monit lives in the image.
 pub const MONIT_PATH: &str = "/var/vcap/bosh/bin/monit";
 /// Bumped when the stage's behaviour changes (part of its cache key).
-const FORMAT: &str = "1";
+const FORMAT: &str = "2";
 
 /// Errors of the monit stage.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +164,18 @@ fn install(ctx: &BuildContext, root: &Path) -> Result<(), MonitError> {
         ));
     }
     artifact::install_into(root, MONIT_PATH, &binary, 0o755, 0, 0).map_err(MonitError::Other)?;
+    super::record::write(
+        root,
+        &super::record::Component {
+            name: "monit".into(),
+            version: m.version.clone(),
+            path: MONIT_PATH.into(),
+            kind: kind.to_string(),
+            origin: super::record::origin_of(m.from.artifact()),
+            input_sha256: m.from.artifact().digest(),
+        },
+    )
+    .map_err(MonitError::Other)?;
     ctx.reporter.detail(&format!(
         "installed {MONIT_PATH} from monit.{kind} {location}"
     ));

@@ -150,3 +150,71 @@ pub fn rebuild_is_identical(
         "two builds from the same caches wrote different stemcells"
     );
 }
+
+/// The stemcell's SBOMs list exactly what `dpkg-query -W` lists in the rootfs, plus monit and
+/// the agent with the sha256 of the files installed; both pass the reference validators.
+pub fn check_sboms(stemcell: &Path, rootfs: &Path, dir: &Path) {
+    let x = dir.join("sboms");
+    std::fs::create_dir_all(&x).unwrap();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(stemcell)
+        .arg("-C")
+        .arg(&x)
+        .args(["sbom.spdx.json", "sbom.cdx.json"])
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "the stemcell carries sbom.spdx.json and sbom.cdx.json"
+    );
+    let q = Command::new("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            rootfs.join("var/lib/dpkg").display()
+        ))
+        .args(["-W", "-f", "${Package} ${Version} ${Architecture}\\n"])
+        .output()
+        .unwrap();
+    assert!(q.status.success());
+    let mut want: Vec<String> = String::from_utf8_lossy(&q.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    want.sort();
+    let text = std::fs::read_to_string(x.join("sbom.spdx.json")).unwrap();
+    let spdx: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pkgs = spdx["packages"].as_array().unwrap();
+    let mut got: Vec<String> = pkgs
+        .iter()
+        .filter(|p| {
+            p["SPDXID"]
+                .as_str()
+                .unwrap()
+                .starts_with("SPDXRef-Package-")
+        })
+        .map(|p| {
+            let purl = p["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+            let arch = purl.rsplit("arch=").next().unwrap();
+            format!(
+                "{} {} {arch}",
+                p["name"].as_str().unwrap(),
+                p["versionInfo"].as_str().unwrap()
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "the SPDX packages are dpkg-query -W's");
+    for (name, path) in [
+        ("monit", "var/vcap/bosh/bin/monit"),
+        ("bosh-agent", "var/vcap/bosh/bin/bosh-agent"),
+    ] {
+        let c = pkgs
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the SPDX"));
+        let sha = pistemcell::archive::cache::file_sha256(&rootfs.join(path)).unwrap();
+        assert_eq!(c["checksums"][0]["checksumValue"], sha.as_str(), "{name}");
+    }
+    crate::support::validate_sboms(&x.join("sbom.spdx.json"), &x.join("sbom.cdx.json"));
+}

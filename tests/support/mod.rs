@@ -232,27 +232,33 @@ impl Archive {
         self.root.path().join("dists").join(&self.suite)
     }
 
-    /// Writes Packages (plain and xz) and a Release listing them.
+    /// Writes Packages (plain and xz) of `main` and a Release listing them, with an empty
+    /// `non-free-firmware` component beside it (as Debian's archive has, and the default
+    /// profile reads).
     pub fn write_index(&self, index: &str) {
-        let dir = self.dists().join(format!("main/binary-{}", self.arch));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("Packages"), index).unwrap();
-        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
-        xz.write_all(index.as_bytes()).unwrap();
-        std::fs::write(dir.join("Packages.xz"), xz.finish().unwrap()).unwrap();
         let mut release = format!(
-            "Origin: Fixture\nSuite: {s}\nCodename: {s}\nDate: Sat, 01 Nov 2025 00:00:00 UTC\nArchitectures: {a}\nComponents: main\nSHA256:\n",
+            "Origin: Fixture\nSuite: {s}\nCodename: {s}\nDate: Sat, 01 Nov 2025 00:00:00 UTC\nArchitectures: {a}\nComponents: main non-free-firmware\nSHA256:\n",
             s = self.suite,
             a = self.arch
         );
-        for name in ["Packages", "Packages.xz"] {
-            let data = std::fs::read(dir.join(name)).unwrap();
-            release.push_str(&format!(
-                " {} {} main/binary-{}/{name}\n",
-                sha256(&data),
-                data.len(),
-                self.arch
-            ));
+        for (component, text) in [("main", index), ("non-free-firmware", "")] {
+            let dir = self
+                .dists()
+                .join(format!("{component}/binary-{}", self.arch));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("Packages"), text).unwrap();
+            let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+            xz.write_all(text.as_bytes()).unwrap();
+            std::fs::write(dir.join("Packages.xz"), xz.finish().unwrap()).unwrap();
+            for name in ["Packages", "Packages.xz"] {
+                let data = std::fs::read(dir.join(name)).unwrap();
+                release.push_str(&format!(
+                    " {} {} {component}/binary-{}/{name}\n",
+                    sha256(&data),
+                    data.len(),
+                    self.arch
+                ));
+            }
         }
         std::fs::write(self.dists().join("Release"), release).unwrap();
     }
@@ -378,4 +384,42 @@ pub fn mirror_for_e2e(test: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Runs the SBOM reference validators on both files, or says why not.
+pub fn validate_sboms(spdx: &Path, cdx: &Path) {
+    let Ok(python) = std::env::var("PISTEMCELL_TEST_SBOM_PYTHON") else {
+        eprintln!("SKIPPED SBOM validators: PISTEMCELL_TEST_SBOM_PYTHON is unset (a Python with pip's spdx-tools and cyclonedx-python-lib[json-validation]; .ci/run makes one)");
+        return;
+    };
+    let bin = Path::new(&python).parent().unwrap();
+    let o = std::process::Command::new(bin.join("pyspdxtools"))
+        .arg("-i")
+        .arg(spdx)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stdout.is_empty()
+            || String::from_utf8_lossy(&o.stdout).contains("valid"),
+        "pyspdxtools: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success(),
+        "pyspdxtools: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let script = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\nerr = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\nif err is not None:\n    print(err)\n    sys.exit(1)\n";
+    let o = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(cdx)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "CycloneDX schema: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -1,0 +1,115 @@
+//! What a built-in stage installed from outside the archive (monit, the agent), recorded in
+//! the rootfs as `var/lib/pistemcell/components/NAME` (deb822 fields), so that the SBOM is
+//! made from the rootfs alone, for a build or for any image later.
+
+use std::path::{Path, PathBuf};
+
+use crate::spec::inputs::Artifact;
+
+/// The directory of component records, relative to the rootfs.
+pub const DIR: &str = "var/lib/pistemcell/components";
+
+/// One recorded component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// `monit`, `bosh-agent`.
+    pub name: String,
+    /// Its version (`unknown` when the input does not say).
+    pub version: String,
+    /// Where it is installed, absolute in the image.
+    pub path: String,
+    /// How it was given (`source tarball`, `deb`, `binary`, `go build`).
+    pub kind: String,
+    /// Where it came from: a URL, or a file name (never a build machine's path).
+    pub origin: String,
+    /// The sha256 of the input it was made from.
+    pub input_sha256: String,
+}
+
+/// Where an artifact came from, without the build machine's directories.
+pub fn origin_of(a: &Artifact) -> String {
+    match (&a.url, &a.path) {
+        (Some(u), _) => u.clone(),
+        (None, Some(p)) => format!(
+            "file {}",
+            Path::new(p)
+                .file_name()
+                .map_or(p.clone(), |n| n.to_string_lossy().into_owned())
+        ),
+        _ => "unknown".into(),
+    }
+}
+
+/// Writes the record of `c` into the rootfs at `root`.
+pub fn write(root: &Path, c: &Component) -> Result<PathBuf, String> {
+    let dir = root.join(DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(&c.name);
+    let one_line = |s: &str| s.replace('\n', " ");
+    let text = format!(
+        "Name: {}\nVersion: {}\nPath: {}\nKind: {}\nOrigin: {}\nInput-SHA256: {}\n",
+        one_line(&c.name),
+        one_line(&c.version),
+        one_line(&c.path),
+        one_line(&c.kind),
+        one_line(&c.origin),
+        one_line(&c.input_sha256)
+    );
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Reads every component record of the rootfs at `root`, sorted by name.
+pub fn read_all(root: &Path) -> Vec<Component> {
+    let Ok(rd) = std::fs::read_dir(root.join(DIR)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Component> = rd
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|text| {
+            let f = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                    .map(str::to_string)
+            };
+            Some(Component {
+                name: f("Name")?,
+                version: f("Version").unwrap_or_else(|| "unknown".into()),
+                path: f("Path").unwrap_or_default(),
+                kind: f("Kind").unwrap_or_default(),
+                origin: f("Origin").unwrap_or_default(),
+                input_sha256: f("Input-SHA256").unwrap_or_default(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_hide_local_paths() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifact {
+            url: None,
+            path: Some("/home/me/dl/monit-5.2.5.tar.gz".into()),
+            sha256: "ab".repeat(32),
+        };
+        let c = Component {
+            name: "monit".into(),
+            version: "5.2.5".into(),
+            path: "/var/vcap/bosh/bin/monit".into(),
+            kind: "source".into(),
+            origin: origin_of(&a),
+            input_sha256: a.digest(),
+        };
+        assert_eq!(c.origin, "file monit-5.2.5.tar.gz");
+        write(t.path(), &c).unwrap();
+        assert_eq!(read_all(t.path()), vec![c]);
+        assert!(read_all(&t.path().join("none")).is_empty());
+    }
+}
