@@ -60,6 +60,8 @@ pub struct ArchiveState {
     pub release_sha256: String,
     /// The Release's `Date`.
     pub release_date: Option<String>,
+    /// The extra archives read, each with its verified key file.
+    pub extras: Vec<(crate::profile::ExtraArchive, PathBuf)>,
 }
 
 /// What every stage receives.
@@ -141,13 +143,49 @@ impl BuildContext {
             keyring,
         };
         let index = client::load_index(&http, &cache, &source, &self.reporter)?;
+        let mut packages = index.packages;
+        let mut extras = Vec::new();
+        for extra in &spec.extra_archives {
+            self.reporter.step(&format!(
+                "{} {} {} from {}",
+                extra.name,
+                extra.suite,
+                spec.arch.debian(),
+                extra.mirror
+            ));
+            let k = &extra.keyring;
+            let keyring = client::prepare_keyring(
+                &http,
+                &cache,
+                &k.location,
+                k.package.as_deref(),
+                &k.fingerprints,
+                k.allow_sha1,
+            )?;
+            let key_path = keyring.path.clone();
+            let src = Source {
+                mirror: extra.mirror.clone(),
+                suite: extra.suite.clone(),
+                components: extra.components.clone(),
+                arch: spec.arch.debian().into(),
+                keyring,
+            };
+            let more = client::load_index(&http, &cache, &src, &self.reporter)?;
+            // Each package keeps the archive it comes from: its file name becomes a URL.
+            packages.extend(more.packages.into_iter().map(|mut p| {
+                p.filename = crate::archive::http::join(&extra.mirror, &p.filename);
+                p
+            }));
+            extras.push((extra.clone(), key_path));
+        }
         let state = Arc::new(ArchiveState {
             mirror,
             http,
             cache,
-            universe: Universe::new(index.packages, spec.arch.debian()).with_label(&spec.suite),
+            universe: Universe::new(packages, spec.arch.debian()).with_label(&spec.suite),
             release_sha256: index.release_sha256,
             release_date: index.release.date,
+            extras,
         });
         *slot = Some(state.clone());
         Ok(state)

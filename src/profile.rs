@@ -2,7 +2,7 @@
 //!
 //! Profiles are compiled into the binary so a build never depends on the working directory.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A profile file compiled into the binary: (name, YAML text).
 const BUILTIN: &[(&str, &str)] = &[
@@ -56,19 +56,74 @@ pub enum ProfileError {
 }
 
 /// The archive signing key of a profile.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct KeyringSpec {
     /// A host path or an http(s) URL of the key file (binary or ASCII-armored).
     pub location: String,
     /// The host package that provides `location` when it is a path.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
     /// Full fingerprints of the primary keys allowed to sign the archive.
     pub fingerprints: Vec<String>,
     /// Accept SHA-1 signatures (only for keys that have nothing better; warns).
     #[serde(default)]
     pub allow_sha1: bool,
+}
+
+/// A second archive read beside the profile's own (Raspberry Pi's, for its kernel and boot
+/// firmware): its packages join the same index (the highest version of a name wins, as with
+/// apt), each verified against this archive's own key and downloaded from it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraArchive {
+    /// A short name: the image's `/etc/apt/sources.list.d/NAME.list` and key file.
+    pub name: String,
+    /// The archive's URL (http, https or file).
+    pub mirror: String,
+    /// Its suite.
+    pub suite: String,
+    /// Its components.
+    pub components: Vec<String>,
+    /// Its signing key.
+    pub keyring: KeyringSpec,
+}
+
+impl ExtraArchive {
+    /// Checks the name, URL and fingerprints; the message names the archive.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |why: String| Err(format!("extra archive `{}`: {why}", self.name));
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return bad("`name` must be lower-case letters, digits and -".into());
+        }
+        if !["http://", "https://", "file://"]
+            .iter()
+            .any(|p| self.mirror.starts_with(p))
+        {
+            return bad(format!(
+                "`mirror: {}` is not an http, https or file URL",
+                self.mirror
+            ));
+        }
+        if self.suite.is_empty() || self.components.is_empty() {
+            return bad("needs a `suite` and at least one component".into());
+        }
+        if self.keyring.fingerprints.is_empty()
+            || self
+                .keyring
+                .fingerprints
+                .iter()
+                .any(|f| f.len() != 40 || !f.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return bad("`keyring.fingerprints` must list full 40-hex-digit fingerprints".into());
+        }
+        Ok(())
+    }
 }
 
 /// An OS profile: one distribution release and its archive.
@@ -95,6 +150,9 @@ pub struct Profile {
     pub merged_usr: bool,
     /// The init system (`systemd`, `upstart`).
     pub init: String,
+    /// Archives read beside the profile's own (Raspberry Pi's kernel and firmware).
+    #[serde(default)]
+    pub extra_archives: Vec<ExtraArchive>,
     /// Where the boot partition (FAT, the Pi firmware's) is mounted in the image.
     #[serde(default = "default_boot_dir")]
     pub boot_dir: String,
@@ -146,6 +204,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn extra_archives_are_checked() {
+        for name in names() {
+            for a in load(name).unwrap().extra_archives {
+                a.check().unwrap();
+            }
+        }
+        let mut a = load("raspbian-bookworm").unwrap().extra_archives[0].clone();
+        a.name = "Raspberry Pi".into();
+        assert!(a
+            .check()
+            .unwrap_err()
+            .contains("extra archive `Raspberry Pi`"));
     }
 
     #[test]

@@ -228,6 +228,9 @@ pub struct Spec {
     /// Fingerprints allowed to sign the archive, replacing the profile's (needed with a private archive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyring_fingerprints: Option<Vec<String>>,
+    /// Archives read beside the main one, replacing the profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_archives: Option<Vec<crate::profile::ExtraArchive>>,
     /// Package selection: `required`, `minbase` (default), `important`, or `{packages: [..]}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<VariantSpec>,
@@ -267,6 +270,7 @@ pub const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("mirror", "URL", "the profile's mirror; Debian: the host's apt sources", "where packages come from (http, https or file://); --mirror overrides"),
     ("keyring", "path or URL", "the profile's key", "archive key file (binary or armored); its fingerprint must be pinned"),
     ("keyring_fingerprints", "list of strings", "the profile's fingerprints", "full fingerprints of the keys allowed to sign the archive"),
+    ("extra_archives", "list of {name, mirror, suite, components, keyring: {location, fingerprints, allow_sha1}}", "the profile's (raspbian: Raspberry Pi's archive)", "archives read beside the main one, each verified by its own key; the highest version of a package wins"),
     ("variant", "required | minbase | important | {packages: [..]}", "minbase", "which packages the bootstrap installs (minbase = debootstrap --variant=minbase)"),
     ("packages", "list of strings", "[]", "extra packages installed on top of the variant"),
     ("infrastructure", "bakery | raw | warden", "bakery", "where the stemcell runs: agent settings and infrastructure stages"),
@@ -299,6 +303,8 @@ pub struct Resolved {
     pub keyring: String,
     /// Pinned fingerprints.
     pub fingerprints: Vec<String>,
+    /// Archives read beside the main one.
+    pub extra_archives: Vec<crate::profile::ExtraArchive>,
     /// Package selection.
     pub variant: VariantSpec,
     /// Extra packages.
@@ -494,6 +500,13 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
             )));
         }
     }
+    let extra_archives = spec
+        .extra_archives
+        .clone()
+        .unwrap_or_else(|| profile.extra_archives.clone());
+    for a in &extra_archives {
+        a.check().map_err(&invalid)?;
+    }
     let infrastructure = spec.infrastructure.unwrap_or_default();
     let stemcell = spec.stemcell.clone().unwrap_or_default();
     let stemcell_name = stemcell.name.unwrap_or_else(|| {
@@ -543,6 +556,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
             .clone()
             .unwrap_or_else(|| profile.keyring.location.clone()),
         fingerprints,
+        extra_archives,
         variant: spec.variant.clone().unwrap_or_default(),
         packages: spec.packages.clone(),
         infrastructure,

@@ -165,8 +165,15 @@ impl Http {
     }
 }
 
-/// Joins a base URL and a relative path with exactly one slash.
+/// Joins a base URL and a relative path with exactly one slash; a `rel` that is already a
+/// URL (a package of an extra archive) is returned as it is.
 pub fn join(base: &str, rel: &str) -> String {
+    if ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| rel.starts_with(p))
+    {
+        return rel.to_string();
+    }
     format!(
         "{}/{}",
         base.trim_end_matches('/'),

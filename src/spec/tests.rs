@@ -150,6 +150,7 @@ fn fields_table_documents_every_spec_field() {
         mirror: Some("m".into()),
         keyring: Some("k".into()),
         keyring_fingerprints: Some(vec![]),
+        extra_archives: Some(vec![]),
         variant: Some(VariantSpec::Minbase),
         packages: vec!["p".into()],
         infrastructure: Some(Infrastructure::Raw),

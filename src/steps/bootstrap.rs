@@ -118,7 +118,7 @@ pub fn manifest(spec: &Resolved) -> Vec<(String, String)> {
         VariantSpec::Important => "important".to_string(),
         VariantSpec::Packages(p) => format!("packages: {}", p.join(" ")),
     };
-    vec![
+    let mut m: Vec<(String, String)> = vec![
         ("bootstrap-format".into(), FORMAT.into()),
         ("spec.profile".into(), spec.profile.name.clone()),
         ("spec.architecture".into(), spec.arch.debian().into()),
@@ -134,7 +134,26 @@ pub fn manifest(spec: &Resolved) -> Vec<(String, String)> {
             "profile.merged_usr".into(),
             spec.profile.merged_usr.to_string(),
         ),
-    ]
+    ];
+    // Only when there are any: keys of profiles without extra archives stay as they were.
+    if !spec.extra_archives.is_empty() {
+        let text = spec
+            .extra_archives
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {} {}",
+                    a.name,
+                    a.suite,
+                    a.components.join(","),
+                    a.keyring.fingerprints.join(",")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        m.push(("spec.extra_archives".into(), text));
+    }
+    m
 }
 
 /// The `bootstrap` subcommand: builds into a partial tree under the work dir and moves it to
@@ -215,6 +234,7 @@ pub fn build(ctx: &BuildContext, root: &Path) -> Result<Outcome, BootstrapError>
     lap("configure", &mut timings);
 
     finish_rootfs(root, spec, &archive.mirror, &ctx.settings.etc_apt)?;
+    extra_sources(root, &archive.extras)?;
     record_archive(
         root,
         spec,
@@ -372,6 +392,47 @@ pub fn image_mirror(spec: &Resolved, build_mirror: &str, etc_apt: &Path) -> Stri
     }
     crate::mirror::from_host(etc_apt, &spec.profile.distro, &spec.suite)
         .unwrap_or_else(|| build_mirror.to_string())
+}
+
+/// The image's apt sources for the extra archives (`/etc/apt/sources.list.d/NAME.list`),
+/// each signed-by its verified key, copied to `/usr/share/keyrings/pistemcell-NAME.{gpg,asc}`.
+pub fn extra_sources(
+    root: &Path,
+    extras: &[(crate::profile::ExtraArchive, PathBuf)],
+) -> Result<(), BootstrapError> {
+    let io = |path: PathBuf| {
+        move |source| BootstrapError::Io {
+            what: "writing",
+            path: path.clone(),
+            source,
+        }
+    };
+    for (a, key) in extras {
+        let data = std::fs::read(key).map_err(|source| BootstrapError::Io {
+            what: "reading",
+            path: key.clone(),
+            source,
+        })?;
+        let ext = if data.starts_with(b"-----BEGIN") {
+            "asc"
+        } else {
+            "gpg"
+        };
+        let rel = format!("usr/share/keyrings/pistemcell-{}.{ext}", a.name);
+        let dest = root.join(&rel);
+        std::fs::create_dir_all(root.join("usr/share/keyrings")).map_err(io(dest.clone()))?;
+        std::fs::write(&dest, &data).map_err(io(dest.clone()))?;
+        let list = root.join(format!("etc/apt/sources.list.d/{}.list", a.name));
+        std::fs::create_dir_all(root.join("etc/apt/sources.list.d")).map_err(io(list.clone()))?;
+        let line = format!(
+            "deb [signed-by=/{rel}] {} {} {}\n",
+            a.mirror,
+            a.suite,
+            a.components.join(" ")
+        );
+        std::fs::write(&list, line).map_err(io(list.clone()))?;
+    }
+    Ok(())
 }
 
 /// Writes [`ARCHIVE_RECORD`].
