@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod artifacts;
+
 use pistemcell::progress::{Reporter, Verbosity};
 use pistemcell::{audit, context, doctor, pipeline, rootfs, spec, steps, workdir};
 
@@ -346,9 +348,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let t = std::time::Instant::now();
                 let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
                 // SOURCE_DATE_EPOCH, else the date of the archive the rootfs came from.
-                let epoch = pistemcell::pack::tarball::source_date_epoch()
-                    .or_else(|| steps::bootstrap::recorded_epoch(&report.output))
-                    .unwrap_or(0);
+                let epoch = pistemcell::pack::tarball::epoch_for(&report.output);
                 let packed = pistemcell::pack::write::write_stemcell(
                     &ctx.spec,
                     &report.output,
@@ -391,35 +391,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let list = pipeline::stages(&ctx, &source)?;
             let plan = pipeline::runner::plan(&ctx, &list)?;
             print!("{}", pipeline::runner::render_plan(&plan));
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Sbom {
-            path,
-            output,
-            stemcell_name: name,
-            stemcell_version: version,
-        } => {
-            let opened = pistemcell::audit::input::open(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            let name = name.clone().unwrap_or_else(|| {
-                path.file_name()
-                    .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned())
-            });
-            let epoch = pistemcell::pack::tarball::source_date_epoch()
-                .or_else(|| steps::bootstrap::recorded_epoch(&opened.root))
-                .unwrap_or(0);
-            let inv = pistemcell::sbom::inventory(&opened.root, &name, version, epoch)
-                .with_context(|| format!("reading the packages of {}", opened.what))?;
-            std::fs::create_dir_all(output)
-                .with_context(|| format!("creating {}", output.display()))?;
-            let (a, b) = pistemcell::sbom::write_both(&inv, output)?;
-            reporter.step(&format!(
-                "{}: {} packages, {} other components",
-                opened.what,
-                inv.packages.len(),
-                inv.components.len()
-            ));
-            println!("{}\n{}", a.display(), b.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit {
@@ -516,34 +487,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Sbom {
+            path,
+            output,
+            stemcell_name,
+            stemcell_version,
+        } => artifacts::sbom(
+            path,
+            output,
+            stemcell_name.as_deref(),
+            stemcell_version,
+            &reporter,
+        ),
         Cmd::Pack {
             rootfs,
             output,
             mtime,
             threads,
             level,
-        } => {
-            let mtime = mtime
-                .or_else(pistemcell::pack::tarball::source_date_epoch)
-                .or_else(|| steps::bootstrap::recorded_epoch(rootfs))
-                .unwrap_or(0);
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-            let t = std::time::Instant::now();
-            let stats =
-                pistemcell::pack::tarball::write_tgz(rootfs, output, mtime, *level, threads)
-                    .with_context(|| format!("packing {}", rootfs.display()))?;
-            reporter.step(&format!(
-                "{}: {} entries, {:.1} MB of files, {} hard links ({} inode collisions stored as files), {:.1} s",
-                output.display(),
-                stats.entries,
-                stats.bytes as f64 / 1e6,
-                stats.hard_links,
-                stats.false_links,
-                t.elapsed().as_secs_f64()
-            ));
-            Ok(ExitCode::SUCCESS)
-        }
+        } => artifacts::pack(rootfs, output, *mtime, *threads, *level, &reporter),
         Cmd::Image {
             rootfs,
             output,
@@ -552,67 +514,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             root_mib,
             boot_dir,
             rootless,
-        } => {
-            let opts = pistemcell::image::disk::ImageOptions {
+        } => artifacts::image(
+            rootfs,
+            output,
+            &artifacts::ImageArgs {
                 seed: seed.clone(),
-                boot_bytes: boot_mib << 20,
-                root_bytes: root_mib.map(|m| m << 20),
-                epoch: pistemcell::pack::tarball::source_date_epoch()
-                    .or_else(|| steps::bootstrap::recorded_epoch(rootfs))
-                    .unwrap_or(0),
+                boot_mib: *boot_mib,
+                root_mib: *root_mib,
                 boot_dir: boot_dir.clone(),
-                cmdline: None,
-                fstab: None,
-                method: if *rootless {
-                    pistemcell::image::disk::Method::Rootless
-                } else {
-                    pistemcell::image::disk::Method::default_for_host()
-                },
-            };
-            // A tree without boot files still makes an image (for tests, or a root-only
-            // use); the stemcell refuses it.
-            let boot = pistemcell::image::boot::dir_in(rootfs, boot_dir);
-            if let Err(e) = pistemcell::image::boot::check(&boot, boot_dir) {
-                reporter.warn(&format!("this image will not boot on a Pi: {e}"));
-            }
-            let t = std::time::Instant::now();
-            let layout = pistemcell::image::disk::build(rootfs, output, &opts)
-                .with_context(|| format!("making a disk image of {}", rootfs.display()))?;
-            reporter.step(&format!(
-                "{}: {} MiB; p1 FAT32 {} MiB at {} MiB (PARTUUID {}), p2 ext4 {} MiB at {} MiB (PARTUUID {}); {:.1} s",
-                output.display(),
-                layout.total() >> 20,
-                layout.boot.1 >> 20,
-                layout.boot.0 >> 20,
-                layout.partuuid(1),
-                layout.root.1 >> 20,
-                layout.root.0 >> 20,
-                layout.partuuid(2),
-                t.elapsed().as_secs_f64()
-            ));
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Inspect { stemcell, json } => {
-            let i = match pistemcell::pack::inspect::inspect(stemcell) {
-                Ok(i) => i,
-                Err(reason) => bail!("{}: {reason}", stemcell.display()),
-            };
-            if *json {
-                println!("{}", i.to_json());
-            } else {
-                print!(
-                    "{}",
-                    pistemcell::pack::stemcell::manifest_yaml(&i.manifest)?
-                );
-                println!("members:");
-                for (name, size) in &i.members {
-                    println!("  {name} ({size} bytes)");
-                }
-                println!("image: {}", i.image);
-                println!("ok: sha1 matches, every member reads to its end");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+                rootless: *rootless,
+            },
+            &reporter,
+        ),
+        Cmd::Inspect { stemcell, json } => artifacts::inspect(stemcell, *json),
     }
 }
 

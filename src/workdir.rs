@@ -62,30 +62,14 @@ impl WorkDir {
         }
         let mut swept = mounts::sweep(&path)?;
         swept.extend(crate::image::loopdev::sweep(&path));
-        // The stemcell writer's scratch dirs (the default stemcell dir is under the work dir).
-        if let Ok(rd) = std::fs::read_dir(path.join("stemcells")) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
-                    remove_tree(&e.path()).map_err(|source| WorkDirError::Io {
-                        path: e.path(),
-                        source,
-                    })?;
-                    swept.push(e.path());
-                }
-            }
-        }
-        let entries = std::fs::read_dir(&path).map_err(|source| WorkDirError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().ends_with(PARTIAL) {
-                remove_tree(&e.path()).map_err(|source| WorkDirError::Io {
-                    path: e.path(),
-                    source,
-                })?;
-                swept.push(e.path());
-            }
+        // Half-built trees, and the stemcell writer's scratch dirs (the default stemcell dir
+        // is under the work dir).
+        swept.extend(remove_matching(&path, |n| n.ends_with(PARTIAL))?);
+        let stemcells = path.join("stemcells");
+        if stemcells.is_dir() {
+            swept.extend(remove_matching(&stemcells, |n| {
+                n.starts_with(SCRATCH_PREFIX)
+            })?);
         }
         Ok((WorkDir { path, _lock: lock }, swept))
     }
@@ -110,6 +94,28 @@ impl WorkDir {
         })?;
         Ok(PartialTree { path: Some(p) })
     }
+}
+
+/// Removes every entry of `dir` whose name matches; returns what was removed.
+fn remove_matching(
+    dir: &Path,
+    matches: impl Fn(&str) -> bool,
+) -> Result<Vec<PathBuf>, WorkDirError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| WorkDirError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        if matches(&e.file_name().to_string_lossy()) {
+            remove_tree(&e.path()).map_err(|source| WorkDirError::Io {
+                path: e.path(),
+                source,
+            })?;
+            removed.push(e.path());
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes a tree after unmounting anything below it (never descends into a mount).

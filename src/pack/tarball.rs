@@ -137,6 +137,14 @@ pub fn source_date_epoch() -> Option<u64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
 }
 
+/// The time a tree's archives, images and SBOMs carry: `SOURCE_DATE_EPOCH`, else the date of
+/// the archive the tree was bootstrapped from, else 0.
+pub fn epoch_for(root: &Path) -> u64 {
+    source_date_epoch()
+        .or_else(|| crate::steps::bootstrap::recorded_epoch(root))
+        .unwrap_or(0)
+}
+
 /// Packs `root` into `dest` as a deterministic `.tgz` (parallel gzip at `level` on `threads`
 /// workers), written to a temporary file beside it and renamed: nothing half-written survives.
 pub fn write_tgz(

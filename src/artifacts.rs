@@ -1,0 +1,143 @@
+//! The subcommands that make or read one artifact outside a build: `pack` (a rootfs tgz),
+//! `image` (a disk image), `sbom` (the SBOMs of any tree, image or stemcell) and `inspect`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+use pistemcell::pack::tarball::epoch_for;
+use pistemcell::progress::Reporter;
+
+/// `pistemcell pack`.
+pub fn pack(
+    rootfs: &Path,
+    output: &Path,
+    mtime: Option<u64>,
+    threads: Option<usize>,
+    level: u32,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    let mtime = mtime.unwrap_or_else(|| epoch_for(rootfs));
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let t = std::time::Instant::now();
+    let stats = pistemcell::pack::tarball::write_tgz(rootfs, output, mtime, level, threads)
+        .with_context(|| format!("packing {}", rootfs.display()))?;
+    reporter.step(&format!(
+        "{}: {} entries, {:.1} MB of files, {} hard links ({} inode collisions stored as files), {:.1} s",
+        output.display(),
+        stats.entries,
+        stats.bytes as f64 / 1e6,
+        stats.hard_links,
+        stats.false_links,
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The options of `pistemcell image`.
+pub struct ImageArgs {
+    /// Seeds the disk id and UUIDs.
+    pub seed: String,
+    /// Boot partition size.
+    pub boot_mib: u64,
+    /// Root partition size (None: from the tree).
+    pub root_mib: Option<u64>,
+    /// Where the tree keeps the firmware's files.
+    pub boot_dir: String,
+    /// The rootless way even as root.
+    pub rootless: bool,
+}
+
+/// `pistemcell image`.
+pub fn image(rootfs: &Path, output: &Path, a: &ImageArgs, reporter: &Reporter) -> Result<ExitCode> {
+    use pistemcell::image::disk::{build, ImageOptions, Method};
+    let opts = ImageOptions {
+        seed: a.seed.clone(),
+        boot_bytes: a.boot_mib << 20,
+        root_bytes: a.root_mib.map(|m| m << 20),
+        epoch: epoch_for(rootfs),
+        boot_dir: a.boot_dir.clone(),
+        cmdline: None,
+        fstab: None,
+        method: if a.rootless {
+            Method::Rootless
+        } else {
+            Method::default_for_host()
+        },
+    };
+    // A tree without boot files still makes an image (for tests, or a root-only use); the
+    // stemcell refuses it.
+    let boot = pistemcell::image::boot::dir_in(rootfs, &a.boot_dir);
+    if let Err(e) = pistemcell::image::boot::check(&boot, &a.boot_dir) {
+        reporter.warn(&format!("this image will not boot on a Pi: {e}"));
+    }
+    let t = std::time::Instant::now();
+    let layout = build(rootfs, output, &opts)
+        .with_context(|| format!("making a disk image of {}", rootfs.display()))?;
+    reporter.step(&format!(
+        "{}: {} MiB; p1 FAT32 {} MiB at {} MiB (PARTUUID {}), p2 ext4 {} MiB at {} MiB (PARTUUID {}); {:.1} s",
+        output.display(),
+        layout.total() >> 20,
+        layout.boot.1 >> 20,
+        layout.boot.0 >> 20,
+        layout.partuuid(1),
+        layout.root.1 >> 20,
+        layout.root.0 >> 20,
+        layout.partuuid(2),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pistemcell sbom`.
+pub fn sbom(
+    path: &Path,
+    output: &Path,
+    name: Option<&str>,
+    version: &str,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    let opened = pistemcell::audit::input::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let name = name.map(str::to_string).unwrap_or_else(|| {
+        path.file_name()
+            .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let inv = pistemcell::sbom::inventory(&opened.root, &name, version, epoch_for(&opened.root))
+        .with_context(|| format!("reading the packages of {}", opened.what))?;
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let (a, b) = pistemcell::sbom::write_both(&inv, output)?;
+    reporter.step(&format!(
+        "{}: {} packages, {} other components",
+        opened.what,
+        inv.packages.len(),
+        inv.components.len()
+    ));
+    println!("{}\n{}", a.display(), b.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pistemcell inspect`.
+pub fn inspect(stemcell: &Path, json: bool) -> Result<ExitCode> {
+    let i = match pistemcell::pack::inspect::inspect(stemcell) {
+        Ok(i) => i,
+        Err(reason) => bail!("{}: {reason}", stemcell.display()),
+    };
+    if json {
+        println!("{}", i.to_json());
+    } else {
+        print!(
+            "{}",
+            pistemcell::pack::stemcell::manifest_yaml(&i.manifest)?
+        );
+        println!("members:");
+        for (name, size) in &i.members {
+            println!("  {name} ({size} bytes)");
+        }
+        println!("image: {}", i.image);
+        println!("ok: sha1 matches, every member reads to its end");
+    }
+    Ok(ExitCode::SUCCESS)
+}
