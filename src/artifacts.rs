@@ -1,5 +1,6 @@
 //! The subcommands that make or read one artifact outside a build: `pack` (a rootfs tgz),
-//! `image` (a disk image), `sbom` (the SBOMs of any tree, image or stemcell) and `inspect`.
+//! `image` (a disk image), `sbom` (the SBOMs of any tree, image or stemcell), `inspect` and
+//! `diff`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -138,6 +139,32 @@ pub fn inspect(stemcell: &Path, json: bool) -> Result<ExitCode> {
         }
         println!("image: {}", i.image);
         println!("ok: sha1 matches, every member reads to its end");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pistemcell diff`: both sides are read at once, each on its own thread.
+pub fn diff(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
+    let (sa, sb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| pistemcell::diff::read::snapshot(a));
+        let tb = s.spawn(|| pistemcell::diff::read::snapshot(b));
+        (ta.join(), tb.join())
+    });
+    let read =
+        |r: std::thread::Result<Result<pistemcell::diff::Snapshot, String>>, p: &Path| match r {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(anyhow::anyhow!("reading {}: {e}", p.display())),
+            Err(_) => Err(anyhow::anyhow!(
+                "reading {}: the reader panicked",
+                p.display()
+            )),
+        };
+    let (sa, sb) = (read(sa, a)?, read(sb, b)?);
+    let d = pistemcell::diff::compare(&sa, &sb);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d.json())?);
+    } else {
+        print!("{}", d.text());
     }
     Ok(ExitCode::SUCCESS)
 }

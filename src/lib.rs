@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cmd;
 pub mod context;
 pub mod deb;
+pub mod diff;
 pub mod doctor;
 pub mod image;
 pub mod interrupt;

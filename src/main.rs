@@ -168,6 +168,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// What changed between two stemcells (or two rootfs directories): packages, files,
+    /// manifest, monit and the agent, audit findings.
+    Diff {
+        /// The older stemcell .tgz or rootfs directory.
+        a: PathBuf,
+        /// The newer one.
+        b: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the SBOMs (sbom.spdx.json, sbom.cdx.json) of a rootfs, image or stemcell.
     Sbom {
         /// A rootfs directory, disk image, ext4 image, rootfs tarball or stemcell tgz.
@@ -527,6 +538,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &reporter,
         ),
         Cmd::Inspect { stemcell, json } => artifacts::inspect(stemcell, *json),
+        Cmd::Diff { a, b, json } => artifacts::diff(a, b, *json),
     }
 }
 

@@ -59,6 +59,33 @@ pub fn write(root: &Path, c: &Component) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// Parses one record's text.
+pub fn parse(text: &str) -> Option<Component> {
+    let f = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+            .map(str::to_string)
+    };
+    Some(Component {
+        name: f("Name")?,
+        version: f("Version").unwrap_or_else(|| "unknown".into()),
+        path: f("Path").unwrap_or_default(),
+        kind: f("Kind").unwrap_or_default(),
+        origin: f("Origin").unwrap_or_default(),
+        input_sha256: f("Input-SHA256").unwrap_or_default(),
+    })
+}
+
+impl Component {
+    /// One line for people: version, how and where from.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ({} {}, input sha256 {})",
+            self.version, self.kind, self.origin, self.input_sha256
+        )
+    }
+}
+
 /// Reads every component record of the rootfs at `root`, sorted by name.
 pub fn read_all(root: &Path) -> Vec<Component> {
     let Ok(rd) = std::fs::read_dir(root.join(DIR)) else {
@@ -67,21 +94,7 @@ pub fn read_all(root: &Path) -> Vec<Component> {
     let mut out: Vec<Component> = rd
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|text| {
-            let f = |k: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-                    .map(str::to_string)
-            };
-            Some(Component {
-                name: f("Name")?,
-                version: f("Version").unwrap_or_else(|| "unknown".into()),
-                path: f("Path").unwrap_or_default(),
-                kind: f("Kind").unwrap_or_default(),
-                origin: f("Origin").unwrap_or_default(),
-                input_sha256: f("Input-SHA256").unwrap_or_default(),
-            })
-        })
+        .filter_map(|text| parse(&text))
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
