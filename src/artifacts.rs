@@ -138,6 +138,9 @@ pub fn inspect(stemcell: &Path, json: bool) -> Result<ExitCode> {
             println!("  {name} ({size} bytes)");
         }
         println!("image: {}", i.image);
+        if let Some(p) = &i.provenance {
+            println!("provenance: {p}");
+        }
         println!("ok: sha1 matches, every member reads to its end");
     }
     Ok(ExitCode::SUCCESS)

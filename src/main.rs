@@ -367,6 +367,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     &dir,
                     epoch,
                     threads,
+                    &report
+                        .stages
+                        .iter()
+                        .map(|s| (s.name.clone(), s.key.clone()))
+                        .collect::<Vec<_>>(),
                 )
                 .with_context(|| format!("packing the stemcell of {name}"))?;
                 reporter.step(&format!(

@@ -105,8 +105,8 @@ fn two_rootfs_stemcells_and_two_directories_differ_in_exactly_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pair(dir.path());
     assert_exactly_the_three_changes(&diff(&a, &b));
-    let sa = write_stemcell(&spec("warden"), &a, None, &dir.path().join("sa"), 0, 2).unwrap();
-    let sb = write_stemcell(&spec("warden"), &b, None, &dir.path().join("sb"), 0, 2).unwrap();
+    let sa = write_stemcell(&spec("warden"), &a, None, &dir.path().join("sa"), 0, 2, &[]).unwrap();
+    let sb = write_stemcell(&spec("warden"), &b, None, &dir.path().join("sb"), 0, 2, &[]).unwrap();
     assert_exactly_the_three_changes(&diff(&sa.path, &sb.path));
     // The same stemcell twice: nothing.
     let same = diff(&sa.path, &sa.path);
@@ -146,8 +146,8 @@ fn two_disk_image_stemcells_differ_in_exactly_what_changed() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = pair(dir.path());
-    let sa = write_stemcell(&spec("bakery"), &a, None, &dir.path().join("sa"), 0, 2).unwrap();
-    let sb = write_stemcell(&spec("bakery"), &b, None, &dir.path().join("sb"), 0, 2).unwrap();
+    let sa = write_stemcell(&spec("bakery"), &a, None, &dir.path().join("sa"), 0, 2, &[]).unwrap();
+    let sb = write_stemcell(&spec("bakery"), &b, None, &dir.path().join("sb"), 0, 2, &[]).unwrap();
     let d = diff(&sa.path, &sb.path);
     // The image step writes fstab into both trees alike: no change there.
     assert_exactly_the_three_changes(&d);

@@ -507,6 +507,7 @@ fn default_spec_rootfs_has_the_bosh_os() {
         assert_bosh_os(&root.path, "bakery");
     }
     stemcell_image::check_sboms(stemcell, &rootfs, tmp.path());
+    stemcell_image::check_provenance(stemcell, &rootfs, tmp.path());
     stemcell_image::rebuild_is_identical(
         |args| builtins::pistemcell(&work, &cache, &mirror, &sets, args),
         stemcell,

@@ -61,7 +61,7 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
     let root = rootfs(dir.path());
     let spec = spec("infrastructure: warden\nstemcell: {version: \"1.10\"}\n");
     let out = dir.path().join("out");
-    let packed = write_stemcell(&spec, &root, None, &out, 1_700_000_000, 2).unwrap();
+    let packed = write_stemcell(&spec, &root, None, &out, 1_700_000_000, 2, &[]).unwrap();
     let name = packed
         .path
         .file_name()
@@ -93,6 +93,7 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
             "dev_tools_file_list",
             "image",
             "packages.txt",
+            "provenance.json",
             "sbom.cdx.json",
             "sbom.spdx.json",
             "stemcell.MF"
@@ -124,6 +125,7 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
         &dir.path().join("again"),
         1_700_000_000,
         1,
+        &[],
     )
     .unwrap();
     assert_eq!(packed.sha256, again.sha256);
@@ -172,7 +174,7 @@ fn a_bakery_stemcell_holds_the_raw_disk_image_with_the_netboot_cmdline() {
     let dir = tempfile::tempdir().unwrap();
     let root = rootfs(dir.path());
     let out = dir.path().join("out");
-    let packed = write_stemcell(&spec("{}"), &root, None, &out, 0, 2).unwrap();
+    let packed = write_stemcell(&spec("{}"), &root, None, &out, 0, 2, &[]).unwrap();
     let i = inspect(&packed.path).unwrap();
     assert_eq!(i.manifest.stemcell_formats, ["piimg"]);
     assert_eq!(i.manifest.cloud_properties["hypervisor"], "pi");
@@ -206,6 +208,7 @@ fn a_tree_without_boot_files_makes_no_disk_stemcell_and_says_what_is_missing() {
             &out,
             0,
             2,
+            &[],
         )
         .unwrap_err()
         .to_string();
@@ -221,7 +224,16 @@ fn a_tree_without_boot_files_makes_no_disk_stemcell_and_says_what_is_missing() {
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{infra}");
     }
     // Warden ships the rootfs: no boot files needed.
-    write_stemcell(&spec("infrastructure: warden\n"), &root, None, &out, 0, 2).unwrap();
+    write_stemcell(
+        &spec("infrastructure: warden\n"),
+        &root,
+        None,
+        &out,
+        0,
+        2,
+        &[],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -234,7 +246,7 @@ fn a_raw_stemcell_is_a_gzip_of_a_disk_that_boots_its_own_root() {
     let root = rootfs(dir.path());
     let out = dir.path().join("out");
     let spec = spec("infrastructure: raw\nimage: {method: rootless}\n");
-    let packed = write_stemcell(&spec, &root, None, &out, 0, 2).unwrap();
+    let packed = write_stemcell(&spec, &root, None, &out, 0, 2, &[]).unwrap();
     assert!(packed
         .path
         .to_string_lossy()
@@ -283,5 +295,57 @@ fn a_raw_stemcell_is_a_gzip_of_a_disk_that_boots_its_own_root() {
         fstab.contains(&format!("PARTUUID={id:08x}-02 / ext4"))
             && fstab.contains(&format!("PARTUUID={id:08x}-01 /boot/firmware vfat")),
         "{fstab}"
+    );
+}
+
+#[test]
+fn provenance_records_the_archive_the_debs_the_components_and_the_stage_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    std::fs::create_dir_all(root.join("var/lib/pistemcell")).unwrap();
+    std::fs::write(
+        root.join(pistemcell::steps::bootstrap::ARCHIVE_RECORD),
+        "Profile: debian-bookworm\nSuite: bookworm\nComponents: main non-free-firmware\nArchitecture: armhf\nRelease-SHA256: abc123\nDate: Sat, 01 Nov 2025 00:00:00 UTC\n",
+    )
+    .unwrap();
+    pistemcell::steps::record::add_debs(
+        &root,
+        &[(
+            "libc6".into(),
+            "2.36".into(),
+            "armhf".into(),
+            "AA".repeat(32),
+        )],
+    )
+    .unwrap();
+    let stages = [
+        ("00-bootstrap".to_string(), "k0".to_string()),
+        ("10-x".into(), "k1".into()),
+    ];
+    let out = dir.path().join("out");
+    let spec = spec("infrastructure: warden\n");
+    let packed = write_stemcell(&spec, &root, None, &out, 1_761_955_200, 2, &stages).unwrap();
+    let x = dir.path().join("x");
+    members(&packed.path, &x);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(x.join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(v["archive"]["recorded"]["release_sha256"], "abc123");
+    assert_eq!(
+        v["archive"]["recorded"]["date"],
+        "Sat, 01 Nov 2025 00:00:00 UTC"
+    );
+    assert_eq!(v["debs"][0]["sha256"], "aa".repeat(32));
+    assert_eq!(
+        v["stages"][1],
+        serde_json::json!({"name": "10-x", "key": "k1"})
+    );
+    assert_eq!(v["source_date_epoch"], 1_761_955_200u64);
+    assert_eq!(v["resolved"]["infrastructure"], "warden");
+    assert!(v["archive"]["signing_keys"].as_array().unwrap().len() >= 2);
+    let i = inspect(&packed.path).unwrap();
+    let summary = i.provenance.unwrap();
+    assert!(
+        summary.contains("debian-bookworm bookworm dated Sat, 01 Nov 2025 00:00:00 UTC (Release sha256 abc123); 1 .debs, 0 components, 2 stages"),
+        "{summary}"
     );
 }

@@ -20,6 +20,8 @@ pub struct Inspection {
     pub members: Vec<(String, u64)>,
     /// What the image is, as checked.
     pub image: String,
+    /// A summary of `provenance.json`, when the stemcell has one.
+    pub provenance: Option<String>,
 }
 
 impl Inspection {
@@ -39,7 +41,7 @@ impl Inspection {
             .collect();
         let formats: Vec<String> = m.stemcell_formats.iter().map(|f| esc(f)).collect();
         format!(
-            "{{\"manifest\": {{\"name\": {}, \"version\": {}, \"bosh_protocol\": {}, \"api_version\": {}, \"sha1\": {}, \"operating_system\": {}, \"stemcell_formats\": [{}], \"cloud_properties\": {{{}}}}}, \"members\": [{}], \"image\": {}, \"ok\": true}}",
+            "{{\"manifest\": {{\"name\": {}, \"version\": {}, \"bosh_protocol\": {}, \"api_version\": {}, \"sha1\": {}, \"operating_system\": {}, \"stemcell_formats\": [{}], \"cloud_properties\": {{{}}}}}, \"members\": [{}], \"image\": {}, \"provenance\": {}, \"ok\": true}}",
             esc(&m.name),
             esc(&m.version),
             m.bosh_protocol,
@@ -49,7 +51,8 @@ impl Inspection {
             formats.join(", "),
             cp.join(", "),
             members.join(", "),
-            esc(&self.image)
+            esc(&self.image),
+            self.provenance.as_deref().map_or("null".to_string(), esc)
         )
     }
 }
@@ -234,6 +237,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
     let mut manifest: Option<Manifest> = None;
     let mut members = Vec::new();
     let mut image: Option<(Kind, String, String)> = None;
+    let mut provenance = None;
     let entries = archive
         .entries()
         .map_err(|e| format!("not a gzip tar: {e}"))?;
@@ -259,6 +263,15 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
                 let (kind, verdict) = check_image(&mut entry, &mut sha)?;
                 let hex: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
                 image = Some((kind, verdict, hex));
+            }
+            super::provenance::NAME => {
+                let mut text = String::new();
+                entry
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("member {name}: {e}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+                provenance = Some(super::provenance::summary(&v));
             }
             _ => {
                 io::copy(&mut entry, &mut io::sink()).map_err(|e| format!("member {name}: {e}"))?;
@@ -288,6 +301,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
         manifest,
         members,
         image: verdict,
+        provenance,
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod deflate;
 pub mod inspect;
 pub mod pgzip;
+pub mod provenance;
 pub mod stemcell;
 pub mod tarball;
 pub mod write;

@@ -62,6 +62,7 @@ pub fn write_stemcell(
     out_dir: &Path,
     epoch: u64,
     threads: usize,
+    stages: &[(String, String)],
 ) -> Result<Packed, StemcellError> {
     std::fs::create_dir_all(out_dir).map_err(io("creating", out_dir))?;
     let scratch = tempfile::Builder::new()
@@ -138,6 +139,10 @@ pub fn write_stemcell(
     let inv = crate::sbom::inventory(rootfs, &spec.stemcell_name, &spec.stemcell_version, epoch)
         .map_err(|e| StemcellError::Sbom(e.to_string()))?;
     crate::sbom::write_both(&inv, &members).map_err(|e| StemcellError::Sbom(e.to_string()))?;
+    let record = super::provenance::document(spec, rootfs, stages, epoch);
+    let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
+    text.push('\n');
+    write(super::provenance::NAME, text.as_bytes())?;
     if let Some(a) = audit_json {
         let data = std::fs::read(a).map_err(io("reading", a))?;
         write("audit.json", &data)?;

@@ -95,6 +95,8 @@ pub struct StageRun {
     pub seconds: f64,
     /// Wall time of saving its snapshot, in seconds.
     pub snapshot_seconds: f64,
+    /// Its cache key (empty for a skipped stage).
+    pub key: String,
 }
 
 /// What a run did.
@@ -314,6 +316,7 @@ fn run_once(
             outcome,
             seconds,
             snapshot_seconds,
+            key: p.key().map(str::to_string).unwrap_or_default(),
         };
         let pos = active.iter().position(|&a| a == i);
         let (Some(pos), Some(manifest)) = (pos, p.manifest.as_ref()) else {

@@ -94,7 +94,7 @@ pub struct Outcome {
 }
 
 /// Version of the bootstrap's behaviour; bump it when the same inputs give another rootfs.
-pub const FORMAT: &str = "2";
+pub const FORMAT: &str = "3";
 
 /// Where the rootfs records the archive state it was bootstrapped from (deb822 fields:
 /// `Suite`, `Components`, `Release-SHA256`, `Date`), so that a cached build, which never
@@ -433,6 +433,25 @@ pub fn extra_sources(
         std::fs::write(&list, line).map_err(io(list.clone()))?;
     }
     Ok(())
+}
+
+/// Adds `packages` to the rootfs's record of installed .debs (`steps::record::DEBS`).
+pub fn record_debs(
+    root: &Path,
+    packages: &[crate::archive::packages::Package],
+) -> Result<(), BootstrapError> {
+    let list: Vec<_> = packages
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.version.clone(),
+                p.architecture.clone(),
+                p.sha256.clone(),
+            )
+        })
+        .collect();
+    crate::steps::record::add_debs(root, &list).map_err(BootstrapError::Check)
 }
 
 /// Writes [`ARCHIVE_RECORD`].

@@ -69,5 +69,6 @@ pub fn install(
     let mut expected: BTreeSet<String> = installed.keys().cloned().collect();
     expected.extend(new.iter().map(|p| p.name.clone()));
     dpkg::verify_installed(root, &expected)?;
+    bootstrap::record_debs(root, &new)?;
     Ok(new.into_iter().map(|p| p.name).collect())
 }

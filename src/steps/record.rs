@@ -6,6 +6,28 @@ use std::path::{Path, PathBuf};
 
 use crate::spec::inputs::Artifact;
 
+/// The record of every .deb installed (`NAME VERSION ARCH SHA256` lines, sorted), relative to
+/// the rootfs: what `provenance.json` lists.
+pub const DEBS: &str = "var/lib/pistemcell/debs";
+
+/// Adds `debs` (name, version, arch, sha256) to the rootfs's [`DEBS`] record.
+pub fn add_debs(root: &Path, debs: &[(String, String, String, String)]) -> Result<(), String> {
+    let path = root.join(DEBS);
+    let mut lines: std::collections::BTreeSet<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for (n, v, a, sha) in debs {
+        lines.insert(format!("{n} {v} {a} {}", sha.to_ascii_lowercase()));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let text: String = lines.into_iter().map(|l| l + "\n").collect();
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The directory of component records, relative to the rootfs.
 pub const DIR: &str = "var/lib/pistemcell/components";
 

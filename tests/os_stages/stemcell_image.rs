@@ -218,3 +218,55 @@ pub fn check_sboms(stemcell: &Path, rootfs: &Path, dir: &Path) {
     }
     crate::support::validate_sboms(&x.join("sbom.spdx.json"), &x.join("sbom.cdx.json"));
 }
+
+/// The stemcell's provenance.json: every installed package's .deb with its sha256, the
+/// archive's signed Release digest and date, monit and the agent, every stage's key.
+pub fn check_provenance(stemcell: &Path, rootfs: &Path, dir: &Path) {
+    let x = dir.join("provenance");
+    std::fs::create_dir_all(&x).unwrap();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(stemcell)
+        .arg("-C")
+        .arg(&x)
+        .arg("provenance.json")
+        .status()
+        .unwrap();
+    assert!(st.success(), "the stemcell carries provenance.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(x.join("provenance.json")).unwrap()).unwrap();
+    let installed = pistemcell::rootfs::dpkg::read_status(rootfs).unwrap();
+    let debs = v["debs"].as_array().unwrap();
+    let names: std::collections::BTreeSet<&str> =
+        debs.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    for name in installed.keys() {
+        assert!(
+            names.contains(name.as_str()),
+            "{name} has no .deb in provenance.json"
+        );
+    }
+    assert!(debs
+        .iter()
+        .all(|d| d["sha256"].as_str().is_some_and(|s| s.len() == 64)));
+    let rec = &v["archive"]["recorded"];
+    assert_eq!(
+        rec["release_sha256"].as_str().map(str::len),
+        Some(64),
+        "{rec}"
+    );
+    assert!(rec["date"].as_str().is_some_and(|d| !d.is_empty()), "{rec}");
+    let comps: Vec<&str> = v["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(comps, ["bosh-agent", "monit"]);
+    let stages = v["stages"].as_array().unwrap();
+    assert!(
+        stages.iter().any(
+            |s| s["name"] == "00-bootstrap" && s["key"].as_str().is_some_and(|k| k.len() == 64)
+        ),
+        "{stages:?}"
+    );
+}
