@@ -29,6 +29,8 @@ pub struct Settings {
     pub dpkg_mode: Option<dpkg::Mode>,
     /// The host's apt configuration directory (for the Debian mirror).
     pub etc_apt: PathBuf,
+    /// Build even when the archive is not the pinned state (`--allow-archive-change`).
+    pub allow_archive_change: bool,
 }
 
 impl Settings {
@@ -39,6 +41,7 @@ impl Settings {
             cache_dir: cache_dir.to_path_buf(),
             mirror: None,
             jobs: 8,
+            allow_archive_change: false,
             dpkg_mode: None,
             etc_apt: PathBuf::from("/etc/apt"),
         }
@@ -143,6 +146,27 @@ impl BuildContext {
             keyring,
         };
         let index = client::load_index(&http, &cache, &source, &self.reporter)?;
+        if let Some(pin) = &spec.archive_pin {
+            if !pin
+                .release_sha256
+                .eq_ignore_ascii_case(&index.release_sha256)
+            {
+                let msg = format!(
+                    "the archive is not the pinned state: `archive_pin` names the Release with sha256 {} (dated {}), {mirror} serves {} (dated {})",
+                    pin.release_sha256.to_ascii_lowercase(),
+                    pin.date.as_deref().unwrap_or("unknown"),
+                    index.release_sha256,
+                    index.release.date.as_deref().unwrap_or("unknown")
+                );
+                if !self.settings.allow_archive_change {
+                    return Err(BootstrapError::Check(format!(
+                        "{msg}; build with --allow-archive-change to take the new state, or point `mirror:` at a snapshot of the pinned one"
+                    )));
+                }
+                self.reporter
+                    .warn(&format!("{msg} (--allow-archive-change: building anyway)"));
+            }
+        }
         let mut packages = index.packages;
         let mut extras = Vec::new();
         for extra in &spec.extra_archives {

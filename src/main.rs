@@ -229,6 +229,9 @@ struct RunArgs {
     /// Which dpkg configures the packages (default: the host's when usable).
     #[arg(long, value_enum)]
     dpkg: Option<DpkgChoice>,
+    /// Build even when the archive no longer serves the spec's `archive_pin`.
+    #[arg(long)]
+    allow_archive_change: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -564,6 +567,7 @@ fn open_build(
     let mut settings = context::Settings::new(work.path(), &g.cache_dir);
     settings.mirror = g.mirror.clone();
     settings.jobs = run.jobs;
+    settings.allow_archive_change = run.allow_archive_change;
     settings.dpkg_mode = run.dpkg.map(|d| match d {
         DpkgChoice::Host => rootfs::dpkg::Mode::Host,
         DpkgChoice::Chroot => rootfs::dpkg::Mode::Chroot,

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::profile::{self, Profile, ProfileError};
 
+mod fields;
 pub mod inputs;
+
+pub use fields::FIELDS;
 
 pub use inputs::{
     Agent, AgentSpec, AllowEntry, Artifact, AuditSpec, ImageSpec, Monit, MonitFrom, MonitSpec,
@@ -228,6 +231,9 @@ pub struct Spec {
     /// Fingerprints allowed to sign the archive, replacing the profile's (needed with a private archive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyring_fingerprints: Option<Vec<String>>,
+    /// The archive state the build must find (a changed archive stops it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_pin: Option<inputs::ArchivePin>,
     /// Archives read beside the main one, replacing the profile's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_archives: Option<Vec<crate::profile::ExtraArchive>>,
@@ -260,28 +266,6 @@ pub struct Spec {
     pub image: Option<ImageSpec>,
 }
 
-/// Documentation of every spec field: (name, YAML type, default, description).
-pub const FIELDS: &[(&str, &str, &str, &str)] = &[
-    ("profile", "string", "debian-bookworm", "OS profile: debian-bookworm, raspbian-bookworm, raspbian-buster, ubuntu-trusty, ubuntu-jammy"),
-    ("architecture", "armhf | arm64", "armhf", "target architecture"),
-    ("cpu", "armv6 | armv7 | armv8", "armv6 on raspbian, armv7 on armhf, armv8 on arm64", "the oldest CPU the image must run on"),
-    ("suite", "string", "the profile's suite", "archive suite"),
-    ("components", "list of strings", "the profile's components", "archive components to read"),
-    ("mirror", "URL", "the profile's mirror; Debian: the host's apt sources", "where packages come from (http, https or file://); --mirror overrides"),
-    ("keyring", "path or URL", "the profile's key", "archive key file (binary or armored); its fingerprint must be pinned"),
-    ("keyring_fingerprints", "list of strings", "the profile's fingerprints", "full fingerprints of the keys allowed to sign the archive"),
-    ("extra_archives", "list of {name, mirror, suite, components, keyring: {location, fingerprints, allow_sha1}}", "the profile's (raspbian: Raspberry Pi's archive)", "archives read beside the main one, each verified by its own key; the highest version of a package wins"),
-    ("variant", "required | minbase | important | {packages: [..]}", "minbase", "which packages the bootstrap installs (minbase = debootstrap --variant=minbase)"),
-    ("packages", "list of strings", "[]", "extra packages installed on top of the variant"),
-    ("infrastructure", "bakery | raw | warden", "bakery", "where the stemcell runs: agent settings and infrastructure stages"),
-    ("stemcell", "{name, version}", "name bosh-pi-INFRA-PROFILE-ARCH, version \"0.0.1\"", "the stemcell's identity (version is a string)"),
-    ("monit", "{version, source | deb | binary: {url | path, sha256}, skip_proof}", "version 5.2.5 from its upstream source tarball", "the pinned monit: cross-compiled from source, taken from a .deb, or a binary; proven to answer the agent's requests"),
-    ("agent", "{binary: {url | path, sha256}} or {source: {path, go, version}}", "none: must be given", "the BOSH agent: an ARM binary, or a bosh-agent source tree cross-compiled with the host's Go"),
-    ("replacements", "map of rootfs path to {url | path, sha256}", "{}", "files swapped in before the audit (an ARM build of a known offender)"),
-    ("audit", "{allow: [{path, checks, reason}]}", "the profile's exceptions", "audit exceptions: path (`*` wildcards), optional check names, and the reason it may stay"),
-    ("image", "{boot_size_mib, root_size_mib, method: loop | rootless}", "256; the tree's size + 25% + 128 MiB; loop as root", "the disk image's partitions (bakery and raw), and how the root is filled"),
-];
-
 /// A spec with the profile's defaults applied and checked.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -303,6 +287,8 @@ pub struct Resolved {
     pub keyring: String,
     /// Pinned fingerprints.
     pub fingerprints: Vec<String>,
+    /// The pinned archive state.
+    pub archive_pin: Option<inputs::ArchivePin>,
     /// Archives read beside the main one.
     pub extra_archives: Vec<crate::profile::ExtraArchive>,
     /// Package selection.
@@ -507,6 +493,9 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
     for a in &extra_archives {
         a.check().map_err(&invalid)?;
     }
+    if let Some(p) = &spec.archive_pin {
+        p.check().map_err(&invalid)?;
+    }
     let infrastructure = spec.infrastructure.unwrap_or_default();
     let stemcell = spec.stemcell.clone().unwrap_or_default();
     let stemcell_name = stemcell.name.unwrap_or_else(|| {
@@ -557,6 +546,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
             .unwrap_or_else(|| profile.keyring.location.clone()),
         fingerprints,
         extra_archives,
+        archive_pin: spec.archive_pin.clone(),
         variant: spec.variant.clone().unwrap_or_default(),
         packages: spec.packages.clone(),
         infrastructure,

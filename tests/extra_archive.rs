@@ -3,7 +3,8 @@
 //! throwaway key. The index holds both archives' packages (the higher version of a name wins),
 //! each package downloads from its own archive and is checked against its sha256, the image
 //! gets a sources entry signed-by the verified key, and a key that does not match the pinned
-//! fingerprint stops the build naming the archive.
+//! fingerprint stops the build naming the archive. A spec pinned to an archive state that the
+//! mirror no longer serves is refused with both dates, unless the change is allowed.
 
 mod support;
 
@@ -125,4 +126,64 @@ fn packages_of_an_extra_archive_come_from_it_verified_by_its_own_key() {
     let c = ctx(dir.path(), &s1, &k1, extra(&s2.url, &k1, &k1.fingerprint));
     let e = c.archive().unwrap_err().to_string();
     assert!(e.contains(&s2.url), "{e}");
+}
+
+#[test]
+fn a_pinned_archive_that_changed_is_refused_with_both_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::generate("main");
+    let main = Archive::publish(&[Pkg::new("base", "1.0", &[])], "bookworm", &key);
+    let server = Server::start(main.root.path());
+    let pinned = pistemcell::spec::inputs::ArchivePin {
+        release_sha256: "0".repeat(64),
+        date: Some("Fri, 01 Aug 2025 00:00:00 UTC".into()),
+    };
+    let make = |allow: bool| {
+        let spec = spec::resolve(
+            "test".into(),
+            Spec {
+                mirror: Some(server.url.clone()),
+                keyring: Some(key.public.display().to_string()),
+                keyring_fingerprints: Some(vec![key.fingerprint.clone()]),
+                archive_pin: Some(pinned.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut settings = Settings::new(&dir.path().join("work"), &dir.path().join("cache"));
+        settings.allow_archive_change = allow;
+        BuildContext::new(spec, settings, Reporter::new(Verbosity::Quiet))
+    };
+    let e = make(false).archive().unwrap_err().to_string();
+    for want in [
+        "Fri, 01 Aug 2025 00:00:00 UTC",
+        "Sat, 01 Nov 2025 00:00:00 UTC",
+        "--allow-archive-change",
+        &"0".repeat(64),
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    assert!(make(true).archive().is_ok());
+    // The pinned state itself passes.
+    let served = make(true).archive().unwrap().release_sha256.clone();
+    let spec = spec::resolve(
+        "test".into(),
+        Spec {
+            mirror: Some(server.url.clone()),
+            keyring: Some(key.public.display().to_string()),
+            keyring_fingerprints: Some(vec![key.fingerprint.clone()]),
+            archive_pin: Some(pistemcell::spec::inputs::ArchivePin {
+                release_sha256: served,
+                date: None,
+            }),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let c = BuildContext::new(
+        spec,
+        Settings::new(&dir.path().join("work"), &dir.path().join("cache")),
+        Reporter::new(Verbosity::Quiet),
+    );
+    assert!(c.archive().is_ok());
 }

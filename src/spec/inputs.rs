@@ -240,6 +240,31 @@ pub fn resolve_agent(spec: Option<&AgentSpec>) -> Result<Agent, String> {
     }
 }
 
+/// The archive state a spec is pinned to: the signed Release's sha256 (and, for messages,
+/// its `Date`), as `provenance.json` records them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivePin {
+    /// sha256 of the signed Release text (64 hex digits).
+    pub release_sha256: String,
+    /// The Release's `Date`, as it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+impl ArchivePin {
+    /// Checks the digest's form.
+    pub fn check(&self) -> Result<(), String> {
+        let d = &self.release_sha256;
+        if d.len() != 64 || !d.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "`archive_pin.release_sha256: {d}` is not 64 hex digits (take it from a stemcell's provenance.json, archive.recorded.release_sha256)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The disk image's partition sizes.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

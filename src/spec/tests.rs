@@ -151,6 +151,7 @@ fn fields_table_documents_every_spec_field() {
         keyring: Some("k".into()),
         keyring_fingerprints: Some(vec![]),
         extra_archives: Some(vec![]),
+        archive_pin: Some(Default::default()),
         variant: Some(VariantSpec::Minbase),
         packages: vec!["p".into()],
         infrastructure: Some(Infrastructure::Raw),

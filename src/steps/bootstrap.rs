@@ -135,6 +135,13 @@ pub fn manifest(spec: &Resolved) -> Vec<(String, String)> {
             spec.profile.merged_usr.to_string(),
         ),
     ];
+    // A pinned archive state is a different input (a build without a pin keeps its key).
+    if let Some(pin) = &spec.archive_pin {
+        m.push((
+            "spec.archive_pin".into(),
+            pin.release_sha256.to_ascii_lowercase(),
+        ));
+    }
     // Only when there are any: keys of profiles without extra archives stay as they were.
     if !spec.extra_archives.is_empty() {
         let text = spec
