@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod artifacts;
+mod build;
 
 use pistemcell::progress::{Reporter, Verbosity};
 use pistemcell::{audit, context, doctor, pipeline, rootfs, spec, steps, workdir};
@@ -83,6 +84,12 @@ enum Cmd {
         /// Written when the build runs to the end.
         #[arg(long, value_name = "DIR")]
         stemcell_dir: Option<PathBuf>,
+        /// Build twice from scratch (every stage run, in two work dirs under
+        /// WORK_DIR/reproducible, with different umasks and clocks, the same download cache)
+        /// and compare the stemcells byte for byte; on a difference, name the first differing
+        /// files and exit 1.
+        #[arg(long, conflicts_with_all = ["from", "until", "only", "force", "output", "stemcell_dir"])]
+        check_reproducible: bool,
     },
     /// Bootstrap a verified, configured ARM root filesystem from a spec.
     Bootstrap {
@@ -294,7 +301,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Cmd::Bootstrap { spec, output, run } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
-            let (work, ctx) = open_build(g, spec, run, &reporter)?;
+            let (work, ctx) = open_build(g, &g.work_dir, spec, run, &reporter)?;
             let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
             let out = steps::bootstrap::run(&ctx, &work, output.clone())
                 .with_context(|| format!("bootstrap of {name} failed"))?;
@@ -323,77 +330,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             force,
             output,
             stemcell_dir,
+            check_reproducible,
         } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
-            let (work, ctx) = open_build(g, spec, run, &reporter)?;
-            let source = pipeline::StageSource::new(
-                stages.stages_dir.as_deref(),
-                stages.assets_dir.as_deref(),
-            );
-            let list = pipeline::stages(&ctx, &source)?;
-            let opts = pipeline::runner::RunOptions {
+            if *check_reproducible {
+                return build::check_reproducible(g, spec, stages, run, &reporter);
+            }
+            let opts = build::Plan {
                 from: from.clone(),
                 until: until.clone(),
                 only: only.clone(),
                 force: *force,
-                output: output.clone().unwrap_or_else(|| work.path().join("rootfs")),
+                output: output.clone(),
+                stemcell_dir: stemcell_dir.clone(),
             };
-            let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
-            let report = pipeline::runner::run(&ctx, &work, &list, &opts)
-                .with_context(|| format!("build of {name} failed"))?;
-            let ran = report.ran();
-            // The audit's findings travel with the rootfs (packing puts them in the stemcell).
-            if report
-                .stages
-                .iter()
-                .any(|s| s.name == steps::audit::NAME && s.outcome != pipeline::Outcome::Skipped)
-            {
-                let findings = steps::audit::report_for(&ctx.spec, &report.output)?;
-                let path = steps::audit::json_path(&report.output);
-                steps::audit::write_json(&findings, &ctx.spec, &path)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                reporter.detail(&format!("audit findings: {}", path.display()));
+            match build::run_once(g, &g.work_dir, spec, stages, run, &opts, &reporter)? {
+                build::Outcome::Stemcell(path) | build::Outcome::Rootfs(path) => {
+                    println!("{}", path.display())
+                }
             }
-            if until.is_none() && only.is_none() {
-                let dir = stemcell_dir
-                    .clone()
-                    .unwrap_or_else(|| work.path().join("stemcells"));
-                let audit = steps::audit::json_path(&report.output);
-                let t = std::time::Instant::now();
-                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-                // SOURCE_DATE_EPOCH, else the date of the archive the rootfs came from.
-                let epoch = pistemcell::pack::tarball::epoch_for(&report.output);
-                let packed = pistemcell::pack::write::write_stemcell(
-                    &ctx.spec,
-                    &report.output,
-                    audit.is_file().then_some(audit.as_path()),
-                    &dir,
-                    epoch,
-                    threads,
-                    &report
-                        .stages
-                        .iter()
-                        .map(|s| (s.name.clone(), s.key.clone()))
-                        .collect::<Vec<_>>(),
-                )
-                .with_context(|| format!("packing the stemcell of {name}"))?;
-                reporter.step(&format!(
-                    "stemcell: {} (sha1 {}, {:.1} MB, written and read back in {:.1} s)",
-                    packed.path.display(),
-                    packed.sha1,
-                    std::fs::metadata(&packed.path).map_or(0, |m| m.len()) as f64 / 1e6,
-                    t.elapsed().as_secs_f64()
-                ));
-                println!("{}", packed.path.display());
-                return Ok(ExitCode::SUCCESS);
-            }
-            reporter.step(&format!(
-                "rootfs ready: {} ({} stages ran{}); no stemcell for a partial build (--until/--only)",
-                report.output.display(),
-                ran.len(),
-                if ran.is_empty() { String::new() } else { format!(": {}", ran.join(", ")) }
-            ));
-            println!("{}", report.output.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Stages { spec, stages } => {
@@ -553,11 +508,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// Opens (locks, sweeps) the work dir and makes the build context.
 fn open_build(
     g: &Global,
+    work_dir: &std::path::Path,
     spec: spec::Resolved,
     run: &RunArgs,
     reporter: &Reporter,
 ) -> Result<(workdir::WorkDir, context::BuildContext)> {
-    let (work, swept) = workdir::WorkDir::open(&g.work_dir)?;
+    let (work, swept) = workdir::WorkDir::open(work_dir)?;
     for p in swept {
         reporter.step(&format!(
             "removed what an interrupted run left: {}",

@@ -245,6 +245,13 @@ pub fn install(
     cmd.env_clear()
         .envs(script_env())
         .env(super::initramfs::DEFER_ENV.0, super::initramfs::DEFER_ENV.1);
+    // Maintainer scripts that honour it (py_compile, man-db, ...) write reproducible files.
+    match crate::pack::tarball::epoch_for(root) {
+        0 => {}
+        epoch => {
+            cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
+        }
+    }
     let result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
     for p in staged {
         let _ = std::fs::remove_file(p);

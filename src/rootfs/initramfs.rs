@@ -5,7 +5,8 @@
 //! skip the build (and leaves nothing for `update-initramfs -u` to update); after the
 //! packages are configured, [`build_missing`] runs `update-initramfs -c` once per kernel that
 //! has none, which also runs the `post-update.d` hooks (raspi-firmware copies the kernel,
-//! initramfs and device trees to `/boot/firmware` there).
+//! initramfs and device trees to `/boot/firmware` there). It runs with `SOURCE_DATE_EPOCH`
+//! (the build's epoch), so the same inputs give the same initramfs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,14 @@ pub fn build_missing(
             .args(["update-initramfs", "-c", "-k", v])
             .env_clear()
             .envs(script_env());
+        // mkinitramfs makes a reproducible image (fixed times, no gzip name or time, one
+        // compression thread) when SOURCE_DATE_EPOCH is set.
+        match crate::pack::tarball::epoch_for(root) {
+            0 => {}
+            epoch => {
+                cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
+            }
+        }
         let argv = crate::cmd::argv_of(&cmd);
         let out = cmd.output().map_err(|source| DpkgError::Spawn {
             argv: argv.clone(),
