@@ -94,7 +94,7 @@ pub struct Outcome {
 }
 
 /// Version of the bootstrap's behaviour; bump it when the same inputs give another rootfs.
-pub const FORMAT: &str = "3";
+pub const FORMAT: &str = "4";
 
 /// Where the rootfs records the archive state it was bootstrapped from (deb822 fields:
 /// `Suite`, `Components`, `Release-SHA256`, `Date`), so that a cached build, which never
@@ -248,6 +248,7 @@ pub fn build(ctx: &BuildContext, root: &Path) -> Result<Outcome, BootstrapError>
         &archive.release_sha256,
         archive.release_date.as_deref(),
     )?;
+    record_debs(root, &selected)?;
     let status = dpkg::read_status(root)?;
     lap("finish", &mut timings);
     Ok(Outcome {
