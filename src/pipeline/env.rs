@@ -9,6 +9,7 @@
 //! | `PROFILE`, `DISTRO`, `SUITE`, `ARCH`, `INIT` | the OS profile's name, distribution, archive suite, Debian architecture and init system |
 //! | `SPEC_<KEY>` | each spec value listed in `reads:` (`stemcell.version` → `SPEC_STEMCELL_VERSION`) |
 //! | `INFRASTRUCTURE` | the infrastructure, only for stages that list `infrastructure` in `reads:` |
+//! | `SOURCE_DATE_EPOCH` | the build's epoch: the caller's `SOURCE_DATE_EPOCH`, else the date of the archive the rootfs came from |
 //! | `PATH`, `LANG`, `LC_ALL`, `HOME`, `DEBIAN_FRONTEND`, … | fixed, as for maintainer scripts (`rootfs::dpkg::script_env`) |
 //!
 //! Nothing else of the caller's environment reaches the script. The script runs as
@@ -31,8 +32,17 @@ pub const STAGE_ENV: &[(&str, &str)] = &[
     ("INIT", "the profile's init system (`systemd`, `upstart`)"),
     ("SPEC_<KEY>", "each spec value listed in `reads:`, dots as `_`, upper-case (`stemcell.version` → `SPEC_STEMCELL_VERSION`)"),
     ("INFRASTRUCTURE", "the infrastructure (`bakery`, `raw`, `warden`), only for stages that list `infrastructure` in `reads:` (so OS stages are cached once for every infrastructure)"),
+    ("SOURCE_DATE_EPOCH", "the build's epoch: the caller's `SOURCE_DATE_EPOCH`, else the date of the archive the rootfs was bootstrapped from (unset before the bootstrap has recorded it)"),
     ("PATH, LANG, LC_ALL, HOME, DEBIAN_FRONTEND, DEBCONF_NONINTERACTIVE_SEEN, DEBIAN_PRIORITY", "fixed, as for maintainer scripts"),
 ];
+
+/// `SOURCE_DATE_EPOCH` for a script working on the rootfs at `root` (none when unknown).
+pub fn epoch_var(root: &std::path::Path) -> Option<(String, String)> {
+    match crate::pack::tarball::epoch_for(root) {
+        0 => None,
+        e => Some(("SOURCE_DATE_EPOCH".into(), e.to_string())),
+    }
+}
 
 /// The build values every script sees (part of every data stage's cache key).
 pub fn build_values(spec: &Resolved) -> Vec<(&'static str, String)> {

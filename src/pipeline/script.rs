@@ -147,7 +147,7 @@ impl DataStage {
         let (stage_dir, assets) = (scratch.0.join("stage"), scratch.0.join("assets"));
         self.stage_copies(&stage_dir, &assets)?;
         let root = root.canonicalize().map_err(io_err("find", root))?;
-        let vars = env::script_env(
+        let mut vars = env::script_env(
             &ctx.spec,
             &self.name,
             &self.file.reads,
@@ -155,6 +155,7 @@ impl DataStage {
             &stage_dir.to_string_lossy(),
             &assets.to_string_lossy(),
         );
+        vars.extend(env::epoch_var(&root));
         let mut cmd = Command::new("bash");
         cmd.args(["-euo", "pipefail", "apply.sh"])
             .current_dir(&stage_dir)
@@ -191,7 +192,7 @@ impl DataStage {
         let _ = remove_tree(&scratch.0);
         self.stage_copies(&scratch.0.join(&self.name), &scratch.0.join("assets"))?;
         let inside = format!("{CHROOT_STAGE_DIR}/{}", self.name);
-        let vars = env::script_env(
+        let mut vars = env::script_env(
             &ctx.spec,
             &self.name,
             &self.file.reads,
@@ -199,6 +200,7 @@ impl DataStage {
             &inside,
             &format!("{CHROOT_STAGE_DIR}/assets"),
         );
+        vars.extend(env::epoch_var(root));
         let _mounts = mounts::ChrootMounts::setup(root).map_err(|e| fail(e.to_string()))?;
         let _policy = dpkg::PolicyRcD::install(root).map_err(|e| fail(e.to_string()))?;
         let mut cmd = Command::new("chroot");

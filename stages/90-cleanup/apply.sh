@@ -53,3 +53,9 @@ for dir in /tmp /var/tmp /run; do
 done
 chmod 1777 /tmp /var/tmp
 rm -f /root/.bash_history /home/vcap/.bash_history
+
+# fake-hwclock's postinst saved the build machine's clock. A Pi without RTC starts from this
+# time until NTP answers: make it the image's own date (the build's epoch), the same on every build.
+if [ -f /etc/fake-hwclock.data ] && [ -n "${SOURCE_DATE_EPOCH:-}" ]; then
+  date -u -d "@$SOURCE_DATE_EPOCH" '+%Y-%m-%d %H:%M:%S' > /etc/fake-hwclock.data
+fi
