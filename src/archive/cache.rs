@@ -178,9 +178,13 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The sha256 of a file, as lowercase hex.
 pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
+    reader_sha256(&mut std::fs::File::open(path)?)
+}
+
+/// The sha256 of everything `r` yields, as lowercase hex.
+pub fn reader_sha256(r: &mut dyn Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    std::io::copy(&mut f, &mut hasher)?;
+    std::io::copy(r, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
 }
 

@@ -8,8 +8,6 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::{FileInfo, Snapshot};
 
 /// Reads `path`: a rootfs directory or a stemcell tgz.
@@ -298,14 +296,5 @@ fn from_tree(root: &Path, s: &mut Snapshot) -> Result<(), String> {
 }
 
 fn hash(r: &mut impl Read) -> std::io::Result<String> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    crate::archive::cache::reader_sha256(r)
 }
