@@ -171,3 +171,68 @@ pub fn diff(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The options of `pistemcell boot-test`.
+pub struct BootTestArgs {
+    /// The bound on every wait, from power-on.
+    pub timeout: std::time::Duration,
+    /// The VM's memory, MiB.
+    pub memory_mib: u32,
+    /// Print the report as JSON.
+    pub json: bool,
+}
+
+/// `pistemcell boot-test` (and `build --boot-test`): boots the stemcell and prints the report;
+/// exit 1 when a check failed.
+pub fn boot_test(
+    work_dir: &Path,
+    stemcell: &Path,
+    a: &BootTestArgs,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    let (work, swept) = pistemcell::workdir::WorkDir::open(work_dir)?;
+    for p in swept {
+        reporter.step(&format!(
+            "removed what an interrupted run left: {}",
+            p.display()
+        ));
+    }
+    let opts = pistemcell::boottest::Options {
+        stemcell: stemcell.to_path_buf(),
+        scratch_parent: work.path().to_path_buf(),
+        timeout: a.timeout,
+        memory_mib: a.memory_mib,
+        ephemeral_bytes: 4 << 30,
+    };
+    let report = pistemcell::boottest::run(&opts, &|l| reporter.step(&format!("boot-test: {l}")))
+        .with_context(|| format!("boot-test of {}", stemcell.display()))?;
+    if a.json {
+        println!("{}", pistemcell::boottest::report::json(&report));
+    } else {
+        print!("{}", pistemcell::boottest::report::text(&report));
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Parses a duration: `900`, `900s`, `15m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: give seconds (900), or 90s, 15m, 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{s}`: the unit must be s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod boottest;
 pub mod cmd;
 pub mod context;
 pub mod deb;

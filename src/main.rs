@@ -90,6 +90,12 @@ enum Cmd {
         /// files and exit 1.
         #[arg(long, conflicts_with_all = ["from", "until", "only", "force", "output", "stemcell_dir"])]
         check_reproducible: bool,
+        /// Then boot the stemcell under qemu and run the boot test's checks (see `boot-test`);
+        /// exit 1 when one fails.
+        #[arg(long, conflicts_with_all = ["check_reproducible", "until", "only"])]
+        boot_test: bool,
+        #[command(flatten)]
+        boot: BootArgs,
     },
     /// Bootstrap a verified, configured ARM root filesystem from a spec.
     Bootstrap {
@@ -200,6 +206,15 @@ enum Cmd {
         #[arg(long, default_value = "0.0.0")]
         stemcell_version: String,
     },
+    /// Boot a disk stemcell under qemu (software emulation) and check that its kernel mounts the
+    /// root, the agent starts, monit is the pinned version, and a real agent answers ping and
+    /// get_state and formats the ephemeral disk. The stemcell is never modified.
+    BootTest {
+        /// The stemcell .tgz (bakery or raw).
+        stemcell: PathBuf,
+        #[command(flatten)]
+        boot: BootArgs,
+    },
     /// Check this host for everything a build needs.
     Doctor {
         /// The spec file (its profile and architecture are checked).
@@ -214,6 +229,30 @@ enum Cmd {
         #[arg(long, value_name = "N", conflicts_with = "cache")]
         keep: Option<usize>,
     },
+}
+
+/// How the boot test runs.
+#[derive(Debug, Args)]
+struct BootArgs {
+    /// Bound on every wait from power-on (seconds, or 90s, 15m, 1h).
+    #[arg(long, default_value = "15m", value_parser = artifacts::parse_duration)]
+    timeout: std::time::Duration,
+    /// The VM's memory in MiB (a Pi 3 has 1024).
+    #[arg(long, default_value_t = 1024)]
+    memory: u32,
+    /// Print the boot test's report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BootArgs {
+    fn args(&self) -> artifacts::BootTestArgs {
+        artifacts::BootTestArgs {
+            timeout: self.timeout,
+            memory_mib: self.memory,
+            json: self.json,
+        }
+    }
 }
 
 /// Where the data stages and assets come from.
@@ -331,6 +370,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
             stemcell_dir,
             check_reproducible,
+            boot_test,
+            boot,
         } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
             if *check_reproducible {
@@ -345,11 +386,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 stemcell_dir: stemcell_dir.clone(),
             };
             match build::run_once(g, &g.work_dir, spec, stages, run, &opts, &reporter)? {
+                build::Outcome::Stemcell(path) if *boot_test => {
+                    println!("{}", path.display());
+                    artifacts::boot_test(&g.work_dir, &path, &boot.args(), &reporter)
+                }
+                build::Outcome::Rootfs(_) if *boot_test => {
+                    bail!("--boot-test needs a disk stemcell, and this build wrote none (a warden build, or one stopped early)")
+                }
                 build::Outcome::Stemcell(path) | build::Outcome::Rootfs(path) => {
-                    println!("{}", path.display())
+                    println!("{}", path.display());
+                    Ok(ExitCode::SUCCESS)
                 }
             }
-            Ok(ExitCode::SUCCESS)
         }
         Cmd::Stages { spec, stages } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
@@ -502,6 +550,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Cmd::Inspect { stemcell, json } => artifacts::inspect(stemcell, *json),
         Cmd::Diff { a, b, json } => artifacts::diff(a, b, *json),
+        Cmd::BootTest { stemcell, boot } => {
+            artifacts::boot_test(&g.work_dir, stemcell, &boot.args(), &reporter)
+        }
     }
 }
 

@@ -60,11 +60,15 @@ impl WorkDir {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(WorkDirError::Locked { path });
         }
-        let mut swept = mounts::sweep(&path)?;
+        // A killed boot test's VM and export daemon run on: stop them before their mounts go.
+        let mut swept = kill_scratch_processes(&path.join(crate::boottest::SCRATCH_PREFIX));
+        swept.extend(mounts::sweep(&path)?);
         swept.extend(crate::image::loopdev::sweep(&path));
         // Half-built trees, and the stemcell writer's scratch dirs (the default stemcell dir
         // is under the work dir).
-        swept.extend(remove_matching(&path, |n| n.ends_with(PARTIAL))?);
+        swept.extend(remove_matching(&path, |n| {
+            n.ends_with(PARTIAL) || n.starts_with(crate::boottest::SCRATCH_PREFIX)
+        })?);
         let stemcells = path.join("stemcells");
         if stemcells.is_dir() {
             swept.extend(remove_matching(&stemcells, |n| {
@@ -94,6 +98,34 @@ impl WorkDir {
         })?;
         Ok(PartialTree { path: Some(p) })
     }
+}
+
+/// Kills (and reaps, when they are ours) processes whose command line names a path starting
+/// with `prefix`; returns their executables.
+fn kill_scratch_processes(prefix: &Path) -> Vec<PathBuf> {
+    let prefix = prefix.to_string_lossy().into_owned();
+    let mut killed = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if pid != std::process::id() as i32 && String::from_utf8_lossy(&cmdline).contains(&prefix) {
+            // SAFETY: kill with a pid read from /proc; a pid gone since is ESRCH, harmless.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let exe = std::fs::read_link(e.path().join("exe")).unwrap_or_else(|_| e.path());
+            killed.push(exe);
+        }
+    }
+    if !killed.is_empty() {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    killed
 }
 
 /// Removes every entry of `dir` whose name matches; returns what was removed.

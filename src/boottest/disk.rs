@@ -1,0 +1,316 @@
+//! The stemcell's disk, as the boot test needs it: the raw image written once to scratch (the
+//! stemcell itself is only read), its partitions, and the kernel and initramfs its boot
+//! partition's `config.txt` names, read through the FAT filesystem without mounting it.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::BootTestError;
+
+/// The stemcell's image on scratch, with what the manifest says about it.
+pub struct Disk {
+    /// The raw disk image.
+    pub image: PathBuf,
+    /// `cloud_properties.architecture` (`armhf`, `arm64`).
+    pub arch: String,
+    /// `cloud_properties.infrastructure` (`bakery`, `raw`).
+    pub infrastructure: String,
+    /// The stemcell's name and version, for the report.
+    pub name: String,
+    /// The MBR disk identifier (PARTUUIDs are `ID-NN`).
+    pub disk_id: u32,
+    /// Partition 1 (boot, FAT): first byte and length.
+    pub boot: (u64, u64),
+    /// Partition 2 (root, ext4): first byte and length.
+    pub root: (u64, u64),
+}
+
+impl Disk {
+    /// The root partition's PARTUUID.
+    pub fn root_partuuid(&self) -> String {
+        format!("{:08x}-02", self.disk_id)
+    }
+}
+
+fn bad(stemcell: &Path, msg: impl Into<String>) -> BootTestError {
+    BootTestError::Stemcell {
+        path: stemcell.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// Reads `stemcell` (a .tgz): its manifest, and its `image` written raw to `dest`.
+pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
+    let f = File::open(stemcell).map_err(|e| bad(stemcell, e.to_string()))?;
+    let mut outer = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+        f,
+    )));
+    let mut manifest: Option<serde_norway::Value> = None;
+    let mut wrote = false;
+    let entries = outer
+        .entries()
+        .map_err(|e| bad(stemcell, format!("not a gzip tar: {e}")))?;
+    for entry in entries {
+        let mut e = entry.map_err(|e| bad(stemcell, e.to_string()))?;
+        let name =
+            crate::pack::tarball::member_name(&e).map_err(|e| bad(stemcell, e.to_string()))?;
+        match name.as_str() {
+            "stemcell.MF" => {
+                let mut text = String::new();
+                e.read_to_string(&mut text)
+                    .map_err(|e| bad(stemcell, format!("stemcell.MF: {e}")))?;
+                manifest = Some(
+                    serde_norway::from_str(&text)
+                        .map_err(|e| bad(stemcell, format!("stemcell.MF: {e}")))?,
+                );
+            }
+            "image" => {
+                write_raw(&mut e, dest).map_err(|m| bad(stemcell, m))?;
+                wrote = true;
+            }
+            _ => {}
+        }
+        crate::interrupt::check()?;
+    }
+    let m = manifest.ok_or_else(|| bad(stemcell, "no stemcell.MF: not a stemcell"))?;
+    if !wrote {
+        return Err(bad(stemcell, "no `image` member: not a stemcell"));
+    }
+    let cp = |k: &str| m["cloud_properties"][k].as_str().unwrap_or("").to_string();
+    let (arch, infrastructure) = (cp("architecture"), cp("infrastructure"));
+    let name = format!(
+        "{} {}",
+        m["name"].as_str().unwrap_or("?"),
+        m["version"].as_str().unwrap_or("?")
+    );
+    let mut img = File::open(dest).map_err(|e| bad(stemcell, e.to_string()))?;
+    let parts = crate::audit::input::mbr_partitions(&mut img)
+        .map_err(|e| bad(stemcell, e.to_string()))?
+        .ok_or_else(|| bad(stemcell, "its image has no partition table"))?;
+    let mut sector = [0u8; 512];
+    img.seek(SeekFrom::Start(0))
+        .and_then(|_| img.read_exact(&mut sector))
+        .map_err(|e| bad(stemcell, e.to_string()))?;
+    let disk_id = u32::from_le_bytes([sector[440], sector[441], sector[442], sector[443]]);
+    let part = |n: usize| parts.iter().find(|p| p.0 == n).map(|p| (p.2, p.3));
+    let (Some(boot), Some(root)) = (part(1), part(2)) else {
+        return Err(bad(
+            stemcell,
+            "its image lacks partition 1 (boot) or 2 (root); boot-test needs the Pi layout",
+        ));
+    };
+    Ok(Disk {
+        image: dest.to_path_buf(),
+        arch,
+        infrastructure,
+        name,
+        disk_id,
+        boot,
+        root,
+    })
+}
+
+/// Writes the `image` member raw: as is (bakery's `piimg`), or gunzipped (raw's `rawdisk`). A
+/// root filesystem tarball (warden) cannot boot.
+fn write_raw(r: &mut impl Read, dest: &Path) -> Result<(), String> {
+    let mut head = [0u8; 2];
+    r.read_exact(&mut head).map_err(|e| format!("image: {e}"))?;
+    let whole = std::io::Cursor::new(head).chain(r);
+    let mut out = File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let copy = |r: &mut dyn Read, out: &mut File| -> Result<(), String> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            crate::interrupt::check().map_err(|e| e.to_string())?;
+            let n = r.read(&mut buf).map_err(|e| format!("image: {e}"))?;
+            if n == 0 {
+                return Ok(());
+            }
+            // Runs of zeros stay holes: the image is mostly free space.
+            if buf[..n].iter().all(|&b| b == 0) {
+                out.seek(SeekFrom::Current(n as i64))
+                    .map_err(|e| format!("{}: {e}", dest.display()))?;
+            } else {
+                out.write_all(&buf[..n])
+                    .map_err(|e| format!("{}: {e}", dest.display()))?;
+            }
+        }
+    };
+    if head == [0x1f, 0x8b] {
+        let mut gz = flate2::read::MultiGzDecoder::new(whole);
+        let mut block = [0u8; 512];
+        gz.read_exact(&mut block)
+            .map_err(|e| format!("image (gzip): {e}"))?;
+        if &block[257..262] == b"ustar" {
+            return Err("its image is a root filesystem tarball (warden): only disk stemcells (bakery, raw) boot".into());
+        }
+        let mut rest = std::io::Cursor::new(block).chain(gz);
+        copy(&mut rest, &mut out)?;
+    } else {
+        let mut whole = whole;
+        copy(&mut whole, &mut out)?;
+    }
+    let end = out
+        .stream_position()
+        .map_err(|e| format!("{}: {e}", dest.display()))?;
+    out.set_len(end)
+        .map_err(|e| format!("{}: {e}", dest.display()))
+}
+
+/// A window of a file as a seekable stream (fatfs reads the boot partition through it).
+pub struct Window {
+    file: File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Window {
+    /// `len` bytes of `file` from `start`.
+    pub fn new(file: File, start: u64, len: u64) -> Window {
+        Window {
+            file,
+            start,
+            len,
+            pos: 0,
+        }
+    }
+}
+
+impl Read for Window {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.seek(SeekFrom::Start(self.start + self.pos))?;
+        let got = self.file.read(&mut buf[..n])?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl Write for Window {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::Error::other("write past the end of the partition"));
+        }
+        self.file.seek(SeekFrom::Start(self.start + self.pos))?;
+        let put = self.file.write(&buf[..n])?;
+        self.pos += put as u64;
+        Ok(put)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for Window {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let p = match to {
+            SeekFrom::Start(p) => p as i128,
+            SeekFrom::End(d) => self.len as i128 + d as i128,
+            SeekFrom::Current(d) => self.pos as i128 + d as i128,
+        };
+        if p < 0 {
+            return Err(std::io::Error::other("seek before the partition"));
+        }
+        self.pos = p as u64;
+        Ok(self.pos)
+    }
+}
+
+/// The boot files the firmware would load: the kernel and initramfs `config.txt` names.
+pub struct BootFiles {
+    /// The kernel's file name on the boot partition.
+    pub kernel_name: String,
+    /// The initramfs's file name.
+    pub initramfs_name: String,
+}
+
+/// Copies the kernel and initramfs named by the boot partition's `config.txt` to `kernel` and
+/// `initramfs`.
+pub fn boot_files(
+    disk: &Disk,
+    kernel: &Path,
+    initramfs: &Path,
+) -> Result<BootFiles, BootTestError> {
+    let err = |msg: String| BootTestError::BootPartition(msg);
+    let f = File::open(&disk.image).map_err(|e| err(e.to_string()))?;
+    let fs = fatfs::FileSystem::new(
+        Window::new(f, disk.boot.0, disk.boot.1),
+        fatfs::FsOptions::new(),
+    )
+    .map_err(|e| err(format!("partition 1 is not a FAT filesystem: {e}")))?;
+    let root = fs.root_dir();
+    let mut config = String::new();
+    root.open_file("config.txt")
+        .and_then(|mut f| f.read_to_string(&mut config))
+        .map_err(|e| err(format!("config.txt: {e}")))?;
+    let (k, i) = crate::image::boot::config_settings(&config);
+    let (Some(kernel_name), Some(initramfs_name)) = (k, i) else {
+        return Err(err(
+            "config.txt names no `kernel=` and `initramfs`: the boot test boots the kernel and initramfs the firmware would".into(),
+        ));
+    };
+    for (name, to) in [(&kernel_name, kernel), (&initramfs_name, initramfs)] {
+        let mut src = root
+            .open_file(name)
+            .map_err(|e| err(format!("{name} (named by config.txt): {e}")))?;
+        let mut out = File::create(to).map_err(|e| err(format!("{}: {e}", to.display())))?;
+        std::io::copy(&mut src, &mut out).map_err(|e| err(format!("{name}: {e}")))?;
+    }
+    Ok(BootFiles {
+        kernel_name,
+        initramfs_name,
+    })
+}
+
+/// Whether a kernel (by its file name) is one of Debian's generic ARM flavours, which boot on
+/// qemu's `virt` machine; the Raspberry Pi foundation's kernels (`kernel7.img`, …) do not.
+pub fn boots_on_virt(kernel_name: &str) -> bool {
+    [
+        "-armmp",
+        "-armmp-lpae",
+        "-arm64",
+        "-cloud-arm64",
+        "-rt-armmp",
+        "-rt-arm64",
+    ]
+    .iter()
+    .any(|f| kernel_name.starts_with("vmlinuz-") && kernel_name.ends_with(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_kernels_boot_on_virt_and_pi_kernels_do_not() {
+        assert!(boots_on_virt("vmlinuz-6.1.0-50-armmp"));
+        assert!(boots_on_virt("vmlinuz-6.1.0-50-armmp-lpae"));
+        assert!(boots_on_virt("vmlinuz-6.1.0-50-arm64"));
+        assert!(!boots_on_virt("kernel7.img"));
+        assert!(!boots_on_virt("kernel8.img"));
+        assert!(!boots_on_virt("vmlinuz-6.1.0-rpi7-rpi-v8"));
+    }
+
+    #[test]
+    fn a_window_reads_and_seeks_within_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let mut w = Window::new(File::open(&p).unwrap(), 3, 4);
+        let mut s = String::new();
+        w.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "3456");
+        w.seek(SeekFrom::End(-1)).unwrap();
+        s.clear();
+        w.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "6");
+    }
+}

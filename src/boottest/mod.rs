@@ -1,0 +1,376 @@
+//! `pistemcell boot-test`: boots a stemcell's image under qemu (software emulation, the
+//! `virt` machine) and checks, with the time since power-on of each, that the kernel mounts
+//! the root, the service manager starts the agent, monit runs as the pinned version, and,
+//! with a real agent in the image, that it answers `ping` and `get_state` over its HTTPS mbus
+//! and made `/var/vcap/data` on the ephemeral disk. The stemcell is only read: the VM boots a
+//! copy-on-write overlay of its image, and every file the test needs is written there.
+
+pub mod checks;
+pub mod disk;
+pub mod guest;
+pub mod mbus;
+pub mod overlay;
+pub mod report;
+pub mod vm;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use checks::{CheckId, Checks};
+
+/// Errors that stop the boot test before or around the VM (a failed check is a report).
+#[derive(Debug, thiserror::Error)]
+pub enum BootTestError {
+    /// The stemcell cannot be read as a disk stemcell.
+    #[error("stemcell {path}: {msg}")]
+    Stemcell {
+        /// The stemcell.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The boot partition lacks what the test boots.
+    #[error("the image's boot partition: {0}")]
+    BootPartition(String),
+    /// Writing the test's files into the overlay failed.
+    #[error("the boot test's overlay: {0}")]
+    Overlay(String),
+    /// The image is of a kind the test cannot boot.
+    #[error("boot-test cannot boot this image: {0}")]
+    Unsupported(String),
+    /// The VM could not be started.
+    #[error("the VM: {0}")]
+    Vm(String),
+    /// An external tool failed.
+    #[error(transparent)]
+    Cmd(#[from] crate::cmd::CmdError),
+    /// The user pressed Ctrl-C.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+    /// Scratch space could not be made.
+    #[error("scratch space under {path}: {source}; choose another with --work-dir")]
+    Scratch {
+        /// The parent directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// How to run the boot test.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The stemcell .tgz.
+    pub stemcell: PathBuf,
+    /// Where scratch files go (the extracted image, the overlay, the ephemeral disk).
+    pub scratch_parent: PathBuf,
+    /// The bound on every wait, from power-on.
+    pub timeout: Duration,
+    /// The VM's memory, MiB.
+    pub memory_mib: u32,
+    /// The ephemeral disk's size, bytes (4 GiB: 32-bit agents have failed on disks ≥ 2 GiB).
+    pub ephemeral_bytes: u64,
+}
+
+/// Prefix of the boot test's scratch directories (swept when a work dir is opened).
+pub const SCRATCH_PREFIX: &str = ".pistemcell-boot-test-";
+
+/// What the boot test saw.
+#[derive(Debug)]
+pub struct Report {
+    /// The stemcell's name and version.
+    pub stemcell: String,
+    /// Its architecture.
+    pub arch: String,
+    /// Which kernel booted, and from where.
+    pub kernel: String,
+    /// The qemu command line.
+    pub qemu: String,
+    /// The checks.
+    pub checks: Checks,
+    /// Seconds from power-on to the end.
+    pub elapsed: Duration,
+    /// qemu's peak resident memory, KiB.
+    pub vm_peak_kib: u64,
+    /// The cause the logs name, on a failure.
+    pub cause: Option<String>,
+    /// The console's last lines.
+    pub console_tail: Vec<String>,
+    /// The agent log's last lines (streamed from the guest).
+    pub agent_log_tail: Vec<String>,
+}
+
+impl Report {
+    /// Whether every check that ran passed.
+    pub fn passed(&self) -> bool {
+        !self.checks.failed()
+    }
+}
+
+/// Reads what the image's root says about the agent and monit: the monit pin, and why agent
+/// checks cannot run (`None` when the agent is a real bosh-agent build).
+fn read_image(root: &Path) -> (Option<String>, Option<String>, Option<String>) {
+    let comps = crate::steps::record::read_all(root);
+    let pin = comps
+        .iter()
+        .find(|c| c.name == "monit")
+        .map(|c| c.version.clone())
+        .filter(|v| v != "unknown");
+    let agent = root.join("var/vcap/bosh/bin/bosh-agent");
+    let no_agent = match std::fs::read(&agent) {
+        Err(e) => Some(format!("the image has no agent binary ({e})")),
+        Ok(bytes) => {
+            let needle = b"github.com/cloudfoundry/bosh-agent";
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                None
+            } else {
+                Some("the image's /var/vcap/bosh/bin/bosh-agent is not a bosh-agent build (no github.com/cloudfoundry/bosh-agent in it); these checks need the real agent".into())
+            }
+        }
+    };
+    let settings_path = std::fs::read_to_string(root.join("var/vcap/bosh/agent.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v["Infrastructure"]["Settings"]["Sources"]
+                .as_array()?
+                .iter()
+                .find(|s| s["Type"] == "File")?["SettingsPath"]
+                .as_str()
+                .map(str::to_string)
+        });
+    (pin, no_agent, settings_path)
+}
+
+/// Boots the stemcell and runs the checks. `progress` gets one line per check as it ends.
+pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestError> {
+    let scratch = tempfile::Builder::new()
+        .prefix(SCRATCH_PREFIX)
+        .tempdir_in(&opts.scratch_parent)
+        .map_err(|source| BootTestError::Scratch {
+            path: opts.scratch_parent.clone(),
+            source,
+        })?;
+    let dir_buf = scratch.path().to_path_buf();
+    let dir = dir_buf.as_path();
+    progress(&format!("reading {}", opts.stemcell.display()));
+    let d = disk::extract(&opts.stemcell, &dir.join("image"))?;
+    let (kernel, initramfs) = (dir.join("kernel"), dir.join("initramfs"));
+    let files = disk::boot_files(&d, &kernel, &initramfs)?;
+    if !disk::boots_on_virt(&files.kernel_name) {
+        return Err(BootTestError::Unsupported(format!(
+            "its kernel {} is not one of Debian's generic ARM kernels (armmp, arm64), which boot on qemu's virt machine; booting its root with a Debian kernel instead is not implemented yet",
+            files.kernel_name
+        )));
+    }
+    let kernel_note = format!(
+        "the image's own {} and {} (from its boot partition's config.txt)",
+        files.kernel_name, files.initramfs_name
+    );
+
+    // The overlay, with the test's settings and probe.
+    let overlay_path = dir.join("overlay.qcow2");
+    overlay::create(&d.image, &overlay_path)?;
+    let cert = guest::mbus_cert()
+        .map_err(|e| BootTestError::Overlay(format!("making the mbus certificate: {e}")))?;
+    let token = random_hex(8);
+    let (user, password, agent_id) = (
+        "pstc".to_string(),
+        random_hex(16),
+        format!("pistemcell-boot-test-{token}"),
+    );
+    let (pin, no_agent) = {
+        let m = overlay::MountedOverlay::open(&overlay_path, d.root, dir)?;
+        let (pin, no_agent, settings_path) = read_image(&m.root);
+        if !m.root.join("etc/systemd/system").is_dir()
+            || !m.root.join("lib/systemd/systemd").exists()
+        {
+            return Err(BootTestError::Unsupported(
+                "its init is not systemd (the probe runs as a systemd unit)".into(),
+            ));
+        }
+        let settings = settings_path.ok_or_else(|| {
+            BootTestError::Unsupported("its /var/vcap/bosh/agent.json has no File settings source to write the test's settings to".into())
+        })?;
+        if settings.starts_with("/boot") {
+            return Err(BootTestError::Unsupported(format!(
+                "its agent reads settings from {settings}, on the boot partition; boot-test writes settings into the root partition only (bakery images)"
+            )));
+        }
+        let text = guest::settings(&agent_id, &user, &password, &cert);
+        m.write(settings.trim_start_matches('/'), text.as_bytes(), 0o600)?;
+        m.write(guest::PROBE, guest::probe().as_bytes(), 0o755)?;
+        m.write(guest::UNIT, guest::unit().as_bytes(), 0o644)?;
+        m.symlink(&format!("/{}", guest::UNIT), guest::UNIT_LINK)?;
+        let mode = if no_agent.is_some() {
+            "no-agent\n"
+        } else {
+            "agent\n"
+        };
+        m.write(guest::MODE, mode.as_bytes(), 0o644)?;
+        m.close()?;
+        (pin, no_agent)
+    };
+
+    let ephemeral = dir.join("ephemeral.raw");
+    std::fs::File::create(&ephemeral)
+        .and_then(|f| f.set_len(opts.ephemeral_bytes))
+        .map_err(|e| {
+            BootTestError::Vm(format!("the ephemeral disk {}: {e}", ephemeral.display()))
+        })?;
+    let port = vm::free_port()?;
+    let cfg = vm::VmConfig {
+        arch: d.arch.clone(),
+        kernel,
+        initramfs,
+        root_partuuid: d.root_partuuid(),
+        overlay: overlay_path,
+        ephemeral,
+        mbus_port: port,
+        memory_mib: opts.memory_mib,
+        cpus: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        dir: dir.to_path_buf(),
+    };
+    let mbus = mbus::Mbus::new(port, &user, &password, &cert.ca).map_err(BootTestError::Vm)?;
+    let mut checks = Checks::new(pin, no_agent.as_deref());
+    progress(&format!("powering on: {kernel_note}"));
+    let mut machine = vm::Vm::start(&cfg)?;
+    let t0 = Instant::now();
+    let (mut console, mut probe, mut agent_log) = (
+        vm::Follow::new(&dir.join("console.log")),
+        vm::Follow::new(&dir.join("probe.log")),
+        vm::Follow::new(&dir.join("agent.log")),
+    );
+    let mut next_mbus = Duration::ZERO;
+    let mut reported = std::collections::BTreeSet::new();
+    let result = loop {
+        let at = t0.elapsed();
+        for l in console.poll() {
+            checks.console(&l, at);
+        }
+        for l in agent_log.poll() {
+            checks.agent_log(&l, at);
+        }
+        for l in probe.poll() {
+            if let Some(p) = guest::parse_line(&l) {
+                checks.probe(&p, at);
+            }
+        }
+        if checks.agent_seen()
+            && at >= next_mbus
+            && (checks.pending(CheckId::Ping) || checks.pending(CheckId::GetState))
+        {
+            mbus_round(&mbus, &mut checks, t0);
+            next_mbus = t0.elapsed() + Duration::from_secs(2);
+        }
+        for (id, st) in &checks.status {
+            if !matches!(st, checks::Status::Pending) && reported.insert(*id) {
+                progress(&report::check_line(*id, st));
+            }
+        }
+        if checks.done() {
+            break Ok(());
+        }
+        if checks.failed() {
+            // The first failure decides; the rest cannot be trusted to come.
+            checks.fail_pending(at, "not reached: an earlier check failed");
+            break Ok(());
+        }
+        if let Some(st) = machine.exited() {
+            checks.fail_pending(at, &format!("the VM stopped at {:.1} s ({st}): a kernel panic or a power-off; see the console", at.as_secs_f64()));
+            break Ok(());
+        }
+        if at > opts.timeout {
+            checks.fail_pending(
+                at,
+                &format!("timed out after {} s (--timeout)", opts.timeout.as_secs()),
+            );
+            break Ok(());
+        }
+        if let Err(e) = crate::interrupt::check() {
+            break Err(e);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let elapsed = t0.elapsed();
+    machine.power_off();
+    if std::env::var_os("PISTEMCELL_BOOT_TEST_KEEP").is_some() {
+        // For debugging the test itself: the scratch dir (image, overlay, logs) stays.
+        progress(&format!(
+            "keeping {} (PISTEMCELL_BOOT_TEST_KEEP)",
+            scratch.keep().display()
+        ));
+    }
+    // What the guest wrote last.
+    for l in agent_log.poll() {
+        checks.agent_log(&l, elapsed);
+    }
+    console.poll();
+    result?;
+    let (console_tail, agent_log_tail) = (console.tail(30), agent_log.tail(30));
+    let cause = checks
+        .failed()
+        .then(|| checks::diagnose(&agent_log_tail, &console_tail))
+        .flatten();
+    Ok(Report {
+        stemcell: format!("{} ({}, {})", d.name, d.arch, d.infrastructure),
+        arch: d.arch,
+        kernel: kernel_note,
+        qemu: machine.argv.clone(),
+        vm_peak_kib: machine.peak_kib(),
+        checks,
+        elapsed,
+        cause,
+        console_tail,
+        agent_log_tail,
+    })
+}
+
+/// One round of mbus calls: ping until pong, then get_state.
+fn mbus_round(mbus: &mbus::Mbus, checks: &mut Checks, t0: Instant) {
+    if checks.pending(CheckId::Ping) {
+        match mbus.call("ping") {
+            Ok(v) if v == "pong" => checks.pass(CheckId::Ping, t0.elapsed(), "pong"),
+            Ok(v) => checks.fail(
+                CheckId::Ping,
+                t0.elapsed(),
+                format!("answered {v}, not \"pong\""),
+            ),
+            Err(_) => {} // not listening yet: the agent sets up before it serves
+        }
+        return;
+    }
+    match mbus.call("get_state") {
+        Ok(v) => {
+            let version = v["agent_version"]
+                .as_str()
+                .or_else(|| v["version"].as_str())
+                .unwrap_or("(no version)");
+            let job = v["job_state"].as_str().unwrap_or("(no job_state)");
+            checks.pass(
+                CheckId::GetState,
+                t0.elapsed(),
+                format!(
+                    "agent {version}, job_state {job}, agent_id {}",
+                    v["agent_id"].as_str().unwrap_or("?")
+                ),
+            );
+        }
+        Err(e) if e.contains("exception") => checks.fail(CheckId::GetState, t0.elapsed(), e),
+        Err(_) => {}
+    }
+}
+
+/// `n` random bytes as hex (from the kernel's random source).
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if got < n as isize {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return format!("{t:x}{:x}", std::process::id());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,184 @@
+//! The copy-on-write overlay the VM boots: `qemu-img create -f qcow2 -b IMAGE -F raw`, so the
+//! extracted image stays as the stemcell has it. The test's own files are written into the
+//! overlay, not the image: qemu-storage-daemon exports the qcow2 as a plain file over FUSE,
+//! its root partition is attached as a loop device at its offset and mounted, and the files
+//! written. Every piece (daemon, FUSE mount, loop device, mount) is a guard released in order
+//! on error, panic and Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sys_mount::{Mount, Unmount, UnmountFlags};
+
+use super::BootTestError;
+use crate::image::loopdev::Loop;
+
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> BootTestError {
+    let msg = format!("{what} {}", path.display());
+    move |e| BootTestError::Overlay(format!("{msg}: {e}"))
+}
+
+/// Creates `overlay` (qcow2) on top of the raw `image`.
+pub fn create(image: &Path, overlay: &Path) -> Result<(), BootTestError> {
+    crate::cmd::run(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(image)
+            .arg(overlay),
+    )?;
+    Ok(())
+}
+
+/// The overlay exported as a raw file over FUSE by qemu-storage-daemon; stopped (and the FUSE
+/// mount removed) on drop.
+struct Export {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Export {
+    fn start(overlay: &Path, file: &Path) -> Result<Export, BootTestError> {
+        std::fs::write(file, b"").map_err(io("creating", file))?;
+        let mut cmd = Command::new("qemu-storage-daemon");
+        cmd.arg("--blockdev")
+            .arg(format!(
+                "driver=file,node-name=file0,filename={}",
+                overlay.display()
+            ))
+            .args(["--blockdev", "driver=qcow2,node-name=disk0,file=file0"])
+            .arg("--export")
+            .arg(format!(
+                "type=fuse,id=exp0,node-name=disk0,mountpoint={},writable=on",
+                file.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let argv = crate::cmd::argv_of(&cmd);
+        let child = cmd
+            .spawn()
+            .map_err(|source| crate::cmd::CmdError::Spawn { argv, source })?;
+        let mut export = Export {
+            child,
+            file: file.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !crate::rootfs::mounts::mounts_under(file).contains(&file.to_path_buf()) {
+            if let Ok(Some(st)) = export.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = export.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Err(BootTestError::Overlay(format!(
+                    "qemu-storage-daemon exited ({st}) before exporting the overlay: {}; it needs /dev/fuse (the fuse kernel module)",
+                    err.trim()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(BootTestError::Overlay(
+                    "qemu-storage-daemon did not export the overlay within 20 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(export)
+    }
+}
+
+impl Drop for Export {
+    fn drop(&mut self) {
+        // SIGTERM: the daemon flushes the qcow2 and exits; then the FUSE mount goes.
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = sys_mount::unmount(&self.file, UnmountFlags::DETACH);
+    }
+}
+
+/// The overlay's root partition, mounted read-write under the scratch dir until dropped.
+pub struct MountedOverlay {
+    /// Where the root partition is mounted.
+    pub root: PathBuf,
+    // Dropped in this order: the mount, the loop device, the export.
+    mount: Option<sys_mount::UnmountDrop<Mount>>,
+    lo: Option<Loop>,
+    _export: Export,
+}
+
+impl MountedOverlay {
+    /// Exports `overlay` and mounts its root partition (`part`: first byte, length) at
+    /// `scratch/root`.
+    pub fn open(
+        overlay: &Path,
+        part: (u64, u64),
+        scratch: &Path,
+    ) -> Result<MountedOverlay, BootTestError> {
+        let export = Export::start(overlay, &scratch.join("overlay.raw"))?;
+        let lo = Loop::attach(&export.file, part.0, part.1)
+            .map_err(|e| BootTestError::Overlay(format!("attaching the root partition: {e}")))?;
+        let root = scratch.join("root");
+        std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
+        let mount = Mount::builder()
+            .fstype("ext4")
+            .mount(&lo.dev, &root)
+            .map_err(io("mounting the overlay's root partition on", &root))?
+            .into_unmount_drop(UnmountFlags::empty());
+        Ok(MountedOverlay {
+            root,
+            mount: Some(mount),
+            lo: Some(lo),
+            _export: export,
+        })
+    }
+
+    /// Writes `contents` to `rel` (relative to the root) with `mode`, creating directories.
+    pub fn write(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), BootTestError> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.root.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(io("creating", d))?;
+        }
+        std::fs::write(&p, contents).map_err(io("writing", &p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io("chmod", &p))
+    }
+
+    /// Makes `rel` a symlink to `target`.
+    pub fn symlink(&self, target: &str, rel: &str) -> Result<(), BootTestError> {
+        let p = self.root.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(io("creating", d))?;
+        }
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(target, &p).map_err(io("linking", &p))
+    }
+
+    /// Unmounts, detaches and stops the export, reporting an unmount failure.
+    pub fn close(mut self) -> Result<(), BootTestError> {
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
+        drop(self.mount.take());
+        if crate::rootfs::mounts::mounts_under(&self.root).contains(&self.root) {
+            return Err(BootTestError::Overlay(format!(
+                "could not unmount the overlay's root at {}",
+                self.root.display()
+            )));
+        }
+        drop(self.lo.take());
+        Ok(())
+    }
+}
+
+impl Drop for MountedOverlay {
+    fn drop(&mut self) {
+        drop(self.mount.take());
+        drop(self.lo.take());
+    }
+}
