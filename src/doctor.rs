@@ -96,6 +96,7 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
             ));
         }
     }
+    out.extend(boot_test_check(spec.arch));
     let arch = spec.arch;
     out.push(match binfmt::status(arch) {
         Status::Native => finding(Level::Ok, "emulation", format!("{} binaries run natively on this host", arch.debian())),
@@ -211,6 +212,40 @@ fn inputs_check(spec: &Resolved) -> Vec<Finding> {
             Err(e) => finding(Level::Fail, "agent", e.to_string()),
         },
     });
+    out
+}
+
+/// What `boot-test` (and `build --boot-test`) needs: qemu for the whole system, qemu-img and
+/// qemu-storage-daemon for the overlay, and /dev/fuse for writing the test's files into it.
+fn boot_test_check(arch: crate::spec::Arch) -> Vec<Finding> {
+    let system = match arch {
+        crate::spec::Arch::Arm64 => "qemu-system-aarch64",
+        _ => "qemu-system-arm",
+    };
+    let mut out = Vec::new();
+    for (prog, pkg) in [
+        (system, "qemu-system-arm"),
+        ("qemu-img", "qemu-utils"),
+        ("qemu-storage-daemon", "qemu-system-common"),
+    ] {
+        out.push(match crate::cmd::find_on_path(prog) {
+            Some(p) => finding(Level::Ok, "boot-test", format!("{prog}: {}", p.display())),
+            None => finding(
+                Level::Warn,
+                "boot-test",
+                format!(
+                    "{prog} missing (boot-test boots the stemcell with it): apt-get install {pkg}"
+                ),
+            ),
+        });
+    }
+    if !Path::new("/dev/fuse").exists() {
+        out.push(finding(
+            Level::Warn,
+            "boot-test",
+            "/dev/fuse missing (boot-test writes its settings into the overlay through a FUSE export): modprobe fuse",
+        ));
+    }
     out
 }
 

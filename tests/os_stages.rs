@@ -12,6 +12,8 @@
 //! `PISTEMCELL_TEST_OS_ROOTFS=DIR` checks an already built rootfs instead of building one
 //! (`PISTEMCELL_TEST_OS_INFRASTRUCTURE`, default `bakery`, names its infrastructure).
 
+#[path = "os_stages/boot.rs"]
+mod boot;
 #[path = "os_stages/builtins.rs"]
 mod builtins;
 #[path = "os_stages/stemcell_image.rs"]
@@ -513,6 +515,29 @@ fn default_spec_rootfs_has_the_bosh_os() {
         stemcell,
         tmp.path(),
     );
+    boot::check_default(stemcell, &work, tmp.path());
+    match boot::real_agent_sets() {
+        Some(agent) => {
+            // The full proof: the real agent (and monit from source, when given) in a stemcell.
+            let mut real: Vec<String> = sets.iter().filter(|s| !s.starts_with("agent.")).cloned().collect();
+            real.extend(agent);
+            if let Ok(tarball) = std::env::var("PISTEMCELL_TEST_MONIT_TARBALL") {
+                real.retain(|s| !s.starts_with("monit."));
+                let sha = pistemcell::archive::cache::file_sha256(Path::new(&tarball)).unwrap();
+                real.extend([
+                    "monit.version=5.2.5".to_string(),
+                    format!("monit.source.path={tarball}"),
+                    format!("monit.source.sha256={sha}"),
+                ]);
+            }
+            let dir = tmp.path().join("real-agent");
+            let out = builtins::pistemcell(&work, &cache, &mirror, &real, &["build", "--stemcell-dir", dir.to_str().unwrap()]);
+            check(out.status.success(), format!("the build with a real agent failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+            let real_stemcell = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            boot::check_real_agent(&real_stemcell, &work, tmp.path());
+        }
+        None => eprintln!("SKIPPED the boot test's agent checks with a real agent: set PISTEMCELL_TEST_AGENT_SRC and PISTEMCELL_TEST_GO (a bosh-agent checkout and Go >= 1.25) or PISTEMCELL_TEST_AGENT_BIN (an ARM bosh-agent)"),
+    }
     builtins::reruns(&work, &cache, &mirror, &sets, &monit.0);
     let left = pistemcell::rootfs::mounts::mounts_under(tmp.path());
     check(left.is_empty(), format!("left mounted: {left:?}"));

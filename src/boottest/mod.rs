@@ -107,15 +107,27 @@ impl Report {
     }
 }
 
-/// Reads what the image's root says about the agent and monit: the monit pin, and why agent
-/// checks cannot run (`None` when the agent is a real bosh-agent build).
-fn read_image(root: &Path) -> (Option<String>, Option<String>, Option<String>) {
+/// What the image's root says about itself, read from the overlay before power-on.
+struct ImageFacts {
+    /// The monit version its record pins.
+    monit_pin: Option<String>,
+    /// The agent version its record gives.
+    agent_version: Option<String>,
+    /// Why the agent checks cannot run (`None`: the agent is a real bosh-agent build).
+    no_agent: Option<String>,
+    /// Where agent.json's File settings source reads.
+    settings_path: Option<String>,
+}
+
+fn read_image(root: &Path) -> ImageFacts {
     let comps = crate::steps::record::read_all(root);
-    let pin = comps
-        .iter()
-        .find(|c| c.name == "monit")
-        .map(|c| c.version.clone())
-        .filter(|v| v != "unknown");
+    let version = |name: &str| {
+        comps
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.version.clone())
+            .filter(|v| v != "unknown")
+    };
     let agent = root.join("var/vcap/bosh/bin/bosh-agent");
     let no_agent = match std::fs::read(&agent) {
         Err(e) => Some(format!("the image has no agent binary ({e})")),
@@ -139,7 +151,12 @@ fn read_image(root: &Path) -> (Option<String>, Option<String>, Option<String>) {
                 .as_str()
                 .map(str::to_string)
         });
-    (pin, no_agent, settings_path)
+    ImageFacts {
+        monit_pin: version("monit"),
+        agent_version: version("bosh-agent"),
+        no_agent,
+        settings_path,
+    }
 }
 
 /// Boots the stemcell and runs the checks. `progress` gets one line per check as it ends.
@@ -179,9 +196,9 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         random_hex(16),
         format!("pistemcell-boot-test-{token}"),
     );
-    let (pin, no_agent) = {
+    let facts = {
         let m = overlay::MountedOverlay::open(&overlay_path, d.root, dir)?;
-        let (pin, no_agent, settings_path) = read_image(&m.root);
+        let facts = read_image(&m.root);
         if !m.root.join("etc/systemd/system").is_dir()
             || !m.root.join("lib/systemd/systemd").exists()
         {
@@ -189,7 +206,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
                 "its init is not systemd (the probe runs as a systemd unit)".into(),
             ));
         }
-        let settings = settings_path.ok_or_else(|| {
+        let settings = facts.settings_path.clone().ok_or_else(|| {
             BootTestError::Unsupported("its /var/vcap/bosh/agent.json has no File settings source to write the test's settings to".into())
         })?;
         if settings.starts_with("/boot") {
@@ -202,14 +219,14 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         m.write(guest::PROBE, guest::probe().as_bytes(), 0o755)?;
         m.write(guest::UNIT, guest::unit().as_bytes(), 0o644)?;
         m.symlink(&format!("/{}", guest::UNIT), guest::UNIT_LINK)?;
-        let mode = if no_agent.is_some() {
+        let mode = if facts.no_agent.is_some() {
             "no-agent\n"
         } else {
             "agent\n"
         };
         m.write(guest::MODE, mode.as_bytes(), 0o644)?;
         m.close()?;
-        (pin, no_agent)
+        facts
     };
 
     let ephemeral = dir.join("ephemeral.raw");
@@ -232,7 +249,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         dir: dir.to_path_buf(),
     };
     let mbus = mbus::Mbus::new(port, &user, &password, &cert.ca).map_err(BootTestError::Vm)?;
-    let mut checks = Checks::new(pin, no_agent.as_deref());
+    let mut checks = Checks::new(facts.monit_pin.clone(), facts.no_agent.as_deref());
     progress(&format!("powering on: {kernel_note}"));
     let mut machine = vm::Vm::start(&cfg)?;
     let t0 = Instant::now();
@@ -260,7 +277,13 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
             && at >= next_mbus
             && (checks.pending(CheckId::Ping) || checks.pending(CheckId::GetState))
         {
-            mbus_round(&mbus, &mut checks, t0);
+            mbus_round(
+                &mbus,
+                &mut checks,
+                t0,
+                &agent_id,
+                facts.agent_version.as_deref(),
+            );
             next_mbus = t0.elapsed() + Duration::from_secs(2);
         }
         for (id, st) in &checks.status {
@@ -326,8 +349,14 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     })
 }
 
-/// One round of mbus calls: ping until pong, then get_state.
-fn mbus_round(mbus: &mbus::Mbus, checks: &mut Checks, t0: Instant) {
+/// One round of mbus calls: ping until pong, then get_state (which must name our agent id).
+fn mbus_round(
+    mbus: &mbus::Mbus,
+    checks: &mut Checks,
+    t0: Instant,
+    agent_id: &str,
+    version: Option<&str>,
+) {
     if checks.pending(CheckId::Ping) {
         match mbus.call("ping") {
             Ok(v) if v == "pong" => checks.pass(CheckId::Ping, t0.elapsed(), "pong"),
@@ -342,19 +371,25 @@ fn mbus_round(mbus: &mbus::Mbus, checks: &mut Checks, t0: Instant) {
     }
     match mbus.call("get_state") {
         Ok(v) => {
-            let version = v["agent_version"]
-                .as_str()
-                .or_else(|| v["version"].as_str())
-                .unwrap_or("(no version)");
-            let job = v["job_state"].as_str().unwrap_or("(no job_state)");
-            checks.pass(
-                CheckId::GetState,
-                t0.elapsed(),
-                format!(
-                    "agent {version}, job_state {job}, agent_id {}",
-                    v["agent_id"].as_str().unwrap_or("?")
-                ),
-            );
+            let id = v["agent_id"].as_str().unwrap_or("");
+            let job = v["job_state"].as_str().unwrap_or("");
+            let at = t0.elapsed();
+            if id != agent_id {
+                checks.fail(
+                    CheckId::GetState,
+                    at,
+                    format!("answered for agent id `{id}`, not the test's `{agent_id}`: {v}"),
+                );
+            } else if job.is_empty() {
+                checks.fail(
+                    CheckId::GetState,
+                    at,
+                    format!("no job_state in the answer: {v}"),
+                );
+            } else {
+                let version = version.unwrap_or("unknown");
+                checks.pass(CheckId::GetState, at, format!("agent {version} (the image's record; the mbus does not carry it), agent_id {id}, job_state {job} (from monit)"));
+            }
         }
         Err(e) if e.contains("exception") => checks.fail(CheckId::GetState, t0.elapsed(), e),
         Err(_) => {}

@@ -51,7 +51,8 @@ pub fn arm_agent(dir: &Path) -> PathBuf {
     let src = dir.join("agent.c");
     std::fs::write(
         &src,
-        "#include <stdio.h>\nint main(void) { puts(\"bosh-agent stand-in\"); return 0; }\n",
+        // It stays up as a daemon does (the boot test's service check wants that), doing nothing.
+        "#include <stdio.h>\n#include <unistd.h>\nint main(void) { puts(\"bosh-agent stand-in\"); fflush(stdout); for (;;) pause(); }\n",
     )
     .unwrap();
     let out = dir.join("bosh-agent-arm");

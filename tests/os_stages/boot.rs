@@ -1,0 +1,251 @@
+//! The boot proof (`pistemcell boot-test`): the default stemcell boots under qemu and its
+//! kernel, root, agent service and monit checks pass; a copy with the agent replaced by an
+//! x86-64 binary fails naming the exec format error. With a real ARM bosh-agent supplied
+//! (`PISTEMCELL_TEST_AGENT_SRC` + `PISTEMCELL_TEST_GO`, or `PISTEMCELL_TEST_AGENT_BIN`), the
+//! stemcell built with it must pass every check, and copies without the `syslog` group or with
+//! `operating_system` set to `debian` must fail naming the agent's own log line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `pistemcell boot-test --json` on `stemcell`; returns the report and the output.
+pub fn boot_test(work: &Path, stemcell: &Path) -> (serde_json::Value, Output) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("--work-dir")
+        .arg(work)
+        .args(["boot-test", "--json", "--timeout", "10m"])
+        .arg(stemcell)
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "boot-test printed no JSON report ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out)
+}
+
+/// The status of a check in a report.
+pub fn status<'a>(report: &'a serde_json::Value, check: &str) -> (&'a str, &'a str) {
+    let c = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no check {check} in {report}"));
+    (c["status"].as_str().unwrap(), c["detail"].as_str().unwrap())
+}
+
+/// A copy of `stemcell` whose root filesystem `edit` changed (mounted read-write by offset),
+/// with its manifest's sha1 updated.
+pub fn broken_copy(stemcell: &Path, dir: &Path, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let x = dir.join(name);
+    std::fs::create_dir_all(&x).unwrap();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(stemcell)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let img = x.join("image");
+    let t: serde_json::Value = serde_json::from_slice(
+        &Command::new("sfdisk")
+            .arg("--json")
+            .arg(&img)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let p2 = &t["partitiontable"]["partitions"][1];
+    let (start, size) = (
+        p2["start"].as_u64().unwrap() * 512,
+        p2["size"].as_u64().unwrap() * 512,
+    );
+    let mnt = dir.join(format!("{name}-root"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .arg("-o")
+        .arg(format!("loop,offset={start},sizelimit={size}"))
+        .arg(&img)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting the copy's root");
+    edit(&mnt);
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    let sha1 = pistemcell::pack::stemcell::file_sha1(&img).unwrap();
+    let mf = x.join("stemcell.MF");
+    let text = std::fs::read_to_string(&mf).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("sha1: ") {
+                format!("sha1: {sha1}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&mf, text).unwrap();
+    let out = dir.join(format!("{name}.tgz"));
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&x)
+        .args(["stemcell.MF", "image"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(&x).unwrap();
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The default stemcell (a stand-in agent) boots: kernel, root, agent service and monit pass,
+/// the agent's own checks are skipped with the reason; an x86-64 agent fails by name.
+pub fn check_default(stemcell: &Path, work: &Path, dir: &Path) {
+    let (r, out) = boot_test(work, stemcell);
+    let all = text(&out);
+    assert!(
+        out.status.success(),
+        "the default stemcell must pass its boot test:\n{all}"
+    );
+    for c in ["kernel-root", "agent-started", "monit"] {
+        assert_eq!(status(&r, c).0, "passed", "{c}:\n{all}");
+    }
+    assert!(
+        status(&r, "kernel-root").1.contains("/dev/vda2 (ext4, rw)"),
+        "{all}"
+    );
+    for c in ["ping", "get-state", "ephemeral-disk"] {
+        let (st, why) = status(&r, c);
+        assert_eq!(st, "skipped", "{c}:\n{all}");
+        assert!(why.contains("not a bosh-agent build"), "{why}");
+    }
+    assert!(r["vm_peak_kib"].as_u64().unwrap() > 0);
+    eprintln!(
+        "boot-test of the default stemcell passed in {} s",
+        r["seconds"]
+    );
+    // The test never changes the stemcell, and leaves nothing in the work dir.
+    let leftovers: Vec<_> = std::fs::read_dir(work)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".pistemcell-boot-test-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    let host_true = pistemcell::cmd::find_on_path("true").unwrap();
+    let x86 = broken_copy(stemcell, dir, "x86-agent", |root| {
+        std::fs::copy(&host_true, root.join("var/vcap/bosh/bin/bosh-agent")).unwrap();
+    });
+    let (r, out) = boot_test(work, &x86);
+    let all = text(&out);
+    assert!(
+        !out.status.success(),
+        "an x86-64 agent must fail the boot test:\n{all}"
+    );
+    let (st, detail) = status(&r, "agent-started");
+    assert_eq!(st, "failed", "{all}");
+    assert!(
+        detail.contains("exec format error") && detail.contains("x86-64"),
+        "the failure must name the cause: {detail}"
+    );
+    assert!(
+        all.contains("FAILED: service manager started the agent"),
+        "{all}"
+    );
+    std::fs::remove_file(x86).unwrap();
+}
+
+/// The agent flags for a real ARM bosh-agent, when the environment supplies one.
+pub fn real_agent_sets() -> Option<Vec<String>> {
+    if let Ok(bin) = std::env::var("PISTEMCELL_TEST_AGENT_BIN") {
+        let sha = pistemcell::archive::cache::file_sha256(Path::new(&bin)).unwrap();
+        return Some(vec![
+            format!("agent.binary.path={bin}"),
+            format!("agent.binary.sha256={sha}"),
+        ]);
+    }
+    match (
+        std::env::var("PISTEMCELL_TEST_AGENT_SRC"),
+        std::env::var("PISTEMCELL_TEST_GO"),
+    ) {
+        (Ok(src), Ok(go)) => Some(vec![
+            format!("agent.source.path={src}"),
+            format!("agent.source.go={go}"),
+        ]),
+        _ => None,
+    }
+}
+
+/// The full proof with a real agent: every check passes; the two known defects fail by name.
+pub fn check_real_agent(stemcell: &Path, work: &Path, dir: &Path) {
+    let (r, out) = boot_test(work, stemcell);
+    let all = text(&out);
+    assert!(
+        out.status.success(),
+        "the stemcell with a real agent must pass every check:\n{all}"
+    );
+    for c in [
+        "kernel-root",
+        "agent-started",
+        "monit",
+        "ping",
+        "get-state",
+        "ephemeral-disk",
+    ] {
+        assert_eq!(status(&r, c).0, "passed", "{c}:\n{all}");
+    }
+    eprintln!("{all}");
+
+    let no_syslog = broken_copy(stemcell, dir, "no-syslog", |root| {
+        for db in ["etc/group", "etc/gshadow"] {
+            let p = root.join(db);
+            let t = std::fs::read_to_string(&p).unwrap();
+            let kept: String = t
+                .lines()
+                .filter(|l| !l.starts_with("syslog:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&p, kept).unwrap();
+        }
+    });
+    let (_, out) = boot_test(work, &no_syslog);
+    let all = text(&out);
+    assert!(
+        !out.status.success(),
+        "an image without the syslog group must fail:\n{all}"
+    );
+    assert!(all.contains("cause: ") && all.contains("syslog"), "{all}");
+    std::fs::remove_file(no_syslog).unwrap();
+
+    let debian = broken_copy(stemcell, dir, "os-debian", |root| {
+        std::fs::write(root.join("var/vcap/bosh/etc/operating_system"), "debian\n").unwrap();
+    });
+    let (_, out) = boot_test(work, &debian);
+    let all = text(&out);
+    assert!(
+        !out.status.success(),
+        "operating_system `debian` must fail:\n{all}"
+    );
+    assert!(all.contains("cause: the agent's"), "{all}");
+    std::fs::remove_file(debian).unwrap();
+}
