@@ -159,6 +159,16 @@ fn read_image(root: &Path) -> ImageFacts {
     }
 }
 
+/// Where the image's fstab mounts the FAT boot partition (`/boot/firmware`), if it does.
+fn fat_mount_point(root: &Path) -> Option<String> {
+    let fstab = std::fs::read_to_string(root.join("etc/fstab")).ok()?;
+    fstab.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 3 && !f[0].starts_with('#') && f[2] == "vfat")
+            .then(|| f[1].trim_end_matches('/').to_string())
+    })
+}
+
 /// Boots the stemcell and runs the checks. `progress` gets one line per check as it ends.
 pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestError> {
     let scratch = tempfile::Builder::new()
@@ -209,13 +219,18 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         let settings = facts.settings_path.clone().ok_or_else(|| {
             BootTestError::Unsupported("its /var/vcap/bosh/agent.json has no File settings source to write the test's settings to".into())
         })?;
-        if settings.starts_with("/boot") {
-            return Err(BootTestError::Unsupported(format!(
-                "its agent reads settings from {settings}, on the boot partition; boot-test writes settings into the root partition only (bakery images)"
-            )));
-        }
         let text = guest::settings(&agent_id, &user, &password, &cert);
-        m.write(settings.trim_start_matches('/'), text.as_bytes(), 0o600)?;
+        match fat_mount_point(&m.root).and_then(|mp| {
+            let rel = settings
+                .strip_prefix(&mp)?
+                .trim_start_matches('/')
+                .to_string();
+            Some(rel)
+        }) {
+            // On the boot partition (raw): written through the FAT there, as a Pi would see it.
+            Some(rel) => m.write_boot(d.boot, &rel, text.as_bytes())?,
+            None => m.write(settings.trim_start_matches('/'), text.as_bytes(), 0o600)?,
+        }
         m.write(guest::PROBE, guest::probe().as_bytes(), 0o755)?;
         m.write(guest::UNIT, guest::unit().as_bytes(), 0o644)?;
         m.symlink(&format!("/{}", guest::UNIT), guest::UNIT_LINK)?;

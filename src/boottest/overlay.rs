@@ -150,6 +150,46 @@ impl MountedOverlay {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io("chmod", &p))
     }
 
+    /// Writes `contents` to `rel` inside the FAT boot partition (`part`: first byte, length),
+    /// through the same export, creating directories.
+    pub fn write_boot(
+        &self,
+        part: (u64, u64),
+        rel: &str,
+        contents: &[u8],
+    ) -> Result<(), BootTestError> {
+        use std::io::Write;
+        let file = &self._export.file;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(file)
+            .map_err(io("opening", file))?;
+        let bad =
+            |e: std::io::Error| BootTestError::Overlay(format!("the boot partition's {rel}: {e}"));
+        let fs = fatfs::FileSystem::new(
+            super::disk::Window::new(f, part.0, part.1),
+            fatfs::FsOptions::new(),
+        )
+        .map_err(bad)?;
+        {
+            let mut dir = fs.root_dir();
+            let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+            let Some((name, dirs)) = parts.split_last() else {
+                return Err(BootTestError::Overlay(format!(
+                    "`{rel}` is not a file path"
+                )));
+            };
+            for d in dirs {
+                dir = dir.create_dir(d).map_err(bad)?;
+            }
+            let mut out = dir.create_file(name).map_err(bad)?;
+            out.truncate().map_err(bad)?;
+            out.write_all(contents).map_err(bad)?;
+        }
+        fs.unmount().map_err(bad)
+    }
+
     /// Makes `rel` a symlink to `target`.
     pub fn symlink(&self, target: &str, rel: &str) -> Result<(), BootTestError> {
         let p = self.root.join(rel);

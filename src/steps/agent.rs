@@ -218,7 +218,7 @@ impl Stage for AgentStage {
         check_binary(&binary, &given, spec.arch, spec.cpu).map_err(wrap)?;
         if matches!(spec.agent, Ok(Agent::Binary(_))) && spec.arch == Arch::Armhf {
             ctx.reporter.warn(
-                "agent.binary is a prebuilt 32-bit ARM agent: unless it was built with the project's patch (assets/agent/patches), it crash-loops on ephemeral disks of 2 GiB or more (strconv.Atoi of disk sizes); build it from source to be sure",
+                "agent.binary is a prebuilt 32-bit ARM agent: unless it was built with the project's patch (assets/agent/patches), it crash-loops on ephemeral disks of 2 GiB or more (strconv.Atoi of disk sizes); build it from source to be sure, or run `pistemcell boot-test` on the stemcell: its 4 GiB ephemeral disk shows whether it does",
             );
         }
         let sv = root.join("etc/sv/agent/run");
