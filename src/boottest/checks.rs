@@ -127,12 +127,10 @@ impl Checks {
 
     /// A check's status.
     pub fn get(&self, id: CheckId) -> &Status {
-        &self
-            .status
+        self.status
             .iter()
             .find(|s| s.0 == id)
-            .map(|s| &s.1)
-            .unwrap_or(&Status::Pending)
+            .map_or(&Status::Pending, |s| &s.1)
     }
 
     /// Whether `id` is still pending.
