@@ -97,6 +97,8 @@ pub struct Checks {
     pub agent_machine: Option<String>,
     agent_pids: Vec<String>,
     agent_down: usize,
+    /// The agent log's last ERROR line.
+    pub last_agent_error: Option<String>,
     first_probe: Option<Duration>,
     root_mounted: Option<Duration>,
     monit_bad_since: Option<Duration>,
@@ -119,6 +121,7 @@ impl Checks {
             agent_machine: None,
             agent_pids: Vec::new(),
             agent_down: 0,
+            last_agent_error: None,
             first_probe: None,
             root_mounted: None,
             monit_bad_since: None,
@@ -206,6 +209,9 @@ impl Checks {
 
     /// An agent log line at `at`.
     pub fn agent_log(&mut self, line: &str, at: Duration) {
+        if line.contains(" ERROR ") || line.contains("ERROR -") || line.contains("[ERROR]") {
+            self.last_agent_error = Some(line.trim().to_string());
+        }
         if line.contains("Exec format error") || line.contains("exec format error") {
             let m = self
                 .agent_machine
@@ -267,6 +273,11 @@ impl Checks {
                         at,
                         format!("the agent does not stay up: runit restarted it at least {restarts} times, never up {AGENT_UP_SECS} s (sv: {})", if sv.is_empty() { "run" } else { &sv }),
                     );
+                    // Up once, then exiting again and again: what waits on it will not come.
+                    let why = format!(
+                        "the agent keeps exiting: runit restarted it at least {restarts} times"
+                    );
+                    self.fail_pending(at, &why);
                 }
                 if self.agent_pids.is_empty()
                     && sv.starts_with("fail:")
@@ -350,7 +361,11 @@ pub fn elf_machine(machine: &str, class: &str) -> String {
 }
 
 /// What the logs say went wrong, when they say it in a way we know.
-pub fn diagnose(agent_log: &[String], console: &[String]) -> Option<String> {
+pub fn diagnose(
+    agent_log: &[String],
+    last_error: Option<&str>,
+    console: &[String],
+) -> Option<String> {
     let find = |pred: &dyn Fn(&str) -> bool| agent_log.iter().rev().find(|l| pred(l)).cloned();
     if let Some(l) = find(&|l| l.contains("xec format error")) {
         return Some(format!(
@@ -364,6 +379,14 @@ pub fn diagnose(agent_log: &[String], console: &[String]) -> Option<String> {
             "the image lacks what the agent needs for its logs (the `syslog` group): {}",
             l.trim()
         ));
+    }
+    if let Some(l) = last_error {
+        if l.contains("syslog") && (l.contains("group") || l.contains("chown")) {
+            return Some(format!(
+                "the image lacks what the agent needs for its logs (the `syslog` group): {l}"
+            ));
+        }
+        return Some(format!("the agent's last error: {l}"));
     }
     if let Some(l) = find(&|l| l.contains("ERROR") || l.contains("[Error]") || l.contains("error:"))
     {
@@ -394,6 +417,20 @@ mod tests {
         assert_eq!(
             c.get(CheckId::AgentStarted),
             &Status::Passed(s(28), "pid 10, up 11 s".into())
+        );
+
+        // Up once, then exiting: the checks that wait on it fail at once.
+        let mut c = Checks::new(None, None);
+        c.probe(&parse_line("PSTC agent pid=10 age=12").unwrap(), s(30));
+        for (i, pid) in ["11", "12", "13", "14"].iter().enumerate() {
+            c.probe(
+                &parse_line(&format!("PSTC agent pid={pid} age=2")).unwrap(),
+                s(40 + i as u64),
+            );
+        }
+        assert!(matches!(c.get(CheckId::AgentStarted), Status::Passed(..)));
+        assert!(
+            matches!(c.get(CheckId::Ping), Status::Failed(_, m) if m.contains("keeps exiting"))
         );
 
         let mut c = Checks::new(None, None);
@@ -503,12 +540,18 @@ mod tests {
             "a".to_string(),
             "[Main] 2026/12/04 ERROR - App setup Running bootstrap: Setting up logging: chown: invalid group: 'root:syslog'".to_string(),
         ];
-        assert!(diagnose(&log, &[]).unwrap().contains("syslog"));
+        assert!(diagnose(&log, None, &[]).unwrap().contains("syslog"));
+        let chown = "[main] ERROR - App setup Running bootstrap: Setting up log dir: Chowning root log dir: chown: invalid group: 'root:syslog'";
+        let d = diagnose(&[], Some(chown), &[]).unwrap();
+        assert!(
+            d.starts_with("the image lacks") && d.contains("root:syslog"),
+            "{d}"
+        );
         let log = vec!["[main] ERROR - Platform not found: debian".to_string()];
         assert_eq!(
-            diagnose(&log, &[]).unwrap(),
+            diagnose(&log, None, &[]).unwrap(),
             "the agent's last error: [main] ERROR - Platform not found: debian"
         );
-        assert_eq!(diagnose(&[], &[]), None);
+        assert_eq!(diagnose(&[], None, &[]), None);
     }
 }

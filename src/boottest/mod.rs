@@ -346,9 +346,16 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     console.poll();
     result?;
     let (console_tail, agent_log_tail) = (console.tail(30), agent_log.tail(30));
+    let all_agent_log: Vec<String> = agent_log.lines.iter().cloned().collect();
     let cause = checks
         .failed()
-        .then(|| checks::diagnose(&agent_log_tail, &console_tail))
+        .then(|| {
+            checks::diagnose(
+                &all_agent_log,
+                checks.last_agent_error.as_deref(),
+                &console_tail,
+            )
+        })
         .flatten();
     Ok(Report {
         stemcell: format!("{} ({}, {})", d.name, d.arch, d.infrastructure),
