@@ -2,8 +2,10 @@
 //! kernel, root, agent service and monit checks pass; a copy with the agent replaced by an
 //! x86-64 binary fails naming the exec format error. With a real ARM bosh-agent supplied
 //! (`PISTEMCELL_TEST_AGENT_SRC` + `PISTEMCELL_TEST_GO`, or `PISTEMCELL_TEST_AGENT_BIN`), the
-//! stemcell built with it must pass every check, and copies without the `syslog` group or with
-//! `operating_system` set to `debian` must fail naming the agent's own log line.
+//! stemcell built with it must pass every check, and copies without the `syslog` group or
+//! started with the platform name `debian` must fail naming the agent's own log line.
+//! (`/var/vcap/bosh/etc/operating_system` set to `debian` is no defect: today's agent never
+//! reads that file; booted, such a copy passes every check.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -234,18 +236,27 @@ pub fn check_real_agent(stemcell: &Path, work: &Path, dir: &Path) {
         !out.status.success(),
         "an image without the syslog group must fail:\n{all}"
     );
-    assert!(all.contains("cause: ") && all.contains("syslog"), "{all}");
+    assert!(
+        all.contains("cause: the image lacks") && all.contains("root:syslog"),
+        "{all}"
+    );
     std::fs::remove_file(no_syslog).unwrap();
 
-    let debian = broken_copy(stemcell, dir, "os-debian", |root| {
-        std::fs::write(root.join("var/vcap/bosh/etc/operating_system"), "debian\n").unwrap();
+    // The platform name: the agent knows `ubuntu` (never `debian`, whatever the OS is).
+    let debian = broken_copy(stemcell, dir, "platform-debian", |root| {
+        let run = root.join("etc/sv/agent/run");
+        let t = std::fs::read_to_string(&run)
+            .unwrap()
+            .replace("-P ubuntu", "-P debian");
+        std::fs::write(run, t).unwrap();
     });
     let (_, out) = boot_test(work, &debian);
     let all = text(&out);
+    assert!(!out.status.success(), "platform `debian` must fail:\n{all}");
     assert!(
-        !out.status.success(),
-        "operating_system `debian` must fail:\n{all}"
+        all.contains("cause: the agent's last error")
+            && all.contains("Platform debian could not be found"),
+        "{all}"
     );
-    assert!(all.contains("cause: the agent's"), "{all}");
     std::fs::remove_file(debian).unwrap();
 }
