@@ -275,3 +275,55 @@ fn a_kernel_that_never_boots_times_out_and_nothing_is_left() {
         "the sweep and the run leave no scratch dir"
     );
 }
+
+#[test]
+fn ctrl_c_powers_the_vm_off_and_removes_the_overlay() {
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIPPED boot_test: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    let packed =
+        write_stemcell(&spec("{}"), &root, None, &dir.path().join("out"), 0, 2, &[]).unwrap();
+    let work = dir.path().join("work");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .arg("--work-dir")
+        .arg(&work)
+        .args(["boot-test", "--timeout", "5m"])
+        .arg(&packed.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the VM to be running, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ps = support::sh(Command::new("ps").args(["-eo", "args"]));
+        if ps
+            .lines()
+            .any(|l| l.starts_with("qemu-system-arm") && l.contains(".pistemcell-boot-test-"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the VM never started");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("interrupted (Ctrl-C)"), "{err}");
+    let ps = support::sh(Command::new("ps").args(["-eo", "args"]));
+    assert!(
+        !ps.contains(&work.display().to_string()),
+        "still running:\n{ps}"
+    );
+    assert!(
+        scratch_dirs(&work).is_empty(),
+        "the overlay and image must be removed"
+    );
+    let work = work.canonicalize().unwrap();
+    assert!(pistemcell::rootfs::mounts::mounts_under(&work).is_empty());
+}
