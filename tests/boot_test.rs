@@ -287,7 +287,7 @@ fn ctrl_c_powers_the_vm_off_and_removes_the_overlay() {
     let packed =
         write_stemcell(&spec("{}"), &root, None, &dir.path().join("out"), 0, 2, &[]).unwrap();
     let work = dir.path().join("work");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+    let child = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
         .arg("--work-dir")
         .arg(&work)
         .args(["boot-test", "--timeout", "5m"])
