@@ -95,6 +95,8 @@ pub struct Checks {
     pub kernel: Option<String>,
     /// The agent binary's ELF machine, as the probe read it.
     pub agent_machine: Option<String>,
+    /// The ELF (`e_machine`, class) the image's architecture runs, when known.
+    pub expected_elf: Option<(&'static str, &'static str)>,
     agent_pids: Vec<String>,
     agent_down: usize,
     /// The agent log's last ERROR line.
@@ -119,6 +121,7 @@ impl Checks {
             pinned_monit,
             kernel: None,
             agent_machine: None,
+            expected_elf: None,
             agent_pids: Vec::new(),
             agent_down: 0,
             last_agent_error: None,
@@ -126,6 +129,15 @@ impl Checks {
             root_mounted: None,
             monit_bad_since: None,
         }
+    }
+
+    /// Sets the ELF the agent binary must be, from the image's architecture.
+    pub fn expect_arch(&mut self, arch: &str) {
+        self.expected_elf = match arch {
+            "armhf" | "armel" => Some(("40", "1")),
+            "arm64" => Some(("183", "2")),
+            _ => None,
+        };
     }
 
     /// A check's status.
@@ -249,7 +261,20 @@ impl Checks {
                 }
             }
             "agent-elf" => {
-                self.agent_machine = Some(elf_machine(l.get("machine"), l.get("class")));
+                let (m, c) = (l.get("machine"), l.get("class"));
+                let what = elf_machine(m, c);
+                self.agent_machine = Some(what.clone());
+                if let Some((em, ec)) = self.expected_elf {
+                    if (m, c) != (em, ec) {
+                        // The kernel refuses it (ENOEXEC); execvp then hands it to /bin/sh,
+                        // whose "Syntax error" is all the agent's log will show.
+                        self.fail(
+                            CheckId::AgentStarted,
+                            at,
+                            format!("the agent binary cannot run on this CPU (exec format error): /var/vcap/bosh/bin/bosh-agent is {what}, the image needs {}", elf_machine(em, ec)),
+                        );
+                    }
+                }
             }
             "agent" => {
                 let pid = l.get("pid");
@@ -452,6 +477,30 @@ mod tests {
         assert!(
             matches!(c.get(CheckId::AgentStarted), Status::Failed(_, m) if m.contains("does not stay up"))
         );
+    }
+
+    #[test]
+    fn a_foreign_agent_binary_fails_by_its_elf_machine() {
+        let mut c = Checks::new(None, Some("no agent"));
+        c.expect_arch("armhf");
+        c.probe(
+            &parse_line("PSTC agent-elf machine=40 class=1").unwrap(),
+            s(9),
+        );
+        assert!(c.pending(CheckId::AgentStarted));
+        c.probe(
+            &parse_line("PSTC agent-elf machine=62 class=2").unwrap(),
+            s(9),
+        );
+        match c.get(CheckId::AgentStarted) {
+            Status::Failed(_, m) => assert!(
+                m.contains("exec format error")
+                    && m.contains("64-bit x86-64")
+                    && m.contains("needs a 32-bit ARM ELF"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -265,6 +265,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     };
     let mbus = mbus::Mbus::new(port, &user, &password, &cert.ca).map_err(BootTestError::Vm)?;
     let mut checks = Checks::new(facts.monit_pin.clone(), facts.no_agent.as_deref());
+    checks.expect_arch(&d.arch);
     progress(&format!("powering on: {kernel_note}"));
     let mut machine = vm::Vm::start(&cfg)?;
     let t0 = Instant::now();
@@ -331,6 +332,18 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         std::thread::sleep(Duration::from_millis(250));
     };
     let elapsed = t0.elapsed();
+    if result.is_ok() && checks.failed() {
+        // A few seconds more for the logs: what the guest writes right after a failure
+        // is usually why.
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until && machine.exited().is_none() && !crate::interrupt::requested()
+        {
+            for l in agent_log.poll() {
+                checks.agent_log(&l, t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
     machine.power_off();
     if std::env::var_os("PISTEMCELL_BOOT_TEST_KEEP").is_some() {
         // For debugging the test itself: the scratch dir (image, overlay, logs) stays.
@@ -347,16 +360,22 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     result?;
     let (console_tail, agent_log_tail) = (console.tail(30), agent_log.tail(30));
     let all_agent_log: Vec<String> = agent_log.lines.iter().cloned().collect();
-    let cause = checks
-        .failed()
-        .then(|| {
-            checks::diagnose(
-                &all_agent_log,
-                checks.last_agent_error.as_deref(),
-                &console_tail,
-            )
-        })
-        .flatten();
+    let foreign = checks.status.iter().find_map(|(_, st)| match st {
+        checks::Status::Failed(_, d) if d.contains("exec format error") => Some(d.clone()),
+        _ => None,
+    });
+    let cause = foreign.or_else(|| {
+        checks
+            .failed()
+            .then(|| {
+                checks::diagnose(
+                    &all_agent_log,
+                    checks.last_agent_error.as_deref(),
+                    &console_tail,
+                )
+            })
+            .flatten()
+    });
     Ok(Report {
         stemcell: format!("{} ({}, {})", d.name, d.arch, d.infrastructure),
         arch: d.arch,
