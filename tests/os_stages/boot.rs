@@ -170,9 +170,11 @@ pub fn check_default(stemcell: &Path, work: &Path, dir: &Path) {
         detail.contains("exec format error") && detail.contains("x86-64"),
         "the failure must name the cause: {detail}"
     );
+    assert_eq!(r["passed"], false, "{all}");
+    let cause = r["cause"].as_str().unwrap_or("");
     assert!(
-        all.contains("FAILED: service manager started the agent"),
-        "{all}"
+        cause.contains("exec format error"),
+        "the report's cause: {cause}"
     );
     std::fs::remove_file(x86).unwrap();
 }
@@ -230,14 +232,15 @@ pub fn check_real_agent(stemcell: &Path, work: &Path, dir: &Path) {
             std::fs::write(&p, kept).unwrap();
         }
     });
-    let (_, out) = boot_test(work, &no_syslog);
+    let (r, out) = boot_test(work, &no_syslog);
     let all = text(&out);
+    let cause = r["cause"].as_str().unwrap_or("").to_string();
     assert!(
         !out.status.success(),
         "an image without the syslog group must fail:\n{all}"
     );
     assert!(
-        all.contains("cause: the image lacks") && all.contains("root:syslog"),
+        cause.starts_with("the image lacks") && cause.contains("root:syslog"),
         "{all}"
     );
     std::fs::remove_file(no_syslog).unwrap();
@@ -250,12 +253,13 @@ pub fn check_real_agent(stemcell: &Path, work: &Path, dir: &Path) {
             .replace("-P ubuntu", "-P debian");
         std::fs::write(run, t).unwrap();
     });
-    let (_, out) = boot_test(work, &debian);
+    let (r, out) = boot_test(work, &debian);
     let all = text(&out);
+    let cause = r["cause"].as_str().unwrap_or("").to_string();
     assert!(!out.status.success(), "platform `debian` must fail:\n{all}");
     assert!(
-        all.contains("cause: the agent's last error")
-            && all.contains("Platform debian could not be found"),
+        cause.starts_with("the agent's last error")
+            && cause.contains("Platform debian could not be found"),
         "{all}"
     );
     std::fs::remove_file(debian).unwrap();
