@@ -161,8 +161,11 @@ pub fn build(
     let out_dir = ctx.cache_dir.join("agent").join(&key);
     let out = out_dir.join("bosh-agent");
     if out.is_file() {
-        ctx.reporter
-            .detail(&format!("bosh-agent: cached build {}", out.display()));
+        ctx.reporter.step(&format!(
+            "bosh-agent: cached build {} ({} patches applied when it was built)",
+            out.display(),
+            patches.len()
+        ));
         return Ok(out);
     }
     let logs = ctx
