@@ -53,6 +53,12 @@ fn rootfs(dir: &Path) -> PathBuf {
     root
 }
 
+/// A bakery stemcell of the fixture tree, in `dir/out`.
+fn bakery_stemcell(dir: &Path) -> pistemcell::pack::stemcell::Packed {
+    let root = rootfs(dir);
+    write_stemcell(&spec("{}"), &root, None, &dir.join("out"), 0, 2, &[]).unwrap()
+}
+
 fn boot_test(work: &Path, stemcell: &Path, keep: bool) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pistemcell"));
     cmd.arg("--work-dir")
@@ -136,9 +142,7 @@ fn a_kernel_that_never_boots_times_out_and_nothing_is_left() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = rootfs(dir.path());
-    let packed =
-        write_stemcell(&spec("{}"), &root, None, &dir.path().join("out"), 0, 2, &[]).unwrap();
+    let packed = bakery_stemcell(dir.path());
     let before = pistemcell::archive::cache::file_sha256(&packed.path).unwrap();
     let work = dir.path().join("work");
 
@@ -283,9 +287,7 @@ fn ctrl_c_powers_the_vm_off_and_removes_the_overlay() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = rootfs(dir.path());
-    let packed =
-        write_stemcell(&spec("{}"), &root, None, &dir.path().join("out"), 0, 2, &[]).unwrap();
+    let packed = bakery_stemcell(dir.path());
     let work = dir.path().join("work");
     let child = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
         .arg("--work-dir")

@@ -46,7 +46,7 @@ pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
     let mut outer = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
         f,
     )));
-    let mut manifest: Option<serde_norway::Value> = None;
+    let mut manifest: Option<crate::pack::stemcell::Manifest> = None;
     let mut wrote = false;
     let entries = outer
         .entries()
@@ -77,22 +77,16 @@ pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
     if !wrote {
         return Err(bad(stemcell, "no `image` member: not a stemcell"));
     }
-    let cp = |k: &str| m["cloud_properties"][k].as_str().unwrap_or("").to_string();
+    let cp = |k: &str| m.cloud_properties.get(k).cloned().unwrap_or_default();
     let (arch, infrastructure) = (cp("architecture"), cp("infrastructure"));
-    let name = format!(
-        "{} {}",
-        m["name"].as_str().unwrap_or("?"),
-        m["version"].as_str().unwrap_or("?")
-    );
-    let mut img = File::open(dest).map_err(|e| bad(stemcell, e.to_string()))?;
-    let parts = crate::audit::input::mbr_partitions(&mut img)
-        .map_err(|e| bad(stemcell, e.to_string()))?
-        .ok_or_else(|| bad(stemcell, "its image has no partition table"))?;
+    let name = format!("{} {}", m.name, m.version);
     let mut sector = [0u8; 512];
-    img.seek(SeekFrom::Start(0))
-        .and_then(|_| img.read_exact(&mut sector))
+    File::open(dest)
+        .and_then(|mut img| img.read_exact(&mut sector))
         .map_err(|e| bad(stemcell, e.to_string()))?;
-    let disk_id = u32::from_le_bytes([sector[440], sector[441], sector[442], sector[443]]);
+    let (disk_id, parts) = crate::image::mbr::parse(&sector)
+        .filter(|(_, p)| !p.is_empty())
+        .ok_or_else(|| bad(stemcell, "its image has no partition table"))?;
     let part = |n: usize| parts.iter().find(|p| p.0 == n).map(|p| (p.2, p.3));
     let (Some(boot), Some(root)) = (part(1), part(2)) else {
         return Err(bad(
@@ -157,73 +151,6 @@ fn write_raw(r: &mut impl Read, dest: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", dest.display()))
 }
 
-/// A window of a file as a seekable stream (fatfs reads the boot partition through it).
-pub struct Window {
-    file: File,
-    start: u64,
-    len: u64,
-    pos: u64,
-}
-
-impl Window {
-    /// `len` bytes of `file` from `start`.
-    pub fn new(file: File, start: u64, len: u64) -> Window {
-        Window {
-            file,
-            start,
-            len,
-            pos: 0,
-        }
-    }
-}
-
-impl Read for Window {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        let n = (buf.len() as u64).min(left) as usize;
-        if n == 0 {
-            return Ok(0);
-        }
-        self.file.seek(SeekFrom::Start(self.start + self.pos))?;
-        let got = self.file.read(&mut buf[..n])?;
-        self.pos += got as u64;
-        Ok(got)
-    }
-}
-
-impl Write for Window {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        let n = (buf.len() as u64).min(left) as usize;
-        if n == 0 && !buf.is_empty() {
-            return Err(std::io::Error::other("write past the end of the partition"));
-        }
-        self.file.seek(SeekFrom::Start(self.start + self.pos))?;
-        let put = self.file.write(&buf[..n])?;
-        self.pos += put as u64;
-        Ok(put)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl Seek for Window {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let p = match to {
-            SeekFrom::Start(p) => p as i128,
-            SeekFrom::End(d) => self.len as i128 + d as i128,
-            SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        if p < 0 {
-            return Err(std::io::Error::other("seek before the partition"));
-        }
-        self.pos = p as u64;
-        Ok(self.pos)
-    }
-}
-
 /// The boot files the firmware would load: the kernel and initramfs `config.txt` names.
 pub struct BootFiles {
     /// The kernel's file name on the boot partition.
@@ -242,7 +169,7 @@ pub fn boot_files(
     let err = |msg: String| BootTestError::BootPartition(msg);
     let f = File::open(&disk.image).map_err(|e| err(e.to_string()))?;
     let fs = fatfs::FileSystem::new(
-        Window::new(f, disk.boot.0, disk.boot.1),
+        crate::image::fat::Window::new(&f, disk.boot.0, disk.boot.1),
         fatfs::FsOptions::new(),
     )
     .map_err(|e| err(format!("partition 1 is not a FAT filesystem: {e}")))?;
@@ -297,20 +224,5 @@ mod tests {
         assert!(!boots_on_virt("kernel7.img"));
         assert!(!boots_on_virt("kernel8.img"));
         assert!(!boots_on_virt("vmlinuz-6.1.0-rpi7-rpi-v8"));
-    }
-
-    #[test]
-    fn a_window_reads_and_seeks_within_its_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"0123456789").unwrap();
-        let mut w = Window::new(File::open(&p).unwrap(), 3, 4);
-        let mut s = String::new();
-        w.read_to_string(&mut s).unwrap();
-        assert_eq!(s, "3456");
-        w.seek(SeekFrom::End(-1)).unwrap();
-        s.clear();
-        w.read_to_string(&mut s).unwrap();
-        assert_eq!(s, "6");
     }
 }

@@ -110,7 +110,7 @@ pub struct MountedOverlay {
     // Dropped in this order: the mount, the loop device, the export.
     mount: Option<sys_mount::UnmountDrop<Mount>>,
     lo: Option<Loop>,
-    _export: Export,
+    export: Export,
 }
 
 impl MountedOverlay {
@@ -135,7 +135,7 @@ impl MountedOverlay {
             root,
             mount: Some(mount),
             lo: Some(lo),
-            _export: export,
+            export,
         })
     }
 
@@ -159,7 +159,7 @@ impl MountedOverlay {
         contents: &[u8],
     ) -> Result<(), BootTestError> {
         use std::io::Write;
-        let file = &self._export.file;
+        let file = &self.export.file;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -168,7 +168,7 @@ impl MountedOverlay {
         let bad =
             |e: std::io::Error| BootTestError::Overlay(format!("the boot partition's {rel}: {e}"));
         let fs = fatfs::FileSystem::new(
-            super::disk::Window::new(f, part.0, part.1),
+            crate::image::fat::Window::new(&f, part.0, part.1),
             fatfs::FsOptions::new(),
         )
         .map_err(bad)?;

@@ -3,7 +3,7 @@
 //! files give the same bytes. Files are added in name order.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::{io_err as io, ImageError};
@@ -32,10 +32,10 @@ pub fn make(
         .fat_type(fatfs::FatType::Fat32)
         .volume_id(volume_id)
         .volume_label(*LABEL);
-    let mut buf = positioned::At::new(&file);
+    let mut buf = Window::new(&file, 0, len);
     fatfs::format_volume(&mut buf, opts).map_err(io("formatting FAT32 in", part))?;
     buf.flush().map_err(io("writing", part))?;
-    let fs = fatfs::FileSystem::new(positioned::At::new(&file), fatfs::FsOptions::new())
+    let fs = fatfs::FileSystem::new(Window::new(&file, 0, len), fatfs::FsOptions::new())
         .map_err(io("opening the FAT32 in", part))?;
     {
         let root = fs.root_dir();
@@ -84,55 +84,89 @@ fn copy_dir<T: fatfs::ReadWriteSeek>(
 }
 
 /// `Read + Write + Seek` over a shared file handle, by position (`pread`/`pwrite`), for fatfs.
-mod positioned {
-    use std::fs::File;
-    use std::io::{self, Read, Seek, SeekFrom, Write};
+/// A window of a shared file handle (`len` bytes from `start`), read and written at positions
+/// (`read_at`/`write_at`): the filesystem of one partition inside a disk image for fatfs.
+pub struct Window<'a> {
+    file: &'a File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
 
-    /// Positioned reads and writes on a shared file handle.
-    pub struct At<'a> {
-        file: &'a File,
-        pos: u64,
-    }
-
-    impl<'a> At<'a> {
-        pub fn new(file: &'a File) -> Self {
-            At { file, pos: 0 }
+impl<'a> Window<'a> {
+    /// `len` bytes of `file` from `start`.
+    pub fn new(file: &'a File, start: u64, len: u64) -> Self {
+        Window {
+            file,
+            start,
+            len,
+            pos: 0,
         }
     }
 
-    impl Read for At<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            use std::os::unix::fs::FileExt;
-            let n = self.file.read_at(buf, self.pos)?;
-            self.pos += n as u64;
-            Ok(n)
+    fn room(&self, want: usize) -> usize {
+        (want as u64).min(self.len.saturating_sub(self.pos)) as usize
+    }
+}
+
+impl Read for Window<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.room(buf.len());
+        let got = self.file.read_at(&mut buf[..n], self.start + self.pos)?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl Write for Window<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.room(buf.len());
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::Error::other("write past the end of the partition"));
         }
+        let put = self.file.write_at(&buf[..n], self.start + self.pos)?;
+        self.pos += put as u64;
+        Ok(put)
     }
 
-    impl Write for At<'_> {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            use std::os::unix::fs::FileExt;
-            let n = self.file.write_at(buf, self.pos)?;
-            self.pos += n as u64;
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
+}
 
-    impl Seek for At<'_> {
-        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-            let len = self.file.metadata()?.len();
-            let new = match to {
-                SeekFrom::Start(n) => Some(n),
-                SeekFrom::End(d) => len.checked_add_signed(d),
-                SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-            };
-            self.pos = new.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-            })?;
-            Ok(self.pos)
-        }
+impl Seek for Window<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_reads_and_seeks_within_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let f = File::open(&p).unwrap();
+        let mut w = Window::new(&f, 3, 4);
+        let mut s = String::new();
+        w.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "3456");
+        w.seek(SeekFrom::End(-1)).unwrap();
+        s.clear();
+        w.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "6");
     }
 }
