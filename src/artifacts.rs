@@ -182,14 +182,14 @@ pub struct BootTestArgs {
     pub json: bool,
 }
 
-/// `pistemcell boot-test` (and `build --boot-test`): boots the stemcell and prints the report;
-/// exit 1 when a check failed.
-pub fn boot_test(
+/// Boots the stemcell under qemu and runs the boot test's checks (`boot-test`,
+/// `build --boot-test`).
+pub fn boot_test_report(
     work_dir: &Path,
     stemcell: &Path,
     a: &BootTestArgs,
     reporter: &Reporter,
-) -> Result<ExitCode> {
+) -> Result<pistemcell::boottest::Report> {
     let (work, swept) = pistemcell::workdir::WorkDir::open(work_dir)?;
     for p in swept {
         reporter.step(&format!(
@@ -206,6 +206,18 @@ pub fn boot_test(
     };
     let report = pistemcell::boottest::run(&opts, &|l| reporter.step(&format!("boot-test: {l}")))
         .with_context(|| format!("boot-test of {}", stemcell.display()))?;
+    Ok(report)
+}
+
+/// `pistemcell boot-test`: boots the stemcell and prints the report; exit 1 when a check
+/// failed.
+pub fn boot_test(
+    work_dir: &Path,
+    stemcell: &Path,
+    a: &BootTestArgs,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    let report = boot_test_report(work_dir, stemcell, a, reporter)?;
     if a.json {
         println!("{}", pistemcell::boottest::report::json(&report));
     } else {

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod image;
 pub mod interrupt;
 pub mod mirror;
+pub mod os_image;
 pub mod pack;
 pub mod pipeline;
 pub mod profile;

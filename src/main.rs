@@ -58,45 +58,7 @@ struct Global {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Build the stemcell through every stage (cached, resumable), then its disk image and tarball.
-    Build {
-        /// The spec file (default: the built-in default spec).
-        spec: Option<PathBuf>,
-        #[command(flatten)]
-        stages: StageArgs,
-        #[command(flatten)]
-        run: RunArgs,
-        /// Rebuild from this stage even if it is cached.
-        #[arg(long, value_name = "STAGE", conflicts_with = "only")]
-        from: Option<String>,
-        /// Stop after this stage.
-        #[arg(long, value_name = "STAGE", conflicts_with = "only")]
-        until: Option<String>,
-        /// Run just this stage, on its parent's cached result.
-        #[arg(long, value_name = "STAGE")]
-        only: Option<String>,
-        /// Ignore every cached stage.
-        #[arg(long)]
-        force: bool,
-        /// Where the finished rootfs goes (default: WORK_DIR/rootfs).
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-        /// Where the stemcell .tgz (with .sha1 and .sha256) goes (default: WORK_DIR/stemcells).
-        /// Written when the build runs to the end.
-        #[arg(long, value_name = "DIR")]
-        stemcell_dir: Option<PathBuf>,
-        /// Build twice from scratch (every stage run, in two work dirs under
-        /// WORK_DIR/reproducible, with different umasks and clocks, the same download cache)
-        /// and compare the stemcells byte for byte; on a difference, name the first differing
-        /// files and exit 1.
-        #[arg(long, conflicts_with_all = ["from", "until", "only", "force", "output", "stemcell_dir"])]
-        check_reproducible: bool,
-        /// Then boot the stemcell under qemu and run the boot test's checks (see `boot-test`);
-        /// exit 1 when one fails.
-        #[arg(long, conflicts_with_all = ["check_reproducible", "until", "only"])]
-        boot_test: bool,
-        #[command(flatten)]
-        boot: BootArgs,
-    },
+    Build(build::BuildArgs),
     /// Bootstrap a verified, configured ARM root filesystem from a spec.
     Bootstrap {
         /// The spec file (default: the built-in default spec).
@@ -214,6 +176,9 @@ enum Cmd {
         stemcell: PathBuf,
         #[command(flatten)]
         boot: BootArgs,
+        /// Print the boot test's report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check this host for everything a build needs.
     Doctor {
@@ -240,17 +205,14 @@ struct BootArgs {
     /// The VM's memory in MiB (a Pi 3 has 1024).
     #[arg(long, default_value_t = 1024)]
     memory: u32,
-    /// Print the boot test's report as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 impl BootArgs {
-    fn args(&self) -> artifacts::BootTestArgs {
+    fn args(&self, json: bool) -> artifacts::BootTestArgs {
         artifacts::BootTestArgs {
             timeout: self.timeout,
             memory_mib: self.memory,
-            json: self.json,
+            json,
         }
     }
 }
@@ -359,46 +321,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", out.rootfs.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Build {
-            spec,
-            stages,
-            run,
-            from,
-            until,
-            only,
-            force,
-            output,
-            stemcell_dir,
-            check_reproducible,
-            boot_test,
-            boot,
-        } => {
-            let spec = spec::load(spec.as_deref(), &g.sets)?;
-            if *check_reproducible {
-                return build::check_reproducible(g, spec, stages, run, &reporter);
-            }
-            let opts = build::Plan {
-                from: from.clone(),
-                until: until.clone(),
-                only: only.clone(),
-                force: *force,
-                output: output.clone(),
-                stemcell_dir: stemcell_dir.clone(),
-            };
-            match build::run_once(g, &g.work_dir, spec, stages, run, &opts, &reporter)? {
-                build::Outcome::Stemcell(path) if *boot_test => {
-                    println!("{}", path.display());
-                    artifacts::boot_test(&g.work_dir, &path, &boot.args(), &reporter)
-                }
-                build::Outcome::Rootfs(_) if *boot_test => {
-                    bail!("--boot-test needs a disk stemcell, and this build wrote none (a warden build, or one stopped early)")
-                }
-                build::Outcome::Stemcell(path) | build::Outcome::Rootfs(path) => {
-                    println!("{}", path.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-            }
-        }
+        Cmd::Build(args) => build::command(g, args, &reporter),
         Cmd::Stages { spec, stages } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
             let ctx = context::BuildContext::new(
@@ -550,8 +473,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Cmd::Inspect { stemcell, json } => artifacts::inspect(stemcell, *json),
         Cmd::Diff { a, b, json } => artifacts::diff(a, b, *json),
-        Cmd::BootTest { stemcell, boot } => {
-            artifacts::boot_test(&g.work_dir, stemcell, &boot.args(), &reporter)
+        Cmd::BootTest {
+            stemcell,
+            boot,
+            json,
+        } => {
+            let args = boot.args(*json);
+            artifacts::boot_test(&g.work_dir, stemcell, &args, &reporter)
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Progress reporting: indicatif bars on a terminal, plain log lines otherwise (CI).
 
 use std::io::IsTerminal;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +26,7 @@ pub struct Reporter {
     verbosity: Verbosity,
     tty: bool,
     start: Instant,
+    log: Arc<Mutex<Option<(PathBuf, std::fs::File)>>>,
 }
 
 impl Reporter {
@@ -33,26 +36,66 @@ impl Reporter {
             verbosity,
             tty: std::io::stderr().is_terminal(),
             start: Instant::now(),
+            log: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// From now on, every line (details and warnings included, whatever the verbosity) is
+    /// also appended to `path`, for this reporter and all its clones.
+    pub fn log_to(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        if let Ok(mut log) = self.log.lock() {
+            *log = Some((path.to_path_buf(), file));
+        }
+        Ok(())
+    }
+
+    /// The log file set by [`Reporter::log_to`].
+    pub fn log_path(&self) -> Option<PathBuf> {
+        self.log
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|(p, _)| p.clone()))
+    }
+
+    /// Appends a line to the log file only (an error the caller prints itself).
+    pub fn log_only(&self, line: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            if let Some((_, f)) = log.as_mut() {
+                // A full disk must not stop the build over its log.
+                let _ = writeln!(f, "{line}");
+            }
         }
     }
 
     /// Logs a step line (not in quiet mode).
     pub fn step(&self, msg: &str) {
+        let line = format!("[{:>6.1}s] {msg}", self.start.elapsed().as_secs_f64());
         if self.verbosity >= Verbosity::Normal {
-            eprintln!("[{:>6.1}s] {msg}", self.start.elapsed().as_secs_f64());
+            eprintln!("{line}");
         }
+        self.log_only(&line);
     }
 
     /// Logs a detail line (verbose mode only).
     pub fn detail(&self, msg: &str) {
+        let line = format!("[{:>6.1}s]   {msg}", self.start.elapsed().as_secs_f64());
         if self.verbosity >= Verbosity::Verbose {
-            eprintln!("[{:>6.1}s]   {msg}", self.start.elapsed().as_secs_f64());
+            eprintln!("{line}");
         }
+        self.log_only(&line);
     }
 
     /// Logs a warning (always).
     pub fn warn(&self, msg: &str) {
         eprintln!("warning: {msg}");
+        self.log_only(&format!("warning: {msg}"));
     }
 
     /// Starts a progress counter of `total` units (`bytes` formats them as sizes).

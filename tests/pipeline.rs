@@ -179,7 +179,7 @@ fn open_work(path: &Path) -> WorkDir {
 fn outcomes(r: &RunReport) -> Vec<(String, Outcome)> {
     r.stages
         .iter()
-        .map(|s| (s.name.clone(), s.outcome.clone()))
+        .map(|s| (s.name.clone(), s.outcome))
         .collect()
 }
 

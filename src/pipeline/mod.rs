@@ -93,6 +93,17 @@ pub enum PipelineError {
     /// Stages of this run cannot get what they need (checked before any stage runs).
     #[error("the build cannot start; nothing was changed:\n  - {}", .0.join("\n  - "))]
     Inputs(Vec<String>),
+    /// A stage's inputs are missing: the stages before it ran (and are cached), the build
+    /// stopped there.
+    #[error("the build stopped before stage {stage}: it needs inputs this host cannot get:\n  - {}\n  the stages before it are built and cached (through {}); give the inputs and run the same command again to resume at {stage}, or build the OS image alone with `pistemcell build --os-image`", .missing.join("\n  - "), .ran.last().map_or("none", String::as_str))]
+    Stopped {
+        /// The first stage that cannot run.
+        stage: String,
+        /// The stages that ran or were restored before it.
+        ran: Vec<String>,
+        /// What is missing, one line each, with the `--set` flags that give it.
+        missing: Vec<String>,
+    },
     /// The run options contradict each other.
     #[error("{0}")]
     Options(String),
@@ -200,6 +211,11 @@ pub trait Stage {
     }
     /// Changes the tree at `root` (the first stage receives an empty directory).
     fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError>;
+    /// Whether the stage installs a stemcell input (monit, the agent): the OS image
+    /// (`build --os-image`) is every stage before the first such stage.
+    fn stemcell_input(&self) -> bool {
+        false
+    }
 }
 
 impl Stage for DataStage {

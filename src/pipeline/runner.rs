@@ -72,7 +72,7 @@ pub struct RunOptions {
 }
 
 /// What happened to one stage in a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Not part of this build.
     Skipped,
@@ -282,16 +282,30 @@ fn run_once(
     let active: Vec<usize> = (0..planned.len())
         .filter(|&i| !matches!(planned[i].state, CacheState::Skipped { .. }))
         .collect();
-    let (restore, first, last) = choose(&planned, &active, opts)?;
-    // Every input the stages about to run need from outside, before any of them runs.
+    let (restore, first, mut last) = choose(&planned, &active, opts)?;
+    // Every input the stages about to run need from outside, before any of them runs. When
+    // one is missing, the stages before the first that needs it still run (and are cached),
+    // then the build stops there with every missing input in one message.
     let mut missing = Vec::new();
-    for &i in &active[first..=last] {
+    let mut blocked: Option<usize> = None;
+    for (pos, &i) in active.iter().enumerate().take(last + 1).skip(first) {
         if let Err(e) = stages[i].prepare(ctx) {
             missing.push(e.to_string());
+            blocked.get_or_insert(pos);
         }
     }
-    if !missing.is_empty() {
-        return Err(PipelineError::Inputs(missing));
+    let mut stopped = None;
+    if let Some(b) = blocked {
+        if b == first {
+            return Err(PipelineError::Inputs(missing));
+        }
+        let stage = planned[active[b]].name.clone();
+        ctx.reporter.warn(&format!(
+            "stage {stage} cannot get its inputs; the build runs the stages before it and stops there:\n  - {}",
+            missing.join("\n  - ")
+        ));
+        last = b - 1;
+        stopped = Some((stage, missing));
     }
     let store = Store::open(&ctx.cache_dir)?;
     let tree = work.partial("build")?;
@@ -299,7 +313,7 @@ fn run_once(
     let mut report = Vec::new();
     // Report every stage up to the last one run (to the end, skipped ones included, when
     // the run goes to the end).
-    let stop = if opts.until.is_none() && opts.only.is_none() {
+    let stop = if opts.until.is_none() && opts.only.is_none() && stopped.is_none() {
         planned.len()
     } else {
         active[last] + 1
@@ -361,6 +375,19 @@ fn run_once(
             saved.compressed as f64 / 1e6
         ));
         report.push(line(Outcome::Ran, secs, snap));
+    }
+    if let Some((stage, missing)) = stopped {
+        // The partial tree is dropped (removed): the output stays as it was.
+        let ran = report
+            .iter()
+            .filter(|r| r.outcome != Outcome::Skipped)
+            .map(|r| r.name.clone())
+            .collect();
+        return Err(PipelineError::Stopped {
+            stage,
+            ran,
+            missing,
+        });
     }
     commit(tree, &opts.output)?;
     Ok(RunReport {

@@ -163,6 +163,9 @@ fn agent_of(ctx: &BuildContext) -> Result<&Agent, AgentError> {
 }
 
 impl Stage for AgentStage {
+    fn stemcell_input(&self) -> bool {
+        true
+    }
     fn name(&self) -> &str {
         NAME
     }

@@ -92,6 +92,9 @@ fn field(m: &Monit) -> String {
 }
 
 impl Stage for MonitStage {
+    fn stemcell_input(&self) -> bool {
+        true
+    }
     fn name(&self) -> &str {
         NAME
     }
