@@ -86,6 +86,9 @@ pub struct Meta {
     pub stages: Vec<String>,
     /// The cache key of its last stage.
     pub last_key: String,
+    /// Directories made only to hold this record (removed again with it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_dirs: Vec<String>,
 }
 
 impl Meta {
@@ -100,6 +103,7 @@ impl Meta {
             cpu: spec.cpu,
             stages: stages.iter().map(|(n, _)| n.clone()).collect(),
             last_key: stages.last().map(|(_, k)| k.clone()).unwrap_or_default(),
+            record_dirs: Vec::new(),
         }
     }
 
@@ -156,20 +160,28 @@ pub fn write(
         move |source| OsImageError::Io { what, path, source }
     };
     let record = root.join(META_PATH);
-    if let Some(dir) = record.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    let mut meta = meta.clone();
+    meta.record_dirs = missing_dirs(root, META_PATH);
+    for d in meta.record_dirs.iter().rev() {
+        let dir = root.join(d);
+        std::fs::create_dir(&dir).map_err(io_err("create", &dir))?;
     }
-    let text = serde_json::to_string_pretty(meta).unwrap_or_default() + "\n";
-    std::fs::write(&record, text).map_err(io_err("write", &record))?;
-    if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    }
-    let packed = crate::pack::tarball::write_tgz(root, dest, epoch, 6, threads);
-    let _ = std::fs::remove_file(&record);
-    let stats = packed.map_err(|e| OsImageError::Pack {
-        path: dest.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let text = serde_json::to_string_pretty(&meta).unwrap_or_default() + "\n";
+    let written = std::fs::write(&record, text).map_err(io_err("write", &record));
+    let packed = written.and_then(|()| {
+        if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        }
+        crate::pack::tarball::write_tgz(root, dest, epoch, 6, threads).map_err(|e| {
+            OsImageError::Pack {
+                path: dest.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })
+    });
+    remove_record(root, &meta);
+    let stats = packed?;
+    let meta = &meta;
     // Read back: every member to the end, the gzip trailer checked, the record present.
     let (entries, found) = match read_back(dest) {
         Ok(x) => x,
@@ -210,6 +222,27 @@ pub fn write(
         size,
         entries,
     })
+}
+
+/// The ancestors of `rel` missing under `root`, deepest first.
+fn missing_dirs(root: &Path, rel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = Path::new(rel).parent();
+    while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+        if root.join(dir).symlink_metadata().is_err() {
+            out.push(dir.display().to_string());
+        }
+        p = dir.parent();
+    }
+    out
+}
+
+/// Removes the record and the directories made for it from `root`.
+fn remove_record(root: &Path, meta: &Meta) {
+    let _ = std::fs::remove_file(root.join(META_PATH));
+    for d in &meta.record_dirs {
+        let _ = std::fs::remove_dir(root.join(d));
+    }
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it there.
@@ -359,7 +392,7 @@ impl Stage for OsImageStage {
         )
         .map_err(|e| fail(e.to_string()))?;
         // The tree continues as the build that made the OS image left it.
-        std::fs::remove_file(root.join(META_PATH)).map_err(|e| fail(e.to_string()))?;
+        remove_record(root, &self.meta);
         Ok(())
     }
 }

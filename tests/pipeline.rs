@@ -16,6 +16,8 @@ use pistemcell::progress::{Reporter, Verbosity};
 use pistemcell::spec::{self, Infrastructure, Spec};
 use pistemcell::workdir::WorkDir;
 
+#[path = "pipeline/inputs.rs"]
+mod inputs;
 #[path = "pipeline/resume.rs"]
 mod resume;
 #[path = "pipeline/roundtrip.rs"]
