@@ -16,6 +16,8 @@
 mod boot;
 #[path = "os_stages/builtins.rs"]
 mod builtins;
+#[path = "os_stages/os_image.rs"]
+mod os_image;
 #[path = "os_stages/stemcell_image.rs"]
 mod stemcell_image;
 mod support;
@@ -539,6 +541,7 @@ fn default_spec_rootfs_has_the_bosh_os() {
         None => eprintln!("SKIPPED the boot test's agent checks with a real agent: set PISTEMCELL_TEST_AGENT_SRC and PISTEMCELL_TEST_GO (a bosh-agent checkout and Go >= 1.25) or PISTEMCELL_TEST_AGENT_BIN (an ARM bosh-agent)"),
     }
     builtins::reruns(&work, &cache, &mirror, &sets, &monit.0);
+    os_image::check(&work, &cache, &mirror, &sets, tmp.path());
     let left = pistemcell::rootfs::mounts::mounts_under(tmp.path());
     check(left.is_empty(), format!("left mounted: {left:?}"));
 }

@@ -91,7 +91,7 @@ pub enum PipelineError {
         parent: String,
     },
     /// Stages of this run cannot get what they need (checked before any stage runs).
-    #[error("the build cannot start; nothing was changed:\n  - {}", .0.join("\n  - "))]
+    #[error("the build cannot start: the first stage to run needs inputs this host cannot get; nothing was changed:\n  - {}\n  give them and run the same command again, or build the OS image alone with `pistemcell build --os-image`", .0.join("\n  - "))]
     Inputs(Vec<String>),
     /// A stage's inputs are missing: the stages before it ran (and are cached), the build
     /// stopped there.
