@@ -85,7 +85,20 @@ pub fn command(g: &Global, a: &BuildArgs, reporter: &Reporter) -> Result<ExitCod
         os_image: a.os_image,
         os_image_from: a.os_image_from.clone(),
     };
-    let built = run_once(g, &g.work_dir, spec, &a.stages, &a.run, &plan, reporter)?;
+    let built = match run_once(g, &g.work_dir, spec, &a.stages, &a.run, &plan, reporter) {
+        Ok(b) => b,
+        Err(e) if a.json => {
+            // CI reads stdout: the failure too is a JSON object.
+            let log = reporter.log_path().map(|p| p.display().to_string());
+            let summary = serde_json::json!({ "error": format!("{e:#}"), "log": log });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            );
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let mut code = ExitCode::SUCCESS;
     let mut boot = None;
     if a.boot_test {

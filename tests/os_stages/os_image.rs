@@ -52,10 +52,18 @@ pub fn check(work: &Path, cache: &Path, mirror: &str, sets: &[String], tmp: &Pat
         cache,
         mirror,
         &closed,
-        &["build", "--from", "50-runit-services"],
+        &["build", "--from", "50-runit-services", "--json"],
     );
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!o.status.success(), "{e}");
+    // --json: the failure is a JSON object on stdout too.
+    let j = json(&o);
+    assert!(
+        j["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("stopped before stage 55-monit")),
+        "{j}"
+    );
     for want in [
         "50-runit-services: done",
         "the build stopped before stage 55-monit",
