@@ -211,7 +211,7 @@ fn inputs_check(spec: &Resolved) -> Vec<Finding> {
             ),
             Err(e) => {
                 let message = e.to_string();
-                let packages = monit_packages(&message, spec.arch);
+                let packages = monit_packages(spec.arch);
                 let f = finding(Level::Fail, "monit", message);
                 if packages.is_empty() {
                     f
@@ -317,17 +317,14 @@ fn keyring_missing(spec: &Resolved) -> Finding {
     }
 }
 
-/// The packages monit_build::check_tools names in its message (`apt-get install A B`), so the
-/// list stays its own; on a host of the target's architecture, the native gcc provides the
-/// target triplet's compiler instead of the cross package.
-fn monit_packages(message: &str, arch: Arch) -> Vec<String> {
-    let Some((_, rest)) = message.split_once("apt-get install ") else {
-        return Vec::new();
-    };
+/// The packages that provide the monit build's missing tools; on a host of the target's
+/// architecture, the native gcc provides the target triplet's compiler instead of the cross
+/// package.
+fn monit_packages(arch: Arch) -> Vec<String> {
     let cross = crate::steps::monit_build::cross_package(arch);
-    rest.split_whitespace()
-        .take_while(|w| is_package_name(w))
-        .map(|p| {
+    crate::steps::monit_build::missing_tools(arch)
+        .into_iter()
+        .map(|(_, p)| {
             if p == cross && binfmt::native(arch) {
                 "gcc".to_string()
             } else {
@@ -337,6 +334,7 @@ fn monit_packages(message: &str, arch: Arch) -> Vec<String> {
         .collect()
 }
 
+#[cfg(test)]
 /// Whether `word` is a Debian package name (lower case letters, digits, `+-.`, 2+ chars).
 fn is_package_name(word: &str) -> bool {
     word.len() >= 2
@@ -446,18 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn monit_packages_come_from_check_tools_message() {
-        let msg = "monit.source: building monit needs aarch64-linux-gnu-gcc, make, flex on the host: apt-get install gcc-aarch64-linux-gnu make flex (or give monit.deb or monit.binary)";
-        let cross = if binfmt::native(Arch::Arm64) {
-            "gcc"
-        } else {
-            "gcc-aarch64-linux-gnu"
-        };
-        assert_eq!(
-            monit_packages(msg, Arch::Arm64),
-            [cross, "make", "flex"].map(String::from)
-        );
-        assert!(monit_packages("monit.source: something else", Arch::Armhf).is_empty());
+    fn package_names_are_recognised() {
         assert!(is_package_name("g++-12") && is_package_name("qemu-utils"));
         assert!(!is_package_name("(or") && !is_package_name("Make"));
     }

@@ -89,10 +89,11 @@ pub fn cpu_flags(arch: Arch, cpu: Cpu) -> &'static str {
     }
 }
 
-/// Checks that the host has what the build runs, naming the packages to install.
-pub fn check_tools(arch: Arch) -> Result<(), super::monit::MonitError> {
+/// The host tools building monit from source needs and does not find, each with the Debian
+/// package that provides it (`doctor --fix` installs these).
+pub fn missing_tools(arch: Arch) -> Vec<(String, &'static str)> {
     let gcc = format!("{}-gcc", triplet(arch));
-    let missing: Vec<(String, &str)> = [
+    [
         (gcc.as_str(), cross_package(arch)),
         ("make", "make"),
         ("flex", "flex"),
@@ -102,7 +103,12 @@ pub fn check_tools(arch: Arch) -> Result<(), super::monit::MonitError> {
     .into_iter()
     .filter(|(tool, _)| !crate::cmd::on_path(tool))
     .map(|(t, p)| (t.to_string(), p))
-    .collect();
+    .collect()
+}
+
+/// Checks that the host has what the build runs, naming the packages to install.
+pub fn check_tools(arch: Arch) -> Result<(), super::monit::MonitError> {
+    let missing = missing_tools(arch);
     if missing.is_empty() {
         return Ok(());
     }
