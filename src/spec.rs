@@ -12,6 +12,7 @@ use crate::profile::{self, Profile, ProfileError};
 
 mod fields;
 pub mod inputs;
+pub mod reference;
 
 pub use fields::FIELDS;
 

@@ -140,52 +140,55 @@ fn bad_values_are_named() {
 }
 
 #[test]
-fn fields_table_documents_every_spec_field() {
-    let full = Spec {
-        profile: Some("x".into()),
-        architecture: Some(Arch::Arm64),
-        cpu: Some(Cpu::Armv8),
-        suite: Some("s".into()),
-        components: Some(vec![]),
-        mirror: Some("m".into()),
-        keyring: Some("k".into()),
-        keyring_fingerprints: Some(vec![]),
-        extra_archives: Some(vec![]),
-        archive_pin: Some(Default::default()),
-        variant: Some(VariantSpec::Minbase),
-        packages: vec!["p".into()],
-        infrastructure: Some(Infrastructure::Raw),
-        stemcell: Some(StemcellSpec {
-            name: Some("n".into()),
-            version: Some("1.10".into()),
-        }),
-        monit: Some(MonitSpec {
-            version: Some("5.2.5".into()),
-            ..Default::default()
-        }),
-        agent: Some(AgentSpec::default()),
-        replacements: [("/x".to_string(), Artifact::default())].into(),
-        audit: Some(AuditSpec::default()),
-        image: Some(ImageSpec::default()),
-    };
-    let v = serde_norway::to_value(&full).unwrap();
-    let keys: Vec<String> = v
-        .as_mapping()
-        .unwrap()
-        .keys()
-        .map(|k| k.as_str().unwrap().to_string())
+fn fields_table_has_exactly_the_spec_types_fields() {
+    let real = reference::spec_field_paths().unwrap();
+    let documented: Vec<&str> = FIELDS.iter().map(|f| f.0).collect();
+    let missing: Vec<&String> = real
+        .iter()
+        .filter(|p| !documented.contains(&p.as_str()))
         .collect();
-    let documented: Vec<String> = FIELDS.iter().map(|f| f.0.to_string()).collect();
-    assert_eq!(keys, documented);
+    assert!(
+        missing.is_empty(),
+        "src/spec/fields.rs FIELDS lacks these spec fields (add a row for each, then run \
+         `PISTEMCELL_BLESS=1 cargo test --test readme`): {missing:?}"
+    );
+    let stale: Vec<&&str> = documented
+        .iter()
+        .filter(|p| !real.iter().any(|r| r == *p))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "src/spec/fields.rs FIELDS documents fields the spec types do not have: {stale:?}"
+    );
+    assert_eq!(documented.len(), real.len(), "FIELDS has duplicate rows");
+    for (i, path) in documented.iter().enumerate() {
+        assert_eq!(
+            *path, real[i],
+            "src/spec/fields.rs FIELDS: row {i} should be `{}` (rows follow the types' order)",
+            real[i]
+        );
+    }
 }
 
 #[test]
-fn readme_documents_every_spec_field() {
-    let readme = include_str!("../../README.md");
-    for (name, ..) in super::FIELDS {
+fn fields_table_rows_are_filled_in() {
+    for (path, ty, default, meaning) in FIELDS {
         assert!(
-            readme.contains(&format!("| `{name}` |")),
-            "README.md's spec reference lacks `{name}`"
+            !ty.trim().is_empty() && !default.trim().is_empty() && !meaning.trim().is_empty(),
+            "src/spec/fields.rs: `{path}` needs a type, a default and a meaning"
         );
+    }
+}
+
+#[test]
+fn every_documented_path_is_a_set_key() {
+    for (path, ..) in FIELDS {
+        if path.contains("[]") || path.contains('*') {
+            continue;
+        }
+        if let Err(e) = parse("t.yml", "", &[format!("{path}=x")]) {
+            let e = e.to_string();
+            assert!(!e.contains("unknown field"), "--set {path}=x: {e}");
+        }
     }
 }
