@@ -187,6 +187,15 @@ pub fn resolve_monit(spec: Option<&MonitSpec>) -> Result<Monit, String> {
     })
 }
 
+/// The bosh-agent repository the default agent is fetched from.
+pub const AGENT_DEFAULT_GIT: &str = "https://github.com/cloudfoundry/bosh-agent";
+/// The default agent's commit: tag `v2.874.0` (2026-08-08), the newest v2 release when this
+/// was pinned; its tree has `go.mod` (`go 1.25.0`) and `vendor/`, and the project's patches
+/// apply to it.
+pub const AGENT_DEFAULT_REV: &str = "232dc82f19034c5c7e9848d6c9cd05e127af240b";
+/// The version the default agent reports: its tag without the `v`.
+pub const AGENT_DEFAULT_VERSION: &str = "2.874.0";
+
 /// The agent as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -199,18 +208,43 @@ pub struct AgentSpec {
     pub source: Option<AgentSource>,
 }
 
-/// A bosh-agent source tree.
+/// A bosh-agent source tree: a local directory (`path`) or a git repository at a commit
+/// (`git` and `rev`), exactly one of them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSource {
-    /// The directory holding bosh-agent's `go.mod` (with its `vendor/`).
+    /// The directory holding bosh-agent's `go.mod` (with its `vendor/`); empty when `git` is
+    /// given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// A git URL of bosh-agent, fetched at `rev` into the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
+    /// The commit to fetch from `git`: its full 40-hex-digit id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<String>,
     /// The `go` binary; default `go` on PATH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go: Option<String>,
-    /// The version the agent reports (`bosh-agent -v`); default `0.0.0-dev`.
+    /// The version the agent reports (`bosh-agent -v`); default `0.0.0-dev` (the default
+    /// source's: its release).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+}
+
+impl AgentSource {
+    /// The git URL and commit, when the tree is fetched by git.
+    pub fn git_rev(&self) -> Option<(&str, &str)> {
+        Some((self.git.as_deref()?, self.rev.as_deref()?))
+    }
+
+    /// Where the tree comes from, for messages: `URL at commit REV`, or the path.
+    pub fn describe(&self) -> String {
+        match self.git_rev() {
+            Some((g, r)) => format!("{g} at commit {r}"),
+            None => self.path.clone(),
+        }
+    }
 }
 
 /// The resolved agent input.
@@ -222,7 +256,8 @@ pub enum Agent {
     Source(AgentSource),
 }
 
-/// Resolves the agent input; the agent has no default (it is not published for ARM).
+/// Resolves the agent input; the default is bosh-agent's pinned release fetched by git and
+/// built from source (it is not published for ARM).
 pub fn resolve_agent(spec: Option<&AgentSpec>) -> Result<Agent, String> {
     let spec = spec.cloned().unwrap_or_default();
     match (spec.binary, spec.source) {
@@ -231,12 +266,62 @@ pub fn resolve_agent(spec: Option<&AgentSpec>) -> Result<Agent, String> {
             b.check("agent.binary")?;
             Ok(Agent::Binary(b))
         }
-        (None, Some(s)) if s.path.is_empty() => Err("`agent.source.path` is empty".into()),
-        (None, Some(s)) => Ok(Agent::Source(s)),
-        (None, None) => Err(
-            "no BOSH agent is given, and none is published for ARM: set `agent.source.path` to a bosh-agent source tree (built with the host's Go), or `agent.binary` ({url|path, sha256}) to an ARM build; e.g. --set agent.source.path=/src/bosh-agent"
-                .into(),
+        (None, s) => resolve_agent_source(s.unwrap_or_default()).map(Agent::Source),
+    }
+}
+
+/// Checks `agent.source`; with neither `path` nor `git` (as when only `go` is set) it is the
+/// default: bosh-agent's pinned release by git. Empty strings count as not given, so
+/// `--set agent.source.git= --set agent.source.rev=` clears a spec's git source.
+fn resolve_agent_source(mut s: AgentSource) -> Result<AgentSource, String> {
+    s.git = s.git.filter(|g| !g.is_empty());
+    s.rev = s.rev.filter(|r| !r.is_empty());
+    let refused = match (s.path.is_empty(), s.git.clone(), s.rev.clone()) {
+        (true, None, None) => {
+            s.git = Some(AGENT_DEFAULT_GIT.into());
+            s.rev = Some(AGENT_DEFAULT_REV.into());
+            s.version.get_or_insert_with(|| AGENT_DEFAULT_VERSION.into());
+            None
+        }
+        (false, None, None) => None,
+        (false, Some(g), _) => Some(format!(
+            "`agent.source` gives both `path: {}` and `git: {g}`; keep one (a local tree, or a repository fetched at `rev`)",
+            s.path
+        )),
+        (false, None, Some(_)) => Some(
+            "`agent.source.rev` goes with `agent.source.git`, not with `path`; remove it".into(),
         ),
+        (true, None, Some(r)) => Some(format!(
+            "`agent.source.rev: {r}` needs `agent.source.git`, the repository's URL (e.g. {AGENT_DEFAULT_GIT})"
+        )),
+        (true, Some(g), None) => Some(format!(
+            "`agent.source.git: {g}` needs `agent.source.rev`, the full 40-hex-digit commit id to build (a tag can move; `git rev-list -n1 TAG` in a clone gives its commit)"
+        )),
+        (true, Some(g), Some(r)) => {
+            check_git_url(&g).map_err(|why| format!("`agent.source.git: {g}`: {why}"))?;
+            s.rev = Some(r.to_ascii_lowercase());
+            (!is_commit_id(&r)).then(|| format!(
+                "`agent.source.rev: {r}` is not a full commit id (40 hex digits): a tag or branch can move, the commit pins the content; `git rev-list -n1 TAG` in a clone, or `git ls-remote {g} TAG`, gives it"
+            ))
+        }
+    };
+    refused.map_or(Ok(s), Err)
+}
+
+/// Whether `rev` is a full commit id: 40 hex digits.
+pub fn is_commit_id(rev: &str) -> bool {
+    rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Checks that `url` is a git URL this build fetches from: https, http, ssh, git or file.
+pub fn check_git_url(url: &str) -> Result<(), String> {
+    let ok = ["https://", "http://", "ssh://", "git://", "file://"]
+        .iter()
+        .any(|p| url.starts_with(p) && url.len() > p.len());
+    if ok && !url.chars().any(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err("expected an https://, http://, ssh://, git:// or file:// URL (for a local tree, give `agent.source.path` instead)".into())
     }
 }
 
@@ -480,11 +565,20 @@ mod tests {
     }
 
     #[test]
-    fn agent_has_no_default_and_says_how_to_give_one() {
-        let e = resolve_agent(None).unwrap_err();
+    fn the_default_agent_is_the_pinned_release_by_git() {
+        let Agent::Source(s) = resolve_agent(None).unwrap() else {
+            panic!("the default agent is not built from source")
+        };
+        assert_eq!(s.git_rev(), Some((AGENT_DEFAULT_GIT, AGENT_DEFAULT_REV)));
+        assert_eq!(s.version.as_deref(), Some(AGENT_DEFAULT_VERSION));
+        assert!(s.path.is_empty() && is_commit_id(AGENT_DEFAULT_REV));
+        // Only the toolchain given (--set agent.source.go=GO): still the default tree.
+        let go = AgentSource {
+            go: Some("/opt/go/bin/go".into()),
+            ..Default::default()
+        };
         assert!(
-            e.contains("agent.source.path") && e.contains("agent.binary"),
-            "{e}"
+            matches!(resolve_agent_source(go), Ok(s) if s.rev.as_deref() == Some(AGENT_DEFAULT_REV) && s.go.is_some())
         );
     }
 

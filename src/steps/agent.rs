@@ -1,9 +1,10 @@
 //! The built-in `56-agent` stage: the BOSH agent at `/var/vcap/bosh/bin/bosh-agent`.
 //!
-//! The spec gives a prebuilt binary (URL or path with sha256) or a bosh-agent source tree,
-//! cross-compiled here with the host's Go toolchain (`CGO_ENABLED=0`, `GOARCH=arm GOARM=6|7`
-//! or `arm64`, by the spec's CPU floor) after the project's patches (`assets/agent/patches/`)
-//! are applied to a copy of the tree. Either way the binary must be an ELF file for the
+//! The spec gives a prebuilt binary (URL or path with sha256) or a bosh-agent source tree (a
+//! local directory, or a git repository at a pinned commit fetched into the cache; the default
+//! is bosh-agent's pinned release from GitHub), cross-compiled here with the host's Go
+//! toolchain (`CGO_ENABLED=0`, `GOARCH=arm GOARM=6|7` or `arm64`, by the spec's CPU floor)
+//! after the project's patches (`assets/agent/patches/`) are applied to a copy of the tree. Either way the binary must be an ELF file for the
 //! target: an x86 agent, or an ARMv7 one for an ARMv6 floor, is refused with what was given
 //! and what is needed. The service definition (`/etc/sv/agent`) and the infrastructure's
 //! `agent.json` come from the data stages.
@@ -14,6 +15,8 @@ use std::process::Command;
 use crate::context::BuildContext;
 use crate::pipeline::{PipelineError, Stage};
 use crate::spec::{Agent, Arch, Cpu};
+use crate::steps::agent_build::{self, version_label};
+use crate::steps::agent_fetch::{self, FetchError};
 use crate::steps::artifact::{self, ArtifactError};
 
 /// The stage's name: after the runit services, before the infrastructure stages.
@@ -21,7 +24,7 @@ pub const NAME: &str = "56-agent";
 /// Where the agent lives in the image.
 pub const AGENT_PATH: &str = "/var/vcap/bosh/bin/bosh-agent";
 /// Bumped when the stage's behaviour changes (part of its cache key).
-const FORMAT: &str = "2";
+const FORMAT: &str = "3";
 
 /// Errors of the agent stage.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,9 @@ pub enum AgentError {
     /// The binary could not be fetched.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// The source tree could not be fetched by git.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     /// The binary is not for the target.
     #[error("{given} is not a BOSH agent this image can run: {why}\n  give an agent built for {needed}: `agent.source.path` (a bosh-agent tree, built here with {goenv}) or `agent.binary`")]
     Misfit {
@@ -170,7 +176,7 @@ impl Stage for AgentStage {
         NAME
     }
     fn description(&self) -> &str {
-        "the BOSH agent for the target (a checked ARM binary, or cross-compiled from a bosh-agent tree with the host's Go)"
+        "the BOSH agent for the target (a checked ARM binary, or cross-compiled with the host's Go from a bosh-agent tree or a pinned git commit)"
     }
     fn applies(&self, _ctx: &BuildContext) -> bool {
         true
@@ -179,13 +185,21 @@ impl Stage for AgentStage {
         let spec = &ctx.spec;
         let input = match &spec.agent {
             Ok(Agent::Binary(a)) => format!("binary sha256={}", a.digest()),
-            // The whole tree's contents and the patches (the toolchain's version is part of
-            // the built binary's cache key, see agent_build).
+            // A git commit pins the tree's contents; a local tree is hashed whole. Then the
+            // version label and the patches (the toolchain's version is part of the built
+            // binary's cache key, which hashes the checked-out tree too, see agent_build).
             Ok(Agent::Source(s)) => format!(
-                "source tree={} patches={}",
-                super::agent_build::tree_digest(Path::new(&s.path))
-                    .unwrap_or_else(|e| format!("unreadable ({e})")),
-                super::agent_build::patches_digest(&self.assets_dir),
+                "source {} version={} patches={}",
+                match s.git_rev() {
+                    Some((g, r)) => format!("git={g} rev={r}"),
+                    None => format!(
+                        "tree={}",
+                        agent_build::tree_digest(Path::new(&s.path))
+                            .unwrap_or_else(|e| format!("unreadable ({e})"))
+                    ),
+                },
+                version_label(s),
+                agent_build::patches_digest(&self.assets_dir),
             ),
             Err(_) => "none given".into(),
         };
@@ -201,7 +215,17 @@ impl Stage for AgentStage {
                 artifact::fetch(&ctx.cache_dir, "agent.binary", a).map_err(|e| wrap(e.into()))?;
             }
             Agent::Source(s) => {
-                super::agent_build::check_source(s).map_err(wrap)?;
+                if let Some((g, r)) = s.git_rev() {
+                    if agent_fetch::cached(&ctx.cache_dir, r).is_none() {
+                        ctx.reporter
+                            .step(&format!("bosh-agent: fetching {g} at commit {r}"));
+                    }
+                }
+                // The tree (fetched first) and the toolchain: both named when both miss.
+                let problems = agent_build::problems(&ctx.cache_dir, s);
+                if !problems.is_empty() {
+                    return Err(wrap(AgentError::Input(problems.join("; also: "))));
+                }
             }
         }
         Ok(())
@@ -213,10 +237,13 @@ impl Stage for AgentStage {
                 artifact::fetch(&ctx.cache_dir, "agent.binary", a).map_err(|e| wrap(e.into()))?,
                 format!("agent.binary {}", a.location()),
             ),
-            Agent::Source(s) => (
-                super::agent_build::build(ctx, s, &self.assets_dir).map_err(wrap)?,
-                format!("the agent built from {}", s.path),
-            ),
+            Agent::Source(s) => {
+                let local = agent_fetch::localize(&ctx.cache_dir, s).map_err(|e| wrap(e.into()))?;
+                (
+                    agent_build::build(ctx, &local, &self.assets_dir).map_err(wrap)?,
+                    format!("the agent built from {}", s.describe()),
+                )
+            }
         };
         check_binary(&binary, &given, spec.arch, spec.cpu).map_err(wrap)?;
         if matches!(spec.agent, Ok(Agent::Binary(_))) && spec.arch == Arch::Armhf {
@@ -243,11 +270,13 @@ impl Stage for AgentStage {
             },
             Agent::Source(s) => super::record::Component {
                 name: "bosh-agent".into(),
-                version: s.version.clone().unwrap_or_else(|| "0.0.0-dev".into()),
+                version: version_label(s),
                 path: AGENT_PATH.into(),
                 kind: "go build".into(),
-                origin: "bosh-agent source tree".into(),
-                input_sha256: super::agent_build::tree_digest(Path::new(&s.path))
+                origin: source_origin(s),
+                input_sha256: agent_fetch::localize(&ctx.cache_dir, s)
+                    .ok()
+                    .and_then(|l| agent_build::tree_digest(Path::new(&l.path)).ok())
                     .unwrap_or_default(),
             },
         };
@@ -256,6 +285,30 @@ impl Stage for AgentStage {
             .detail(&format!("installed {AGENT_PATH} from {given}"));
         Ok(())
     }
+}
+
+/// Where a source tree came from, as the component record keeps it: an SPDX-style VCS
+/// location (`git+URL@COMMIT`, without credentials) for a remote git source; never a build
+/// machine's directory (a `file://` repository is named by its last component).
+pub fn source_origin(s: &crate::spec::inputs::AgentSource) -> String {
+    let Some((url, rev)) = s.git_rev() else {
+        return "bosh-agent source tree".into();
+    };
+    if let Some(path) = url.strip_prefix("file://") {
+        let name = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(path);
+        return format!("git repository {name} at commit {rev}");
+    }
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..host_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("git+{scheme}://{rest}@{rev}")
 }
 
 /// Runs `cmd`, appending its output to `log`.
@@ -287,6 +340,32 @@ pub(super) fn logged(cmd: &mut Command, log: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_git_source_is_recorded_by_url_and_commit() {
+        let s = crate::spec::inputs::AgentSource {
+            git: Some("https://github.com/cloudfoundry/bosh-agent".into()),
+            rev: Some("232dc82f19034c5c7e9848d6c9cd05e127af240b".into()),
+            ..Default::default()
+        };
+        let rev = "232dc82f19034c5c7e9848d6c9cd05e127af240b";
+        assert_eq!(
+            source_origin(&s),
+            format!("git+https://github.com/cloudfoundry/bosh-agent@{rev}")
+        );
+        let with = |url: &str| crate::spec::inputs::AgentSource {
+            git: Some(url.into()),
+            ..s.clone()
+        };
+        assert_eq!(
+            source_origin(&with("https://me:token@example.org/a/bosh-agent.git")),
+            format!("git+https://example.org/a/bosh-agent.git@{rev}")
+        );
+        assert_eq!(
+            source_origin(&with("file:///home/me/src/bosh-agent/")),
+            format!("git repository bosh-agent at commit {rev}")
+        );
+    }
 
     #[test]
     fn goarm_is_read_from_build_info() {

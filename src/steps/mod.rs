@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod agent_build;
+pub mod agent_fetch;
 pub mod artifact;
 pub mod audit;
 pub mod bootstrap;

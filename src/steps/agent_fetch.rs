@@ -1,0 +1,278 @@
+//! Fetching a bosh-agent tree by git: `agent.source.git` at the commit `agent.source.rev`.
+//!
+//! The commit is fetched once into `CACHE/agent-src/COMMIT` and used from there exactly as an
+//! `agent.source.path` tree (same patches, same build, same cache of built binaries). The
+//! checkout is made in a temporary directory beside it (`git init`, `git fetch --depth 1 URL
+//! COMMIT`, `git checkout --detach FETCH_HEAD`, `git rev-parse HEAD` must be the commit), its
+//! `.git` removed, and renamed into place when complete: a directory named by the commit is
+//! whole, and is reused without git or the network. Git runs without templates, hooks,
+//! prompts or line-ending conversion from the user's configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::spec::inputs::{is_commit_id, AgentSource};
+
+/// The cache kind checkouts are kept under.
+pub const KIND: &str = "agent-src";
+
+/// What a closed network can do instead of fetching.
+pub const OFFLINE_HINT: &str = "on a closed network give a local checkout: --set agent.source.path=DIR (a bosh-agent tree with vendor/) --set agent.source.go=GO, or --set agent.binary.path=FILE --set agent.binary.sha256=HEX";
+
+/// Errors fetching a bosh-agent tree by git.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// `git` is not installed.
+    #[error("agent.source.git: fetching {url} at commit {rev} needs git, which cannot be run ({reason}): apt-get install git; or {OFFLINE_HINT}")]
+    NoGit {
+        /// The repository.
+        url: String,
+        /// The commit.
+        rev: String,
+        /// Why it cannot be run.
+        reason: String,
+    },
+    /// The repository could not be reached.
+    #[error("agent.source.git: cannot fetch {url} at commit {rev}: {reason}; {OFFLINE_HINT}")]
+    Unavailable {
+        /// The repository.
+        url: String,
+        /// The commit.
+        rev: String,
+        /// What git said.
+        reason: String,
+    },
+    /// The repository has no such commit.
+    #[error("agent.source.git: {url} has no commit {rev} ({reason}); set agent.source.rev to the full id of one of its commits (`git ls-remote {url} TAG` gives a tag's)")]
+    NoCommit {
+        /// The repository.
+        url: String,
+        /// The commit.
+        rev: String,
+        /// What git said.
+        reason: String,
+    },
+    /// The checkout is not the commit asked for.
+    #[error("agent.source.git: {url} at commit {rev} checked out as {actual}; the fetched tree is not used. Check the URL, or give a local checkout: --set agent.source.path=DIR")]
+    Mismatch {
+        /// The repository.
+        url: String,
+        /// The commit asked for.
+        rev: String,
+        /// The commit checked out.
+        actual: String,
+    },
+    /// The spec's `rev` is not a commit id (resolution refuses it; this guards the path).
+    #[error("agent.source.rev: `{rev}` is not a full commit id (40 hex digits)")]
+    BadRev {
+        /// The value.
+        rev: String,
+    },
+    /// The cache directory is not usable.
+    #[error("agent.source.git: cache {path}: {reason}; check permissions and free space, or choose another with --cache-dir")]
+    Cache {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Where the checkout of `rev` is kept (whether or not it is there yet).
+pub fn checkout_dir(cache_dir: &Path, rev: &str) -> PathBuf {
+    cache_dir.join(KIND).join(rev.to_ascii_lowercase())
+}
+
+/// The complete checkout of `rev` in the cache, if it is there.
+pub fn cached(cache_dir: &Path, rev: &str) -> Option<PathBuf> {
+    let dir = checkout_dir(cache_dir, rev);
+    (is_commit_id(rev) && dir.is_dir()).then_some(dir)
+}
+
+/// `s` with `path` naming a local tree: `s` itself for a path source, else a copy whose
+/// `path` is the cached checkout of `git` at `rev`, fetched first when it is not there.
+pub fn localize(cache_dir: &Path, s: &AgentSource) -> Result<AgentSource, FetchError> {
+    let Some((url, rev)) = s.git_rev() else {
+        return Ok(s.clone());
+    };
+    let dir = fetch(cache_dir, url, rev)?;
+    Ok(AgentSource {
+        path: dir.display().to_string(),
+        ..s.clone()
+    })
+}
+
+/// Returns the checkout of `url` at the commit `rev` in the cache, fetching it when needed.
+pub fn fetch(cache_dir: &Path, url: &str, rev: &str) -> Result<PathBuf, FetchError> {
+    fetch_with("git", cache_dir, url, rev)
+}
+
+/// [`fetch`] with the git program named (tests name a missing one).
+pub fn fetch_with(
+    git: &str,
+    cache_dir: &Path,
+    url: &str,
+    rev: &str,
+) -> Result<PathBuf, FetchError> {
+    if !is_commit_id(rev) {
+        return Err(FetchError::BadRev { rev: rev.into() });
+    }
+    let rev = rev.to_ascii_lowercase();
+    if let Some(dir) = cached(cache_dir, &rev) {
+        return Ok(dir);
+    }
+    let parent = cache_dir.join(KIND);
+    let cache = |path: &Path, e: std::io::Error| FetchError::Cache {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| cache(&parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{rev}-"))
+        .tempdir_in(&parent)
+        .map_err(|e| cache(&parent, e))?;
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).map_err(|e| cache(&tree, e))?;
+    let run = |args: &[&str]| run_git(git, &tree, args);
+    run(&["init", "-q", "--template="]).map_err(|e| match e {
+        GitFailure::Spawn(reason) => FetchError::NoGit {
+            url: url.into(),
+            rev: rev.clone(),
+            reason,
+        },
+        GitFailure::Failed(reason) => FetchError::Cache {
+            path: tree.clone(),
+            reason: format!("git init: {reason}"),
+        },
+    })?;
+    run(&["fetch", "-q", "--depth", "1", "--no-tags", url, &rev]).map_err(|e| {
+        let reason = match e {
+            GitFailure::Spawn(r) | GitFailure::Failed(r) => r,
+        };
+        if reason.contains("not our ref")
+            || reason.contains("couldn't find remote ref")
+            || reason.contains("no such remote ref")
+        {
+            FetchError::NoCommit {
+                url: url.into(),
+                rev: rev.clone(),
+                reason,
+            }
+        } else {
+            FetchError::Unavailable {
+                url: url.into(),
+                rev: rev.clone(),
+                reason,
+            }
+        }
+    })?;
+    let local = |what: &str, e: GitFailure| FetchError::Cache {
+        path: tree.clone(),
+        reason: format!(
+            "{what}: {}",
+            match e {
+                GitFailure::Spawn(r) | GitFailure::Failed(r) => r,
+            }
+        ),
+    };
+    run(&["checkout", "-q", "--detach", "FETCH_HEAD"]).map_err(|e| local("git checkout", e))?;
+    let head = run(&["rev-parse", "HEAD"]).map_err(|e| local("git rev-parse", e))?;
+    if head != rev {
+        return Err(FetchError::Mismatch {
+            url: url.into(),
+            rev,
+            actual: head,
+        });
+    }
+    let dot_git = tree.join(".git");
+    std::fs::remove_dir_all(&dot_git).map_err(|e| cache(&dot_git, e))?;
+    let dest = checkout_dir(cache_dir, &rev);
+    if let Err(e) = std::fs::rename(&tree, &dest) {
+        // Another build may have put the same commit there meanwhile: it is as good.
+        if !dest.is_dir() {
+            return Err(cache(&dest, e));
+        }
+    }
+    Ok(dest)
+}
+
+/// Why a git command failed.
+enum GitFailure {
+    /// It could not be started.
+    Spawn(String),
+    /// It failed; its last lines.
+    Failed(String),
+}
+
+/// Runs `git ARGS` in `dir` and returns its trimmed stdout.
+fn run_git(git: &str, dir: &Path, args: &[&str]) -> Result<String, GitFailure> {
+    let out = Command::new(git)
+        .current_dir(dir)
+        .args([
+            "-c",
+            "core.autocrlf=false",
+            "-c",
+            "core.eol=lf",
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "advice.detachedHead=false",
+        ])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_OBJECT_DIRECTORY")
+        .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| GitFailure::Spawn(format!("`{git}`: {e}")))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let last = lines[lines.len().saturating_sub(3)..].join(" / ");
+    let last = last.trim_end_matches('.');
+    Err(GitFailure::Failed(format!(
+        "`git {}` failed ({}): {last}",
+        args.first().copied().unwrap_or_default(),
+        out.status
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_git_says_how_to_install_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rev = "0123456789abcdef0123456789abcdef01234567";
+        let e = fetch_with("pistemcell-no-such-git", dir.path(), "file:///nowhere", rev)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("apt-get install git") && e.contains("file:///nowhere") && e.contains(rev),
+            "{e}"
+        );
+        // Nothing half-made is left as the checkout.
+        assert!(cached(dir.path(), rev).is_none());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(KIND)).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_bad_rev_never_names_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = fetch(dir.path(), "file:///x", "../../etc").unwrap_err();
+        assert!(matches!(e, FetchError::BadRev { .. }), "{e}");
+        assert!(cached(dir.path(), "..").is_none());
+    }
+}
