@@ -32,7 +32,7 @@ pub struct DoctorArgs {
 /// Runs the checks, and the fixes with `--fix`.
 pub fn command(g: &Global, args: &DoctorArgs) -> Result<ExitCode> {
     let spec = spec::load(args.spec.as_deref(), &g.sets)?;
-    let findings = doctor::check(&spec, &g.work_dir);
+    let findings = doctor::check(&spec, &g.work_dir, &g.cache_dir);
     print_findings(&findings);
     let plan = Plan::new(&findings);
     if !args.fix {
@@ -97,6 +97,9 @@ pub fn command(g: &Global, args: &DoctorArgs) -> Result<ExitCode> {
         }
     }
     fix::apt_install(&plan.apt).context("--fix: installing packages failed")?;
+    if plan.go_venv {
+        fix::install_go().context("--fix: installing Go failed")?;
+    }
     for arch in &plan.binfmt {
         match binfmt::ensure(*arch) {
             Ok(Some(did)) => println!("{did}"),
@@ -105,7 +108,7 @@ pub fn command(g: &Global, args: &DoctorArgs) -> Result<ExitCode> {
         }
     }
     println!("Checking again:");
-    let after = doctor::check(&spec, &g.work_dir);
+    let after = doctor::check(&spec, &g.work_dir, &g.cache_dir);
     print_findings(&after);
     Ok(verdict(&after))
 }

