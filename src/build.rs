@@ -340,12 +340,18 @@ fn run_stages(
     let keys: Vec<(String, String)> = report
         .stages
         .iter()
-        .filter(|s| s.outcome != pipeline::Outcome::Skipped)
         .map(|s| (s.name.clone(), s.key.clone()))
         .collect();
     if plan.os_image {
         let t = std::time::Instant::now();
-        let meta = os_image::Meta::new(&ctx.spec, &keys);
+        // The record names the stages the image holds: not the skipped ones.
+        let held: Vec<(String, String)> = report
+            .stages
+            .iter()
+            .filter(|s| s.outcome != pipeline::Outcome::Skipped)
+            .map(|s| (s.name.clone(), s.key.clone()))
+            .collect();
+        let meta = os_image::Meta::new(&ctx.spec, &held);
         let dest = dir.join(os_image::file_name(&ctx.spec));
         let written = os_image::write(&report.output, &meta, &dest, epoch, threads)
             .with_context(|| format!("packing the OS image of {name}"))?;
@@ -391,11 +397,6 @@ fn run_stages(
     }
     let audit = steps::audit::json_path(&report.output);
     let t = std::time::Instant::now();
-    let keys: Vec<(String, String)> = report
-        .stages
-        .iter()
-        .map(|s| (s.name.clone(), s.key.clone()))
-        .collect();
     let packed = pistemcell::pack::write::write_stemcell(
         &ctx.spec,
         &report.output,

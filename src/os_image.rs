@@ -183,7 +183,12 @@ pub fn write(
     let stats = packed?;
     let meta = &meta;
     // Read back: every member to the end, the gzip trailer checked, the record present.
-    let (entries, found) = match read_back(dest) {
+    let ReadBack {
+        entries,
+        meta: found,
+        sha1,
+        sha256,
+    } = match read_back(dest) {
         Ok(x) => x,
         Err(e) => {
             let _ = std::fs::remove_file(dest);
@@ -205,7 +210,6 @@ pub fn write(
             ),
         });
     }
-    let (sha1, sha256) = crate::pack::stemcell::file_digests(dest).map_err(io_err("read", dest))?;
     let name = dest
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
@@ -259,8 +263,40 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads an OS image to its end: the number of entries and its record, if any.
-pub fn read_back(path: &Path) -> Result<(u64, Option<Meta>), OsImageError> {
+/// What reading an OS image to its end found.
+#[derive(Debug, Clone)]
+pub struct ReadBack {
+    /// Entries in the tarball.
+    pub entries: u64,
+    /// Its record, if it has one.
+    pub meta: Option<Meta>,
+    /// The file's sha1.
+    pub sha1: String,
+    /// The file's sha256.
+    pub sha256: String,
+}
+
+/// Hashes what passes through it (sha1 and sha256), so a file read to its end once is
+/// also digested.
+struct Digesting<R> {
+    inner: R,
+    sha1: sha1::Sha1,
+    sha256: sha2::Sha256,
+}
+
+impl<R: Read> Read for Digesting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha1::Digest;
+        let n = self.inner.read(buf)?;
+        self.sha1.update(&buf[..n]);
+        self.sha256.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads an OS image to its end, once: the number of entries, its record (if any) and the
+/// file's digests.
+pub fn read_back(path: &Path) -> Result<ReadBack, OsImageError> {
     let file = File::open(path).map_err(|source| OsImageError::Io {
         what: "open",
         path: path.to_path_buf(),
@@ -270,7 +306,13 @@ pub fn read_back(path: &Path) -> Result<(u64, Option<Meta>), OsImageError> {
         path: path.to_path_buf(),
         reason,
     };
-    let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
+    use sha1::Digest;
+    let digesting = Digesting {
+        inner: BufReader::with_capacity(1 << 20, file),
+        sha1: sha1::Sha1::new(),
+        sha256: sha2::Sha256::new(),
+    };
+    let gz = flate2::read::MultiGzDecoder::new(digesting);
     let mut archive = tar::Archive::new(gz);
     let mut entries = 0;
     let mut meta = None;
@@ -292,7 +334,16 @@ pub fn read_back(path: &Path) -> Result<(u64, Option<Meta>), OsImageError> {
     }
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
-    Ok((entries, meta))
+    // Whatever follows the gzip stream counts too: the digests are the whole file's.
+    let mut file = rest.into_inner();
+    io::copy(&mut file, &mut io::sink()).map_err(read_err)?;
+    let hex = |d: &[u8]| d.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Ok(ReadBack {
+        entries,
+        meta,
+        sha1: hex(&file.sha1.finalize()),
+        sha256: hex(&file.sha256.finalize()),
+    })
 }
 
 /// The first stage of a build from an OS image: extracts it (`--os-image-from FILE`).
@@ -316,17 +367,11 @@ impl OsImageStage {
                 source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
             });
         }
-        let (_, meta) = read_back(path)?;
+        let ReadBack { meta, sha256, .. } = read_back(path)?;
         let meta = meta.ok_or_else(|| OsImageError::NotOsImage {
             path: path.to_path_buf(),
             reason: format!("it has no {META_PATH}"),
         })?;
-        let sha256 =
-            crate::archive::cache::file_sha256(path).map_err(|source| OsImageError::Io {
-                what: "read",
-                path: path.to_path_buf(),
-                source,
-            })?;
         Ok(OsImageStage {
             path: path.to_path_buf(),
             sha256,

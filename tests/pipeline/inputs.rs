@@ -185,7 +185,7 @@ fn the_os_image_holds_the_stages_before_the_inputs_and_a_build_from_it_gives_the
         .unwrap()
         .starts_with(&written.sha256));
     assert!(!os.output.join(os_image::META_PATH).exists());
-    let (_, back) = os_image::read_back(&dest).unwrap();
+    let back = os_image::read_back(&dest).unwrap().meta;
     let back = back.unwrap();
     assert_eq!(
         (&back.stages, &back.last_key),
