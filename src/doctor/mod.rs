@@ -318,7 +318,7 @@ fn boot_test_check(arch: Arch) -> Vec<Finding> {
         out.push(finding(
             Level::Warn,
             "boot-test",
-            "/dev/fuse missing (boot-test writes its settings into the overlay through a FUSE export): modprobe fuse",
+            "/dev/fuse missing (boot-test writes its settings into the overlay through a FUSE export): run `modprobe fuse` as root",
         ));
     }
     out
@@ -395,14 +395,19 @@ fn disk_check(work: &Path) -> Finding {
             None => break,
         }
     }
-    match free_bytes(&probe) {
+    disk_finding(&probe, free_bytes(&probe))
+}
+
+/// The disk verdict for `free` bytes under `probe` (the work dir's nearest existing ancestor).
+fn disk_finding(probe: &Path, free: Option<u64>) -> Finding {
+    match free {
         Some(free) if free >= MIN_FREE => finding(Level::Ok, "disk", format!("{:.1} GiB free under {}", gib(free), probe.display())),
         Some(free) => finding(
             Level::Fail,
             "disk",
             format!("only {:.1} GiB free under {} (need {:.0} GiB): free space or pass --work-dir elsewhere", gib(free), probe.display(), gib(MIN_FREE)),
         ),
-        None => finding(Level::Warn, "disk", format!("cannot read free space under {}", probe.display())),
+        None => finding(Level::Warn, "disk", format!("cannot read free space under {}: check it has {:.0} GiB free, or pass --work-dir elsewhere", probe.display(), gib(MIN_FREE))),
     }
 }
 
@@ -428,14 +433,16 @@ mod tests {
 
     #[test]
     fn every_problem_says_what_to_do() {
+        // Whatever this host lacks (CI machines differ: free space, /dev/fuse, Go), each
+        // finding that is not ok says what to run or set.
         let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let found = check(&spec, &dir.path().join("not/yet/created"), dir.path());
+        let disk: Vec<_> = found.iter().filter(|f| f.check == "disk").collect();
+        assert_eq!(disk.len(), 1, "{found:?}");
         assert!(
-            found
-                .iter()
-                .any(|f| f.check == "disk" && f.level == Level::Ok),
-            "{found:?}"
+            disk[0].message.contains(&dir.path().display().to_string()),
+            "{disk:?}"
         );
         for f in found.iter().filter(|f| f.level != Level::Ok) {
             assert!(
@@ -446,6 +453,28 @@ mod tests {
                 "{f:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_disk_verdict_names_the_place_and_what_to_do() {
+        let probe = Path::new("/srv/work");
+        let ok = disk_finding(probe, Some(MIN_FREE));
+        assert_eq!(ok.level, Level::Ok);
+        assert!(
+            ok.message.contains("4.0 GiB free under /srv/work"),
+            "{ok:?}"
+        );
+        let low = disk_finding(probe, Some(MIN_FREE - (1 << 30)));
+        assert_eq!(low.level, Level::Fail);
+        assert!(
+            low.message
+                .contains("only 3.0 GiB free under /srv/work (need 4 GiB)"),
+            "{low:?}"
+        );
+        assert!(low.message.contains("--work-dir"), "{low:?}");
+        let unknown = disk_finding(probe, None);
+        assert_eq!(unknown.level, Level::Warn);
+        assert!(unknown.message.contains("--work-dir"), "{unknown:?}");
     }
 
     #[test]
