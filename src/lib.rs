@@ -3,6 +3,7 @@
 //! The library holds every stage of the build; `main.rs` is only the command line.
 
 pub mod archive;
+pub mod atomic;
 pub mod audit;
 pub mod boottest;
 pub mod cmd;

@@ -210,13 +210,9 @@ pub fn write(
             ),
         });
     }
-    let name = dest
-        .file_name()
-        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-    for (ext, digest) in [("sha1", &sha1), ("sha256", &sha256)] {
-        let side = PathBuf::from(format!("{}.{ext}", dest.display()));
-        write_atomic(&side, format!("{digest}  {name}\n").as_bytes())
-            .map_err(io_err("write", &side))?;
+    if let Err((side, e)) = crate::atomic::write_sums(dest, &sha1, &sha256) {
+        crate::atomic::remove_with_sums(dest);
+        return Err(io_err("write", &side)(e));
     }
     let size = std::fs::metadata(dest).map_err(io_err("read", dest))?.len();
     Ok(Written {
@@ -247,20 +243,6 @@ fn remove_record(root: &Path, meta: &Meta) {
     for d in &meta.record_dirs {
         let _ = std::fs::remove_dir(root.join(d));
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it there.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".pistemcell-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// What reading an OS image to its end found.

@@ -155,12 +155,11 @@ pub fn write_stemcell(
         reason,
     })?;
     let (sha1, sha256) = stemcell::file_digests(&staged).map_err(io("reading", &staged))?;
-    let file = stemcell::file_name(spec);
-    for (ext, digest) in [("sha1", &sha1), ("sha256", &sha256)] {
-        let p = out_dir.join(format!("{file}.{ext}"));
-        std::fs::write(&p, format!("{digest}  {file}\n")).map_err(io("writing", &p))?;
-    }
     std::fs::rename(&staged, &dest).map_err(io("moving the stemcell to", &dest))?;
+    if let Err((p, e)) = crate::atomic::write_sums(&dest, &sha1, &sha256) {
+        crate::atomic::remove_with_sums(&dest);
+        return Err(io("writing", &p)(e));
+    }
     Ok(Packed {
         path: dest,
         sha1,

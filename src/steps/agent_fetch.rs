@@ -89,6 +89,32 @@ pub fn cached(cache_dir: &Path, rev: &str) -> Option<PathBuf> {
     (is_commit_id(rev) && dir.is_dir()).then_some(dir)
 }
 
+/// How old a fetch's temporary dir must be before a later fetch removes it: a fetch killed
+/// before it finished (an interrupted build, a power cut) leaves one behind.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes `.tmp-*` dirs in `parent` last changed more than `age` ago; best effort (a dir
+/// that cannot be read or removed is left for the next time).
+pub fn sweep_stale(parent: &Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed >= age);
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// `s` with `path` naming a local tree: `s` itself for a path source, else a copy whose
 /// `path` is the cached checkout of `git` at `rev`, fetched first when it is not there.
 pub fn localize(cache_dir: &Path, s: &AgentSource) -> Result<AgentSource, FetchError> {
@@ -127,6 +153,7 @@ pub fn fetch_with(
         reason: e.to_string(),
     };
     std::fs::create_dir_all(&parent).map_err(|e| cache(&parent, e))?;
+    sweep_stale(&parent, STALE_AFTER);
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".tmp-{rev}-"))
         .tempdir_in(&parent)
@@ -274,5 +301,21 @@ mod tests {
         let e = fetch(dir.path(), "file:///x", "../../etc").unwrap_err();
         assert!(matches!(e, FetchError::BadRev { .. }), "{e}");
         assert!(cached(dir.path(), "..").is_none());
+    }
+
+    #[test]
+    fn a_killed_fetchs_temporary_dir_is_swept_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path();
+        let rev = "0123456789abcdef0123456789abcdef01234567";
+        std::fs::create_dir_all(parent.join(".tmp-old/tree/.git")).unwrap();
+        std::fs::create_dir_all(parent.join(rev)).unwrap();
+        // Not stale yet: a fetch may still be writing it.
+        sweep_stale(parent, STALE_AFTER);
+        assert!(parent.join(".tmp-old").is_dir());
+        // Stale: removed, and the finished checkout beside it kept.
+        sweep_stale(parent, std::time::Duration::ZERO);
+        assert!(!parent.join(".tmp-old").exists());
+        assert!(parent.join(rev).is_dir());
     }
 }

@@ -4,7 +4,6 @@
 //! complete list of offenders and the package each came from.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -169,13 +168,7 @@ pub fn json_path(rootfs: &Path) -> std::path::PathBuf {
 
 /// Writes `report` as JSON to `path` atomically.
 pub fn write_json(report: &Report, spec: &Resolved, path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".audit-")
-        .tempfile_in(dir)?;
-    tmp.write_all(audit::to_json(report, spec.arch, spec.cpu).as_bytes())?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic::write(path, audit::to_json(report, spec.arch, spec.cpu).as_bytes())
 }
 
 /// Puts the replacement for `path` in place: the file it replaces keeps its mode and owner
