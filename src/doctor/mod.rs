@@ -8,6 +8,7 @@ use crate::spec::{Arch, Resolved};
 
 pub mod fix;
 pub mod go;
+pub mod reach;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -257,11 +258,7 @@ fn agent_source(s: &crate::spec::inputs::AgentSource, cache: &Path) -> Vec<Findi
                 "agent",
                 format!("bosh-agent {url} at commit {rev}: fetched, in {}", dir.display()),
             ),
-            None if crate::cmd::on_path("git") => finding(
-                Level::Ok,
-                "agent",
-                format!("bosh-agent {url} at commit {rev}: the first build fetches it with git (it needs the network; {})", agent_fetch::OFFLINE_HINT),
-            ),
+            None if crate::cmd::on_path("git") => reach::agent(url, rev),
             None => finding(
                 Level::Fail,
                 "agent",
