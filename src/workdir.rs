@@ -247,10 +247,25 @@ mod tests {
             // A killed run's tree:
             std::fs::create_dir(dir.path().join(format!("x{PARTIAL}"))).unwrap();
         }
-        let (_w, swept) = WorkDir::open(dir.path()).unwrap();
+        let (_w, swept) = reopen(dir.path());
         assert_eq!(swept.len(), 1);
         assert!(!dir.path().join(format!("x{PARTIAL}")).exists());
         assert!(dir.path().join("out/f").exists());
+    }
+
+    /// Opens a work dir this test has just closed. Another test's child process may still
+    /// hold the lock for a moment: a fork shares the lock's open file until the child execs,
+    /// which closes it (close-on-exec).
+    fn reopen(path: &Path) -> (WorkDir, Vec<PathBuf>) {
+        for _ in 0..100 {
+            match WorkDir::open(path) {
+                Err(WorkDirError::Locked { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other.unwrap(),
+            }
+        }
+        WorkDir::open(path).unwrap()
     }
 
     #[test]

@@ -51,6 +51,15 @@ impl HttpError {
     }
 }
 
+/// What a failed connection to `url` says, without the URL ureq puts first (the errors
+/// that carry it name the URL already).
+pub fn transport_reason(url: &str, t: &ureq::Transport) -> String {
+    let text = t.to_string();
+    text.strip_prefix(&format!("{url}: "))
+        .unwrap_or(&text)
+        .to_string()
+}
+
 /// A reusable client (connection pooling for http).
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -122,7 +131,7 @@ impl Http {
                 Err(ureq::Error::Transport(t)) => {
                     last = Some(HttpError::Transport {
                         url: url.into(),
-                        reason: t.to_string(),
+                        reason: transport_reason(url, &t),
                     })
                 }
             }
@@ -199,6 +208,9 @@ mod tests {
     fn refused_connection_is_a_transport_error_naming_the_url() {
         let e = Http::new().get("http://127.0.0.1:9/x").unwrap_err();
         assert!(matches!(e, HttpError::Transport { .. }), "{e}");
-        assert!(e.to_string().contains("127.0.0.1:9/x"));
+        let text = e.to_string();
+        assert!(text.contains("127.0.0.1:9/x"), "{text}");
+        // Named once, not once by us and again by ureq.
+        assert_eq!(text.matches("127.0.0.1:9/x").count(), 1, "{text}");
     }
 }

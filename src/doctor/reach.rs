@@ -92,14 +92,7 @@ pub fn http(url: &str) -> Result<(), String> {
     match agent.get(url).call() {
         Ok(_) => Ok(()),
         Err(ureq::Error::Status(code, _)) => Err(format!("the server answered HTTP {code}")),
-        // ureq's text starts with the URL, which the finding names already.
-        Err(ureq::Error::Transport(t)) => {
-            let text = t.to_string();
-            Err(text
-                .strip_prefix(&format!("{url}: "))
-                .unwrap_or(&text)
-                .to_string())
-        }
+        Err(ureq::Error::Transport(t)) => Err(crate::archive::http::transport_reason(url, &t)),
     }
 }
 
