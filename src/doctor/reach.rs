@@ -214,6 +214,16 @@ mod tests {
         assert_eq!(git(&format!("file://{}", repo.display())), Ok(()));
         let e = git(&format!("file://{}/missing", dir.path().display())).unwrap_err();
         assert!(e.contains("git ls-remote") && e.contains("missing"), "{e}");
+        // As findings: ok, or a warning with what to give on a closed network.
+        let rev = "232dc82f19034c5c7e9848d6c9cd05e127af240b";
+        let f = agent(&format!("file://{}", repo.display()), rev);
+        assert_eq!(f.level, Level::Ok, "{f:?}");
+        let f = agent(&format!("file://{}/missing", dir.path().display()), rev);
+        assert_eq!(f.level, Level::Warn, "{f:?}");
+        assert!(
+            f.message.contains(crate::steps::agent_fetch::OFFLINE_HINT),
+            "{f:?}"
+        );
     }
 
     #[test]
