@@ -23,4 +23,5 @@ pub mod rootfs;
 pub mod sbom;
 pub mod spec;
 pub mod steps;
+pub mod untrusted;
 pub mod workdir;

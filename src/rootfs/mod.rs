@@ -4,4 +4,5 @@ pub mod binfmt;
 pub mod dpkg;
 pub mod extract;
 pub mod initramfs;
+pub mod inside;
 pub mod mounts;

@@ -64,6 +64,23 @@ pub fn host_path(root: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
     }
 }
 
+/// The host path of `/rel/path` inside `root` with every component resolved chroot-style,
+/// the final one too: a path read out of an untrusted image (a record's `Path:`, a package's
+/// copyright file) can only ever name a file of that image. `..` and NUL bytes are refused;
+/// `None` when it does not exist.
+pub fn host_path_followed(root: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
+    let comps = normalize(rel.trim_start_matches('/').as_bytes()).map_err(str::to_string)?;
+    if comps.is_empty() {
+        return Err("the path names the root itself".into());
+    }
+    match resolve_any(root, &comps) {
+        Ok(p) => Ok(p),
+        Err(ResolveError::Loop) => Err("too many symlinks".into()),
+        Err(ResolveError::NotDir(p)) => Err(format!("{} is not a directory", p.display())),
+        Err(ResolveError::Io(what, p, e)) => Err(format!("cannot {what} {}: {e}", p.display())),
+    }
+}
+
 /// Why a path could not be resolved inside the rootfs.
 #[derive(Debug)]
 pub(super) enum ResolveError {
@@ -84,6 +101,21 @@ pub(super) fn resolve_dir(
     root: &Path,
     comps: &[Name],
     create: bool,
+) -> Result<Option<PathBuf>, ResolveError> {
+    resolve(root, comps, create, false)
+}
+
+/// Host path of the file named by `comps` under `root`: every component, the last one too,
+/// resolved chroot-style (a final symlink is followed inside `root`). `None` when missing.
+pub(super) fn resolve_any(root: &Path, comps: &[Name]) -> Result<Option<PathBuf>, ResolveError> {
+    resolve(root, comps, false, true)
+}
+
+fn resolve(
+    root: &Path,
+    comps: &[Name],
+    create: bool,
+    last_may_be_file: bool,
 ) -> Result<Option<PathBuf>, ResolveError> {
     let mut queue: VecDeque<Name> = comps.iter().cloned().collect();
     let mut cur = root.to_path_buf();
@@ -125,6 +157,7 @@ pub(super) fn resolve_dir(
                 cur = next;
                 depth += 1;
             }
+            Ok(_) if last_may_be_file && queue.is_empty() => return Ok(Some(next)),
             Ok(_) if create => return Err(ResolveError::NotDir(next)),
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
