@@ -15,6 +15,7 @@ pub mod image;
 pub mod interrupt;
 pub mod mirror;
 pub mod os_image;
+pub mod owned;
 pub mod pack;
 pub mod pipeline;
 pub mod profile;

@@ -11,7 +11,7 @@ mod build;
 mod doctor_cmd;
 
 use pistemcell::progress::{Reporter, Verbosity};
-use pistemcell::{audit, context, pipeline, rootfs, spec, steps, workdir};
+use pistemcell::{audit, context, owned, pipeline, rootfs, spec, steps, workdir};
 
 /// Builds BOSH stemcells for ARM boards (Raspberry Pi first).
 #[derive(Debug, Parser)]
@@ -388,6 +388,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Doctor(args) => doctor_cmd::command(g, args),
         Cmd::Clean { keep: Some(n), .. } => {
+            if g.cache_dir.exists() {
+                owned::check(&g.cache_dir, owned::Kind::Cache)?;
+            }
             let removed = pipeline::runner::evict(&g.cache_dir, *n)?;
             reporter.step(&format!(
                 "stage cache: kept the {n} newest results per stage, removed {}",
@@ -396,13 +399,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean { cache, keep: None } => {
-            let removed = clean(&g.work_dir)?;
+            // Both are checked before either is touched.
+            if g.work_dir.exists() {
+                owned::check(&g.work_dir, owned::Kind::WorkDir)?;
+            }
+            if *cache && g.cache_dir.exists() {
+                owned::check(&g.cache_dir, owned::Kind::Cache)?;
+            }
+            let removed = clean(&g.work_dir, owned::Kind::WorkDir)?;
             reporter.step(&format!(
                 "work dir {}: removed {removed} entries",
                 g.work_dir.display()
             ));
             if *cache && g.cache_dir.exists() {
-                let n = clean(&g.cache_dir)?;
+                let n = clean(&g.cache_dir, owned::Kind::Cache)?;
                 reporter.step(&format!(
                     "cache {}: removed {n} entries",
                     g.cache_dir.display()
@@ -489,18 +499,20 @@ fn open_build(
     Ok((work, ctx))
 }
 
-/// Empties `dir` (under its lock, after unmounting leftovers), keeping the directory itself.
-fn clean(dir: &std::path::Path) -> Result<usize> {
+/// Empties `dir`, a marked directory of `kind` (under its lock, after unmounting leftovers),
+/// keeping the directory, its lock and its marker.
+fn clean(dir: &std::path::Path, kind: owned::Kind) -> Result<usize> {
     if !dir.exists() {
         return Ok(0);
     }
-    let (work, _) = workdir::WorkDir::open(dir)?;
+    owned::check(dir, kind)?;
+    let (work, _) = workdir::WorkDir::open_as(dir, kind)?;
     let mut n = 0;
     for e in std::fs::read_dir(work.path())
         .with_context(|| format!("reading {}", dir.display()))?
         .flatten()
     {
-        if e.file_name() == ".lock" {
+        if e.file_name() == ".lock" || e.file_name() == kind.marker() {
             continue;
         }
         workdir::remove_tree(&e.path())

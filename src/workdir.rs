@@ -5,6 +5,7 @@ use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::owned;
 use crate::rootfs::mounts;
 
 /// Suffix of trees under construction; the sweep removes any it finds.
@@ -30,6 +31,9 @@ pub enum WorkDirError {
         /// The path.
         path: PathBuf,
     },
+    /// The directory is not one of ours (no marker, or protected).
+    #[error(transparent)]
+    Owned(#[from] owned::OwnedError),
     /// A leftover mount could not be removed.
     #[error(transparent)]
     Mount(#[from] mounts::MountError),
@@ -43,15 +47,18 @@ pub struct WorkDir {
 }
 
 impl WorkDir {
-    /// Creates and locks `path`, then sweeps what a killed run left: mounts first, then loop
-    /// devices on its files, then `*.partial` trees and half-written stemcells. Returns the work dir and the leftovers that were removed.
+    /// Creates (marked: see `owned`) and locks `path`, then sweeps what a killed run left:
+    /// mounts first, then loop devices on its files, then `*.partial` trees and half-written
+    /// stemcells. Returns the work dir and the leftovers that were removed. A directory that
+    /// holds anything without the work dir's marker, or a protected one, is refused untouched.
     pub fn open(path: &Path) -> Result<(WorkDir, Vec<PathBuf>), WorkDirError> {
-        let io = |source| WorkDirError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(path).map_err(io)?;
-        let path = path.canonicalize().map_err(io)?;
+        Self::open_as(path, owned::Kind::WorkDir)
+    }
+
+    /// [`WorkDir::open`] for a directory of `kind` (`clean --cache` locks and sweeps the cache
+    /// the same way).
+    pub fn open_as(path: &Path, kind: owned::Kind) -> Result<(WorkDir, Vec<PathBuf>), WorkDirError> {
+        let path = owned::claim(path, kind)?;
         let lock = File::create(path.join(".lock")).map_err(|source| WorkDirError::Io {
             path: path.clone(),
             source,
@@ -275,6 +282,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
+        owned::claim(dir.path(), owned::Kind::WorkDir).unwrap();
         let scratch = dir
             .path()
             .join("stemcells")

@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 /// Errors writing to the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// The directory is not a pistemcell cache (no marker, or protected).
+    #[error(transparent)]
+    Owned(#[from] crate::owned::OwnedError),
     /// The cache directory is not usable.
     #[error("cache {path}: {source}; check permissions or choose another with --cache-dir")]
     Io {
@@ -52,12 +55,10 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Opens (creating) the cache at `root`.
+    /// Opens (creating and marking) the cache at `root`; a directory that holds anything and
+    /// has no cache marker is refused (see `owned`).
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
-        std::fs::create_dir_all(root).map_err(|source| CacheError::Io {
-            path: root.to_path_buf(),
-            source,
-        })?;
+        crate::owned::claim(root, crate::owned::Kind::Cache)?;
         Ok(Cache {
             root: root.to_path_buf(),
         })

@@ -34,6 +34,9 @@ pub use tree::{equal_trees, tree_manifest, Mtimes};
 /// Errors of the pipeline; each names the stage or file and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The cache or work dir is not pistemcell's (no marker, or protected).
+    #[error(transparent)]
+    Owned(#[from] crate::owned::OwnedError),
     /// A stage directory is malformed (name, missing stage.yml).
     #[error("stage {path}: {reason}")]
     StageDir {

@@ -117,6 +117,7 @@ impl Drop for Temp {
 impl Store {
     /// Opens (creating) `CACHE/stages` and removes temporary files of dead writers.
     pub fn open(cache_dir: &Path) -> Result<Store, PipelineError> {
+        crate::owned::claim(cache_dir, crate::owned::Kind::Cache)?;
         let dir = cache_dir.join("stages");
         fs::create_dir_all(&dir).map_err(io_err("create the stage cache", &dir))?;
         for e in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {

@@ -371,6 +371,7 @@ fn eviction_keeps_the_newest_per_stage_and_removes_leftovers() {
 #[test]
 fn temporary_files_of_dead_writers_are_swept_but_live_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
+    crate::owned::claim(dir.path(), crate::owned::Kind::Cache).unwrap();
     let stages = dir.path().join("stages");
     fs::create_dir_all(&stages).unwrap();
     let dead = stages.join(".tmp.1.0.k.tar.zst");

@@ -152,6 +152,10 @@ pub fn fetch_with(
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    crate::owned::claim(cache_dir, crate::owned::Kind::Cache).map_err(|e| FetchError::Cache {
+        path: cache_dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     std::fs::create_dir_all(&parent).map_err(|e| cache(&parent, e))?;
     sweep_stale(&parent, STALE_AFTER);
     let tmp = tempfile::Builder::new()

@@ -94,6 +94,8 @@ pub fn fetch(cache_dir: &Path, field: &str, a: &Artifact) -> Result<PathBuf, Art
         path: dir.clone(),
         source,
     };
+    crate::owned::claim(cache_dir, crate::owned::Kind::Cache)
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
     std::fs::create_dir_all(&dir).map_err(io)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -223,8 +225,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains(&"0".repeat(64)) && e.contains("2cf24dba"), "{e}");
+        // Only the cache's marker: no temporary, no entry.
         let left: Vec<_> = walk(&cache);
-        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(left, [cache.join(crate::owned::Kind::Cache.marker())]);
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {
