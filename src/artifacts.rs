@@ -19,6 +19,9 @@ pub fn pack(
     level: u32,
     reporter: &Reporter,
 ) -> Result<ExitCode> {
+    tree_input(rootfs)?;
+    pistemcell::owned::check_destination(output)?;
+    pistemcell::owned::check_outside(output, rootfs)?;
     let mtime = mtime.unwrap_or_else(|| epoch_for(rootfs));
     let threads =
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -37,6 +40,22 @@ pub fn pack(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Refuses a ROOTFS that is not a directory (a regular file would pack as an empty tree).
+fn tree_input(rootfs: &Path) -> Result<()> {
+    match std::fs::metadata(rootfs) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) => bail!(
+            "{}: is {}, not a directory; ROOTFS is an unpacked tree (to read a tarball or image, use inspect, audit or diff)",
+            pistemcell::untrusted::escape_path(rootfs),
+            pistemcell::untrusted::kind_of(m.file_type())
+        ),
+        Err(e) => bail!(
+            "{}: {e}; ROOTFS is an unpacked tree",
+            pistemcell::untrusted::escape_path(rootfs)
+        ),
+    }
+}
+
 /// The options of `pistemcell image`.
 pub struct ImageArgs {
     /// Seeds the disk id and UUIDs.
@@ -53,6 +72,9 @@ pub struct ImageArgs {
 
 /// `pistemcell image`.
 pub fn image(rootfs: &Path, output: &Path, a: &ImageArgs, reporter: &Reporter) -> Result<ExitCode> {
+    tree_input(rootfs)?;
+    pistemcell::owned::check_destination(output)?;
+    pistemcell::owned::check_outside(output, rootfs)?;
     use pistemcell::image::disk::{build, ImageOptions, Method};
     let opts = ImageOptions {
         seed: a.seed.clone(),

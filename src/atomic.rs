@@ -4,8 +4,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to a temporary file beside `path` (mode 0644), then renames it there.
+/// A destination that is not a regular file (a device, FIFO, directory, symlink) is refused
+/// (see `owned`).
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    let refuse = |e: crate::owned::OwnedError| io::Error::other(e.to_string());
+    crate::owned::check_destination(path).map_err(refuse)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -16,6 +20,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
+    crate::owned::check_destination(path).map_err(refuse)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -327,6 +327,9 @@ fn run_stages(
             .clone()
             .unwrap_or_else(|| work.path().join("rootfs")),
     };
+    // Refused before any stage runs: the finished tree replaces only an empty directory or a
+    // rootfs of ours.
+    pistemcell::owned::check_tree_destination(&opts.output)?;
     let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
     let report = pipeline::runner::run(ctx, work, &list, &opts)
         .with_context(|| format!("build of {name} failed"))?;

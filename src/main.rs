@@ -87,9 +87,9 @@ enum Cmd {
         /// Every entry's mtime (default: SOURCE_DATE_EPOCH, else the date of the archive the rootfs was bootstrapped from, else 0).
         #[arg(long)]
         mtime: Option<u64>,
-        /// Compression threads (default: every core).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Compression threads, 1 to 256 (default: every core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
         /// gzip level, 1 (fastest) to 9 (smallest).
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
@@ -300,6 +300,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Cmd::Bootstrap { spec, output, run } => {
             let spec = spec::load(spec.as_deref(), &g.sets)?;
+            if let Some(out) = output {
+                owned::check_tree_destination(out)?;
+            }
             let (work, ctx) = open_build(g, &g.work_dir, spec, run, &reporter)?;
             let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
             let out = steps::bootstrap::run(&ctx, &work, output.clone())
@@ -438,7 +441,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mtime,
             threads,
             level,
-        } => artifacts::pack(rootfs, output, *mtime, *threads, *level, &reporter),
+        } => artifacts::pack(
+            rootfs,
+            output,
+            *mtime,
+            threads.map(usize::from),
+            *level,
+            &reporter,
+        ),
         Cmd::Image {
             rootfs,
             output,

@@ -183,6 +183,7 @@ impl PartialTree {
     /// Moves the finished tree to `dest`, replacing an older tree there only after the new
     /// one is in place.
     pub fn commit(mut self, dest: &Path) -> std::io::Result<()> {
+        crate::owned::check_tree_destination(dest).map_err(std::io::Error::other)?;
         let Some(src) = self.path.take() else {
             return Ok(());
         };

@@ -69,6 +69,7 @@ pub fn cmdline(layout: &Layout) -> String {
 /// Makes the disk image `dest` from the tree at `root` (whose `/etc/fstab` is written for the
 /// image). Returns the layout.
 pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, ImageError> {
+    crate::owned::check_destination(dest)?;
     let root_bytes = match opts.root_bytes {
         Some(b) => b,
         None => ext4::size_for(root)?,
@@ -142,6 +143,7 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
     }
     img.sync_all().map_err(io("writing", &tmp))?;
     check(&tmp, &layout, &uuid)?;
+    crate::owned::check_destination(dest)?;
     std::fs::rename(&tmp, dest).map_err(io("moving the image to", dest))?;
     Ok(layout)
 }

@@ -28,6 +28,9 @@ use std::path::PathBuf;
 /// Errors making an image; each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The destination is not ours to replace (a device, FIFO, directory, symlink).
+    #[error(transparent)]
+    Owned(#[from] crate::owned::OwnedError),
     /// A file operation failed.
     #[error("{what} {path}: {source}")]
     Io {

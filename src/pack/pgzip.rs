@@ -49,7 +49,8 @@ impl<W: Write> ParallelGzip<W> {
         let workers = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
-                std::thread::spawn(move || loop {
+                // A thread the system refuses is an error, never a panic.
+                std::thread::Builder::new().spawn(move || loop {
                     let job = match rx.lock() {
                         Ok(r) => r.recv(),
                         Err(_) => return,
@@ -60,7 +61,8 @@ impl<W: Write> ParallelGzip<W> {
                         .send(super::deflate::block(&job.data, &job.dict, job.last, level));
                 })
             })
-            .collect();
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| io::Error::other(format!("starting {threads} gzip threads: {e}")))?;
         Ok(ParallelGzip {
             out: Some(out),
             level,

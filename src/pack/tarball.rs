@@ -25,6 +25,9 @@ use crate::pipeline::tree::{self, Kind, TreeError};
 /// Errors packing a tree.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
+    /// The destination is not ours to replace (a device, FIFO, directory, symlink).
+    #[error(transparent)]
+    Owned(#[from] crate::owned::OwnedError),
     /// Reading the tree or writing the archive failed (names the file).
     #[error(transparent)]
     Tree(#[from] TreeError),
@@ -158,6 +161,7 @@ pub fn write_tgz(
         what: dest.display().to_string(),
         source,
     };
+    crate::owned::check_destination(dest)?;
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -182,6 +186,8 @@ pub fn write_tgz(
     // tempfile makes 0600 files; an archive is for others to read.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(werr)?;
+    // Checked again: what is at `dest` may have changed while the tree was packed.
+    crate::owned::check_destination(dest)?;
     tmp.persist(dest).map_err(|e| werr(e.error))?;
     Ok(stats)
 }

@@ -17,6 +17,9 @@ pub const BAKERY_CMDLINE: &str = "console=serial0,115200 console=tty1 root=/dev/
 /// Errors writing a stemcell; each names the file or step.
 #[derive(Debug, thiserror::Error)]
 pub enum StemcellError {
+    /// The destination is not ours to replace (a device, FIFO, directory, symlink).
+    #[error(transparent)]
+    Owned(#[from] crate::owned::OwnedError),
     /// Making the disk image failed.
     #[error("making the disk image: {0}")]
     Image(#[from] crate::image::ImageError),
@@ -65,6 +68,12 @@ pub fn write_stemcell(
     stages: &[(String, String)],
 ) -> Result<Packed, StemcellError> {
     std::fs::create_dir_all(out_dir).map_err(io("creating", out_dir))?;
+    // Refused before any work: the stemcell and its sums replace only regular files.
+    let final_dest = out_dir.join(stemcell::file_name(spec));
+    crate::owned::check_destination(&final_dest)?;
+    for ext in ["sha1", "sha256"] {
+        crate::owned::check_destination(Path::new(&format!("{}.{ext}", final_dest.display())))?;
+    }
     let scratch = tempfile::Builder::new()
         .prefix(crate::workdir::SCRATCH_PREFIX)
         .tempdir_in(out_dir)
@@ -155,6 +164,7 @@ pub fn write_stemcell(
         reason,
     })?;
     let (sha1, sha256) = stemcell::file_digests(&staged).map_err(io("reading", &staged))?;
+    crate::owned::check_destination(&dest)?;
     std::fs::rename(&staged, &dest).map_err(io("moving the stemcell to", &dest))?;
     if let Err((p, e)) = crate::atomic::write_sums(&dest, &sha1, &sha256) {
         crate::atomic::remove_with_sums(&dest);
