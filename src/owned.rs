@@ -77,6 +77,14 @@ pub enum OwnedError {
         /// What it is.
         kind: &'static str,
     },
+    /// A tree destination that is not a directory.
+    #[error("{}: is {kind}, not a directory; a rootfs output is a new directory, an empty one or a rootfs pistemcell made. Give another output path", escape_path(path))]
+    NotDir {
+        /// The destination.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// A tree destination that is neither empty nor a rootfs of ours.
     #[error("{}: a directory that is not empty and not a rootfs pistemcell made (no {ROOTFS_RECORD}); it would be replaced whole. Give a new or empty directory", escape_path(path))]
     ForeignTree {
@@ -231,7 +239,7 @@ pub fn check_tree_destination(path: &Path) -> Result<(), OwnedError> {
                 })
             }
         }
-        Ok(m) => Err(OwnedError::NotRegular {
+        Ok(m) => Err(OwnedError::NotDir {
             path: path.to_path_buf(),
             kind: kind_of(m.file_type()),
         }),
