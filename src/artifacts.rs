@@ -23,8 +23,9 @@ pub fn pack(
     pistemcell::owned::check_destination(output)?;
     pistemcell::owned::check_outside(output, rootfs)?;
     let mtime = mtime.unwrap_or_else(|| epoch_for(rootfs));
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // More workers than four per core gain nothing and cost address space: capped.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = threads.unwrap_or(cores).min(4 * cores);
     let t = std::time::Instant::now();
     let stats = pistemcell::pack::tarball::write_tgz(rootfs, output, mtime, level, threads)
         .with_context(|| format!("packing {}", rootfs.display()))?;

@@ -87,7 +87,7 @@ enum Cmd {
         /// Every entry's mtime (default: SOURCE_DATE_EPOCH, else the date of the archive the rootfs was bootstrapped from, else 0).
         #[arg(long)]
         mtime: Option<u64>,
-        /// Compression threads, 1 to 256 (default: every core).
+        /// Compression threads, 1 to 256, at most four per core (default: every core).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: Option<u16>,
         /// gzip level, 1 (fastest) to 9 (smallest).

@@ -126,9 +126,33 @@ pub fn protected(dir: &Path) -> Option<&'static str> {
         }
     }
     const SYSTEM: &[&str] = &[
-        "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media", "/mnt",
-        "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
-        "/usr/lib", "/usr/local", "/usr/share", "/var", "/var/cache", "/var/lib", "/var/log",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/bin",
+        "/usr/lib",
+        "/usr/local",
+        "/usr/share",
+        "/var",
+        "/var/cache",
+        "/var/lib",
+        "/var/log",
         "/var/tmp",
     ];
     if SYSTEM.iter().any(|s| dir == Path::new(s)) {
@@ -230,7 +254,8 @@ pub fn check_tree_destination(path: &Path) -> Result<(), OwnedError> {
         }),
         Ok(m) if m.is_dir() => {
             let empty = std::fs::read_dir(path).is_ok_and(|mut r| r.next().is_none());
-            let ours = std::fs::symlink_metadata(path.join(ROOTFS_RECORD)).is_ok_and(|m| m.is_dir());
+            let ours =
+                std::fs::symlink_metadata(path.join(ROOTFS_RECORD)).is_ok_and(|m| m.is_dir());
             if empty || ours {
                 Ok(())
             } else {
@@ -287,7 +312,10 @@ mod tests {
             check(&full, Kind::Cache).unwrap_err(),
         ] {
             let e = e.to_string();
-            assert!(e.contains("docs") && e.contains("no .pistemcell-cache marker"), "{e}");
+            assert!(
+                e.contains("docs") && e.contains("no .pistemcell-cache marker"),
+                "{e}"
+            );
             assert!(e.contains("touch "), "{e}");
         }
         assert!(full.join("thesis.tex").exists());

@@ -57,7 +57,10 @@ impl WorkDir {
 
     /// [`WorkDir::open`] for a directory of `kind` (`clean --cache` locks and sweeps the cache
     /// the same way).
-    pub fn open_as(path: &Path, kind: owned::Kind) -> Result<(WorkDir, Vec<PathBuf>), WorkDirError> {
+    pub fn open_as(
+        path: &Path,
+        kind: owned::Kind,
+    ) -> Result<(WorkDir, Vec<PathBuf>), WorkDirError> {
         let path = owned::claim(path, kind)?;
         let lock = File::create(path.join(".lock")).map_err(|source| WorkDirError::Io {
             path: path.clone(),

@@ -24,6 +24,9 @@ struct Job {
     reply: SyncSender<io::Result<Vec<u8>>>,
 }
 
+/// Each worker's stack (deflate's state is on the heap).
+const WORKER_STACK: usize = 512 << 10;
+
 /// A `Write` that gzips what it is given on `threads` workers into `out`.
 pub struct ParallelGzip<W: Write> {
     out: Option<W>,
@@ -49,17 +52,21 @@ impl<W: Write> ParallelGzip<W> {
         let workers = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
-                // A thread the system refuses is an error, never a panic.
-                std::thread::Builder::new().spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else { return };
-                    let _ = job
-                        .reply
-                        .send(super::deflate::block(&job.data, &job.dict, job.last, level));
-                })
+                // A thread the system refuses is an error, never a panic. Deflate keeps its
+                // state on the heap: a small stack lets many workers fit a limited address
+                // space.
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK)
+                    .spawn(move || loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let _ = job
+                            .reply
+                            .send(super::deflate::block(&job.data, &job.dict, job.last, level));
+                    })
             })
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| io::Error::other(format!("starting {threads} gzip threads: {e}")))?;

@@ -60,7 +60,11 @@ fn clean_refuses_a_work_dir_without_the_marker() {
         &["clean", "--work-dir", docs.to_str().unwrap()],
         std::time::Duration::from_secs(30),
     );
-    r.fails_with(&["docs", "no .pistemcell-work-dir marker", "nothing in it was touched"]);
+    r.fails_with(&[
+        "docs",
+        "no .pistemcell-work-dir marker",
+        "nothing in it was touched",
+    ]);
     intact(&docs);
 }
 
@@ -123,7 +127,10 @@ fn clean_cache_refuses_an_unmarked_cache_before_touching_the_work_dir() {
     // Both are checked before either is emptied.
     assert!(work.join("old-log").exists());
     // `--keep N` evicts from the cache: refused the same way.
-    let r = c.run(&["clean", "--keep", "1"], std::time::Duration::from_secs(30));
+    let r = c.run(
+        &["clean", "--keep", "1"],
+        std::time::Duration::from_secs(30),
+    );
     r.fails_with(&["no .pistemcell-cache marker"]);
     intact(&cache);
 }

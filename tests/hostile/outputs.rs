@@ -127,7 +127,10 @@ fn bootstrap_refuses_an_output_tree_that_is_not_ours() {
         Duration::from_secs(30),
     );
     r.fails_with(&["docs", "not a rootfs pistemcell made"]);
-    assert_eq!(std::fs::read_to_string(docs.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(docs.join("notes.txt")).unwrap(),
+        "mine"
+    );
     // Nothing was started: no work dir was made.
     assert!(!c.root().join("work").exists());
     for (dest, kind) in [

@@ -70,7 +70,14 @@ fn absurd_thread_counts_are_refused_not_panics() {
     let out = c.root().join("out/x.tgz");
     for n in ["0", "100000", "18446744073709551615", "-1", "many"] {
         let r = c.run(
-            &["pack", t.to_str().unwrap(), "-o", out.to_str().unwrap(), "--threads", n],
+            &[
+                "pack",
+                t.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--threads",
+                n,
+            ],
             Duration::from_secs(30),
         );
         let e = r.stderr();
@@ -83,7 +90,14 @@ fn absurd_thread_counts_are_refused_not_panics() {
         assert!(!out.exists());
     }
     let r = c.run(
-        &["pack", t.to_str().unwrap(), "-o", out.to_str().unwrap(), "--threads", "256"],
+        &[
+            "pack",
+            t.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--threads",
+            "256",
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(r.code(), 0, "{}", r.stderr());
