@@ -55,11 +55,22 @@ pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
         let mut e = entry.map_err(|e| bad(stemcell, e.to_string()))?;
         let name =
             crate::pack::tarball::member_name(&e).map_err(|e| bad(stemcell, e.to_string()))?;
+        if matches!(name.as_str(), "stemcell.MF" | "image") {
+            // Only regular members, each once: a link or device named `image`, or a second
+            // manifest after the first, is not a stemcell pistemcell reads.
+            if !e.header().entry_type().is_file() {
+                return Err(bad(
+                    stemcell,
+                    format!("member {name} is not a regular file: not a stemcell boot-test reads"),
+                ));
+            }
+            if (name == "image" && wrote) || (name == "stemcell.MF" && manifest.is_some()) {
+                return Err(bad(stemcell, format!("member {name} appears twice")));
+            }
+        }
         match name.as_str() {
             "stemcell.MF" => {
-                let mut text = String::new();
-                e.read_to_string(&mut text)
-                    .map_err(|e| bad(stemcell, format!("stemcell.MF: {e}")))?;
+                let text = read_manifest(&mut e).map_err(|m| bad(stemcell, m))?;
                 manifest = Some(
                     serde_norway::from_str(&text)
                         .map_err(|e| bad(stemcell, format!("stemcell.MF: {e}")))?,
@@ -105,26 +116,64 @@ pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
     })
 }
 
+/// The largest disk image boot-test unpacks (its logical size; zeros stay holes).
+pub const IMAGE_MAX: u64 = 64 << 30;
+
+/// Scratch space left free for everything else while the image is written.
+const SCRATCH_RESERVE: u64 = 512 << 20;
+
+/// Reads the manifest member under its size cap and nesting cap.
+fn read_manifest(r: &mut impl Read) -> Result<String, String> {
+    use crate::untrusted::{self, CappedRead, MANIFEST_MAX, YAML_DEPTH_MAX};
+    let bytes = untrusted::read_stream_capped(r, MANIFEST_MAX).map_err(|e| match e {
+        CappedRead::Io(e) => format!("stemcell.MF: {e}"),
+        CappedRead::TooLarge => {
+            format!("stemcell.MF: over the {MANIFEST_MAX}-byte limit for a manifest")
+        }
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| "stemcell.MF: not UTF-8 text".to_string())?;
+    untrusted::check_yaml_depth(&text, YAML_DEPTH_MAX).map_err(|e| format!("stemcell.MF: {e}"))?;
+    Ok(text)
+}
+
 /// Writes the `image` member raw: as is (bakery's `piimg`), or gunzipped (raw's `rawdisk`). A
-/// root filesystem tarball (warden) cannot boot.
+/// root filesystem tarball (warden) cannot boot. Zeros stay holes; the image's logical size is
+/// capped at [`IMAGE_MAX`] and what it really writes at the scratch filesystem's free space.
 fn write_raw(r: &mut impl Read, dest: &Path) -> Result<(), String> {
     let mut head = [0u8; 2];
     r.read_exact(&mut head).map_err(|e| format!("image: {e}"))?;
     let whole = std::io::Cursor::new(head).chain(r);
     let mut out = File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let free = crate::untrusted::free_bytes(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let budget = free.saturating_sub(SCRATCH_RESERVE);
     let copy = |r: &mut dyn Read, out: &mut File| -> Result<(), String> {
         let mut buf = vec![0u8; 1 << 20];
+        let (mut logical, mut written) = (0u64, 0u64);
         loop {
             crate::interrupt::check().map_err(|e| e.to_string())?;
             let n = r.read(&mut buf).map_err(|e| format!("image: {e}"))?;
             if n == 0 {
                 return Ok(());
             }
+            logical += n as u64;
+            if logical > IMAGE_MAX {
+                return Err(format!(
+                    "image: larger than {IMAGE_MAX} bytes, the limit for a disk image boot-test unpacks"
+                ));
+            }
             // Runs of zeros stay holes: the image is mostly free space.
             if buf[..n].iter().all(|&b| b == 0) {
                 out.seek(SeekFrom::Current(n as i64))
                     .map_err(|e| format!("{}: {e}", dest.display()))?;
             } else {
+                written += n as u64;
+                if written > budget {
+                    return Err(format!(
+                        "image: its data needs more scratch space than {} has free ({free} bytes, {SCRATCH_RESERVE} kept in reserve); free space there or use another --work-dir",
+                        dir.display()
+                    ));
+                }
                 out.write_all(&buf[..n])
                     .map_err(|e| format!("{}: {e}", dest.display()))?;
             }
@@ -176,7 +225,7 @@ pub fn boot_files(
     let root = fs.root_dir();
     let mut config = String::new();
     root.open_file("config.txt")
-        .and_then(|mut f| f.read_to_string(&mut config))
+        .and_then(|f| f.take(crate::untrusted::SMALL_MAX).read_to_string(&mut config))
         .map_err(|e| err(format!("config.txt: {e}")))?;
     let (k, i) = crate::image::boot::config_settings(&config);
     let (Some(kernel_name), Some(initramfs_name)) = (k, i) else {

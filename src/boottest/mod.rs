@@ -128,21 +128,21 @@ fn read_image(root: &Path) -> ImageFacts {
             .map(|c| c.version.clone())
             .filter(|v| v != "unknown")
     };
-    let agent = root.join("var/vcap/bosh/bin/bosh-agent");
-    let no_agent = match std::fs::read(&agent) {
+    // Every path is resolved inside the image: its symlinks never reach the host's files.
+    let no_agent = match agent_is_real(root) {
         Err(e) => Some(format!("the image has no agent binary ({e})")),
-        Ok(bytes) => {
-            let needle = b"github.com/cloudfoundry/bosh-agent";
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                None
-            } else {
-                Some("the image's /var/vcap/bosh/bin/bosh-agent is not a bosh-agent build (no github.com/cloudfoundry/bosh-agent in it); these checks need the real agent".into())
-            }
-        }
+        Ok(true) => None,
+        Ok(false) => Some("the image's /var/vcap/bosh/bin/bosh-agent is not a bosh-agent build (no github.com/cloudfoundry/bosh-agent in it); these checks need the real agent".into()),
     };
-    let settings_path = std::fs::read_to_string(root.join("var/vcap/bosh/agent.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    let settings_path = crate::rootfs::inside::read_text(
+        root,
+        "var/vcap/bosh/agent.json",
+        crate::untrusted::SMALL_MAX,
+        "the agent's settings",
+    )
+    .ok()
+    .flatten()
+    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| {
             v["Infrastructure"]["Settings"]["Sources"]
                 .as_array()?
@@ -159,9 +159,41 @@ fn read_image(root: &Path) -> ImageFacts {
     }
 }
 
+/// Whether the image's agent (a regular file, resolved inside the image) is a bosh-agent
+/// build: its module path is in it. Read in blocks, never whole.
+fn agent_is_real(root: &Path) -> Result<bool, String> {
+    use std::io::Read;
+    let path = crate::rootfs::inside::resolve(root, "var/vcap/bosh/bin/bosh-agent")
+        .map_err(|e| e.to_string())?
+        .ok_or("no /var/vcap/bosh/bin/bosh-agent")?;
+    let mut f = crate::untrusted::open_regular(&path).map_err(|e| e.to_string())?;
+    let needle = b"github.com/cloudfoundry/bosh-agent";
+    let mut buf = vec![0u8; (1 << 20) + needle.len()];
+    let mut keep = 0;
+    loop {
+        let n = f.read(&mut buf[keep..]).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let end = keep + n;
+        if buf[..end].windows(needle.len()).any(|w| w == needle) {
+            return Ok(true);
+        }
+        keep = (needle.len() - 1).min(end);
+        buf.copy_within(end - keep..end, 0);
+    }
+}
+
 /// Where the image's fstab mounts the FAT boot partition (`/boot/firmware`), if it does.
 fn fat_mount_point(root: &Path) -> Option<String> {
-    let fstab = std::fs::read_to_string(root.join("etc/fstab")).ok()?;
+    let fstab = crate::rootfs::inside::read_text(
+        root,
+        "etc/fstab",
+        crate::untrusted::SMALL_MAX,
+        "fstab",
+    )
+    .ok()
+    .flatten()?;
     fstab.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.len() >= 3 && !f[0].starts_with('#') && f[2] == "vfat")
@@ -209,8 +241,15 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     let facts = {
         let m = overlay::MountedOverlay::open(&overlay_path, d.root, dir)?;
         let facts = read_image(&m.root);
-        if !m.root.join("etc/systemd/system").is_dir()
-            || !m.root.join("lib/systemd/systemd").exists()
+        // Looked up inside the image: a symlink to the host's systemd does not count.
+        let inside = |rel: &str| {
+            crate::rootfs::inside::resolve(&m.root, rel)
+                .ok()
+                .flatten()
+                .and_then(|p| std::fs::symlink_metadata(p).ok())
+        };
+        if !inside("etc/systemd/system").is_some_and(|m| m.is_dir())
+            || !inside("lib/systemd/systemd").is_some_and(|m| m.is_file())
         {
             return Err(BootTestError::Unsupported(
                 "its init is not systemd (the probe runs as a systemd unit)".into(),

@@ -139,15 +139,34 @@ impl MountedOverlay {
         })
     }
 
+    /// The host path of `rel` in the image for writing: its directories resolved (and made)
+    /// inside the image, whatever its symlinks say; what is at the final name is removed, so
+    /// nothing is ever written through a symlink to the host.
+    fn writable(&self, rel: &str) -> Result<PathBuf, BootTestError> {
+        let p = crate::rootfs::extract::host_path_for_write(&self.root, rel)
+            .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))?;
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).map_err(io("removing", &p))?,
+            Ok(_) => std::fs::remove_file(&p).map_err(io("removing", &p))?,
+            Err(_) => {}
+        }
+        Ok(p)
+    }
+
     /// Writes `contents` to `rel` (relative to the root) with `mode`, creating directories.
     pub fn write(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), BootTestError> {
-        use std::os::unix::fs::PermissionsExt;
-        let p = self.root.join(rel);
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(io("creating", d))?;
-        }
-        std::fs::write(&p, contents).map_err(io("writing", &p))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io("chmod", &p))
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let p = self.writable(rel)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(io("writing", &p))?;
+        f.write_all(contents).map_err(io("writing", &p))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", &p))
     }
 
     /// Writes `contents` to `rel` inside the FAT boot partition (`part`: first byte, length),
@@ -192,11 +211,7 @@ impl MountedOverlay {
 
     /// Makes `rel` a symlink to `target`.
     pub fn symlink(&self, target: &str, rel: &str) -> Result<(), BootTestError> {
-        let p = self.root.join(rel);
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(io("creating", d))?;
-        }
-        let _ = std::fs::remove_file(&p);
+        let p = self.writable(rel)?;
         std::os::unix::fs::symlink(target, &p).map_err(io("linking", &p))
     }
 

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::deb::{list_path, Deb};
 use safepath::{child, normalize, resolve_dir, Name, ResolveError};
-pub use safepath::{host_path, host_path_followed};
+pub use safepath::{host_path, host_path_followed, host_path_for_write};
 
 pub use sys::is_root;
 pub use types::{ExtractError, ExtractStats};

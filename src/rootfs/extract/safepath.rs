@@ -64,6 +64,23 @@ pub fn host_path(root: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
     }
 }
 
+/// The host path of `/rel/path` inside `root` for writing: parent directories resolved
+/// chroot-style and made when missing (mode 0755), the final component not followed (the
+/// caller replaces whatever is there, a symlink included, never writing through it).
+pub fn host_path_for_write(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let mut comps = normalize(rel.trim_start_matches('/').as_bytes()).map_err(str::to_string)?;
+    let Some(last) = comps.pop() else {
+        return Err("the path names the root itself".into());
+    };
+    match resolve_dir(root, &comps, true) {
+        Ok(Some(dir)) => Ok(dir.join(OsStr::from_bytes(&last))),
+        Ok(None) => Err("a parent directory is missing".into()),
+        Err(ResolveError::Loop) => Err("too many symlinks".into()),
+        Err(ResolveError::NotDir(p)) => Err(format!("{} is not a directory", p.display())),
+        Err(ResolveError::Io(what, p, e)) => Err(format!("cannot {what} {}: {e}", p.display())),
+    }
+}
+
 /// The host path of `/rel/path` inside `root` with every component resolved chroot-style,
 /// the final one too: a path read out of an untrusted image (a record's `Path:`, a package's
 /// copyright file) can only ever name a file of that image. `..` and NUL bytes are refused;
