@@ -327,9 +327,11 @@ fn run_stages(
             .clone()
             .unwrap_or_else(|| work.path().join("rootfs")),
     };
-    // Refused before any stage runs: the finished tree replaces only an empty directory or a
-    // rootfs of ours.
-    pistemcell::owned::check_tree_destination(&opts.output)?;
+    // A user's --output is refused before any stage runs unless it is new, empty or a rootfs
+    // of ours (the work dir's own rootfs is ours by the work dir's marker).
+    if let Some(out) = &plan.output {
+        pistemcell::owned::check_tree_destination(out)?;
+    }
     let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
     let report = pipeline::runner::run(ctx, work, &list, &opts)
         .with_context(|| format!("build of {name} failed"))?;

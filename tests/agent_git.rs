@@ -252,6 +252,8 @@ fn prepare_names_the_unreachable_tree_and_the_missing_go_together() {
 fn prepare_fetches_a_git_source_so_that_only_go_is_left_missing() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, first, _) = fixture(tmp.path());
+    // The fixture's repository shares the directory this test uses as the cache.
+    std::fs::write(tmp.path().join(".pistemcell-cache"), "").unwrap();
     let url = url_of(&repo);
     let ctx = context(
         &[

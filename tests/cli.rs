@@ -100,6 +100,9 @@ fn clean_empties_the_work_dir_and_with_cache_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("work/rootfs/etc")).unwrap();
     std::fs::create_dir_all(dir.path().join("cache/debs/ab")).unwrap();
+    // What pistemcell made carries its marker (`clean` refuses anything else: tests/hostile).
+    std::fs::write(dir.path().join("work/.pistemcell-work-dir"), "").unwrap();
+    std::fs::write(dir.path().join("cache/.pistemcell-cache"), "").unwrap();
     assert!(pistemcell(dir.path(), &["clean"]).status.success());
     assert!(!dir.path().join("work/rootfs").exists());
     assert!(dir.path().join("cache/debs").exists());
@@ -107,6 +110,7 @@ fn clean_empties_the_work_dir_and_with_cache_the_cache() {
         .status
         .success());
     assert!(!dir.path().join("cache/debs").exists());
+    assert!(dir.path().join("cache/.pistemcell-cache").exists());
 }
 
 /// Can this host run a bootstrap up to extraction (root and ARM emulation)?

@@ -90,6 +90,9 @@ impl Env {
         fs::create_dir_all(e.path("stages")).unwrap();
         fs::create_dir_all(e.path("assets/conf")).unwrap();
         fs::write(e.path("assets/conf/agent.json"), "{\"x\":1}\n").unwrap();
+        // As pistemcell makes them: tests write into them before a build opens them.
+        pistemcell::owned::claim(&e.path("work"), pistemcell::owned::Kind::WorkDir).unwrap();
+        pistemcell::owned::claim(&e.path("cache"), pistemcell::owned::Kind::Cache).unwrap();
         e
     }
 
