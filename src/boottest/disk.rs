@@ -225,7 +225,10 @@ pub fn boot_files(
     let root = fs.root_dir();
     let mut config = String::new();
     root.open_file("config.txt")
-        .and_then(|f| f.take(crate::untrusted::SMALL_MAX).read_to_string(&mut config))
+        .and_then(|f| {
+            f.take(crate::untrusted::SMALL_MAX)
+                .read_to_string(&mut config)
+        })
         .map_err(|e| err(format!("config.txt: {e}")))?;
     let (k, i) = crate::image::boot::config_settings(&config);
     let (Some(kernel_name), Some(initramfs_name)) = (k, i) else {

@@ -143,14 +143,14 @@ fn read_image(root: &Path) -> ImageFacts {
     .ok()
     .flatten()
     .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| {
-            v["Infrastructure"]["Settings"]["Sources"]
-                .as_array()?
-                .iter()
-                .find(|s| s["Type"] == "File")?["SettingsPath"]
-                .as_str()
-                .map(str::to_string)
-        });
+    .and_then(|v| {
+        v["Infrastructure"]["Settings"]["Sources"]
+            .as_array()?
+            .iter()
+            .find(|s| s["Type"] == "File")?["SettingsPath"]
+            .as_str()
+            .map(str::to_string)
+    });
     ImageFacts {
         monit_pin: version("monit"),
         agent_version: version("bosh-agent"),
@@ -186,14 +186,10 @@ fn agent_is_real(root: &Path) -> Result<bool, String> {
 
 /// Where the image's fstab mounts the FAT boot partition (`/boot/firmware`), if it does.
 fn fat_mount_point(root: &Path) -> Option<String> {
-    let fstab = crate::rootfs::inside::read_text(
-        root,
-        "etc/fstab",
-        crate::untrusted::SMALL_MAX,
-        "fstab",
-    )
-    .ok()
-    .flatten()?;
+    let fstab =
+        crate::rootfs::inside::read_text(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
+            .ok()
+            .flatten()?;
     fstab.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.len() >= 3 && !f[0].starts_with('#') && f[2] == "vfat")

@@ -140,8 +140,11 @@ impl Case {
     }
 }
 
-/// Writes a tar (optionally gzip) from raw entries; `entries` are (name, type, data, link).
-pub fn tar_of(entries: &[(&[u8], tar::EntryType, &[u8], Option<&[u8]>)], gzip: bool) -> Vec<u8> {
+/// One raw tar entry: name, type, data, link target.
+pub type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a [u8]>);
+
+/// Writes a tar (optionally gzip) from raw entries.
+pub fn tar_of(entries: &[RawEntry], gzip: bool) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, kind, data, link) in entries {
         let mut h = tar::Header::new_gnu();
