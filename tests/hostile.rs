@@ -6,6 +6,8 @@
 #[path = "hostile/common.rs"]
 mod common;
 
+#[path = "hostile/boot.rs"]
+mod boot;
 #[path = "hostile/clean.rs"]
 mod clean;
 #[path = "hostile/outputs.rs"]

@@ -58,7 +58,8 @@ pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
         if matches!(name.as_str(), "stemcell.MF" | "image") {
             // Only regular members, each once: a link or device named `image`, or a second
             // manifest after the first, is not a stemcell pistemcell reads.
-            if !e.header().entry_type().is_file() {
+            let kind = e.header().entry_type();
+            if !(kind.is_file() || kind.is_gnu_sparse()) {
                 return Err(bad(
                     stemcell,
                     format!("member {name} is not a regular file: not a stemcell boot-test reads"),
