@@ -139,34 +139,12 @@ impl MountedOverlay {
         })
     }
 
-    /// The host path of `rel` in the image for writing: its directories resolved (and made)
-    /// inside the image, whatever its symlinks say; what is at the final name is removed, so
-    /// nothing is ever written through a symlink to the host.
-    fn writable(&self, rel: &str) -> Result<PathBuf, BootTestError> {
-        let p = crate::rootfs::extract::host_path_for_write(&self.root, rel)
-            .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))?;
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).map_err(io("removing", &p))?,
-            Ok(_) => std::fs::remove_file(&p).map_err(io("removing", &p))?,
-            Err(_) => {}
-        }
-        Ok(p)
-    }
-
-    /// Writes `contents` to `rel` (relative to the root) with `mode`, creating directories.
+    /// Writes `contents` to `rel` (relative to the root) with `mode`, creating directories,
+    /// inside the image whatever its symlinks say (`rootfs::inside::write`).
     pub fn write(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), BootTestError> {
-        use std::io::Write;
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let p = self.writable(rel)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(io("writing", &p))?;
-        f.write_all(contents).map_err(io("writing", &p))?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io("chmod", &p))
+        crate::rootfs::inside::write(&self.root, rel, contents, mode)
+            .map(|_| ())
+            .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))
     }
 
     /// Writes `contents` to `rel` inside the FAT boot partition (`part`: first byte, length),
@@ -211,7 +189,10 @@ impl MountedOverlay {
 
     /// Makes `rel` a symlink to `target`.
     pub fn symlink(&self, target: &str, rel: &str) -> Result<(), BootTestError> {
-        let p = self.writable(rel)?;
+        // Written as a file first (inside the image), then replaced by the link.
+        let p = crate::rootfs::inside::write(&self.root, rel, b"", 0o644)
+            .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))?;
+        std::fs::remove_file(&p).map_err(io("linking", &p))?;
         std::os::unix::fs::symlink(target, &p).map_err(io("linking", &p))
     }
 

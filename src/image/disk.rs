@@ -90,8 +90,15 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
         .clone()
         .unwrap_or_else(|| fstab(&layout, &opts.boot_dir));
     // Rewritten only when it differs: an unchanged tree keeps its ctimes (ext4 stores them).
-    if etc.is_dir() && std::fs::read_to_string(&fstab_path).ok().as_deref() != Some(want.as_str()) {
-        std::fs::write(&fstab_path, want).map_err(io("writing", &fstab_path))?;
+    // Read and written inside the tree: an `etc/fstab` symlink to the host's is replaced, never
+    // followed.
+    let current =
+        crate::rootfs::inside::read(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
+            .ok()
+            .flatten();
+    if etc.is_dir() && current.as_deref() != Some(want.as_bytes()) {
+        crate::rootfs::inside::write(root, "etc/fstab", want.as_bytes(), 0o644)
+            .map_err(|e| io("writing", &fstab_path)(std::io::Error::other(e.to_string())))?;
     }
     let boot_part = scratch.path().join("boot.vfat");
     let boot_files = root.join(opts.boot_dir.trim_start_matches('/'));

@@ -57,6 +57,43 @@ pub fn read(
     }
 }
 
+/// Writes `contents` as the regular file `/rel` of the tree at `root` with `mode`: its
+/// directories resolved (and made, 0755) inside the tree whatever its symlinks say, and what
+/// is at the final name removed first, so nothing is ever written through a symlink out of
+/// the tree. Returns the host path written.
+pub fn write(root: &Path, rel: &str, contents: &[u8], mode: u32) -> Result<PathBuf, InsideError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let p = crate::rootfs::extract::host_path_for_write(root, rel).map_err(|reason| {
+        InsideError::Path {
+            root: root.to_path_buf(),
+            rel: rel.to_string(),
+            reason,
+        }
+    })?;
+    let io = |source| {
+        InsideError::Read(UntrustedError::Io {
+            path: p.clone(),
+            source,
+        })
+    };
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p).map_err(io)?,
+        Ok(_) => std::fs::remove_file(&p).map_err(io)?,
+        Err(_) => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)
+        .map_err(io)?;
+    f.write_all(contents).map_err(io)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io)?;
+    Ok(p)
+}
+
 /// [`read`] as text, invalid UTF-8 replaced.
 pub fn read_text(
     root: &Path,
@@ -102,5 +139,26 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
         let e = r("dev/fifo").unwrap_err().to_string();
         assert!(e.contains("is a FIFO"), "{e}");
+    }
+
+    #[test]
+    fn writes_land_inside_the_tree_never_through_its_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let host = dir.path().join("host");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("fstab"), "the host's").unwrap();
+        symlink(host.join("fstab"), root.join("etc/fstab")).unwrap();
+        symlink(&host, root.join("conf")).unwrap();
+        write(&root, "etc/fstab", b"mine", 0o644).unwrap();
+        write(&root, "conf/settings.json", b"{}", 0o600).unwrap();
+        assert_eq!(std::fs::read(host.join("fstab")).unwrap(), b"the host's");
+        assert!(!host.join("settings.json").exists());
+        assert_eq!(std::fs::read(root.join("etc/fstab")).unwrap(), b"mine");
+        let inside = root
+            .join(host.strip_prefix("/").unwrap())
+            .join("settings.json");
+        assert_eq!(std::fs::read(inside).unwrap(), b"{}");
     }
 }

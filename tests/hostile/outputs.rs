@@ -141,3 +141,35 @@ fn bootstrap_refuses_an_output_tree_that_is_not_ours() {
         r.fails_with(&[dest, kind, "not a directory"]);
     }
 }
+
+#[test]
+fn image_writes_the_trees_fstab_never_the_one_its_symlink_names() {
+    let c = Case::new();
+    let t = tree(&c);
+    let host_fstab = c.input("host-fstab");
+    std::fs::write(&host_fstab, "# the host's fstab\n").unwrap();
+    std::os::unix::fs::symlink(&host_fstab, t.join("etc/fstab")).unwrap();
+    let out = c.root().join("out/disk.img");
+    let r = c.run(
+        &[
+            "image",
+            t.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--rootless",
+            "--root-mib",
+            "16",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(
+        std::fs::read_to_string(&host_fstab).unwrap(),
+        "# the host's fstab\n"
+    );
+    let m = std::fs::symlink_metadata(t.join("etc/fstab")).unwrap();
+    assert!(m.is_file(), "the tree's fstab is now its own file");
+    assert!(std::fs::read_to_string(t.join("etc/fstab"))
+        .unwrap()
+        .contains("PARTUUID="));
+}
