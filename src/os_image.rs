@@ -304,8 +304,17 @@ pub fn read_back(path: &Path) -> Result<ReadBack, OsImageError> {
         entries += 1;
         let name = crate::pack::tarball::member_name(&entry).map_err(read_err)?;
         if name.trim_start_matches("./") == META_PATH {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(read_err)?;
+            use crate::untrusted::{read_stream_capped, CappedRead, RECORD_MAX};
+            if !entry.header().entry_type().is_file() || meta.is_some() {
+                return Err(not(format!("its {META_PATH} is not one regular file")));
+            }
+            let bytes = read_stream_capped(&mut entry, RECORD_MAX).map_err(|e| match e {
+                CappedRead::Io(e) => read_err(e),
+                CappedRead::TooLarge => not(format!(
+                    "its {META_PATH} is over the {RECORD_MAX}-byte limit for a record"
+                )),
+            })?;
+            let text = String::from_utf8_lossy(&bytes);
             meta = Some(
                 serde_json::from_str(&text)
                     .map_err(|e| not(format!("its {META_PATH} does not parse: {e}")))?,

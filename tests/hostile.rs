@@ -10,6 +10,8 @@ mod common;
 mod boot;
 #[path = "hostile/clean.rs"]
 mod clean;
+#[path = "hostile/os_image.rs"]
+mod os_image;
 #[path = "hostile/outputs.rs"]
 mod outputs;
 #[path = "hostile/pack.rs"]

@@ -104,7 +104,14 @@ pub const ARCHIVE_RECORD: &str = "var/lib/pistemcell/archive";
 /// The `Date` of the archive the rootfs at `root` was bootstrapped from, in seconds since the
 /// epoch: the default `SOURCE_DATE_EPOCH` of its stemcell.
 pub fn recorded_epoch(root: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(root.join(ARCHIVE_RECORD)).ok()?;
+    // Any tree may be asked (sbom and pack take trees nobody here built): read inside it.
+    let text = crate::rootfs::inside::read_text(
+        root,
+        ARCHIVE_RECORD,
+        crate::untrusted::SMALL_MAX,
+        "the archive record",
+    )
+    .ok()??;
     let date = text.lines().find_map(|l| l.strip_prefix("Date: "))?;
     crate::archive::release::parse_date(date.trim()).and_then(|t| u64::try_from(t).ok())
 }
