@@ -256,7 +256,8 @@ fn open_tarball(path: &Path) -> Result<Opened, String> {
             pending.get_or_insert(e);
         }
         if name == b"image" {
-            if !entry.header().entry_type().is_file() {
+            let t = entry.header().entry_type();
+            if !t.is_file() && !t.is_gnu_sparse() {
                 return Err(format!(
                     "stemcell {shown}: member `image` is not a regular file"
                 ));

@@ -1,5 +1,5 @@
 //! The members of a stemcell nobody here built, as `inspect`, `diff` and `audit` read them:
-//! plain relative names (no `..`, not absolute), regular files only (a top `./` directory
+//! plain relative names (no `..`, not absolute), regular (or GNU sparse) files only (a top `./` directory
 //! entry aside), each name once; metadata members read under the size caps of `untrusted`.
 
 use std::collections::HashSet;
@@ -26,7 +26,7 @@ pub fn raw_name<R: Read>(entry: &tar::Entry<'_, R>) -> Vec<u8> {
 impl Members {
     /// Checks the next member: `Ok(None)` for the top directory entry, else its name (escaped
     /// for display when it is not plain UTF-8). Refuses names that escape (`../x`, `/abs`),
-    /// anything not a regular file (links, devices, FIFOs, directories, sparse files), and
+    /// anything not a regular file (links, devices, FIFOs, directories), and
     /// a name given twice, naming the member.
     pub fn check<R: Read>(&mut self, entry: &tar::Entry<'_, R>) -> Result<Option<String>, String> {
         let name = raw_name(entry);
@@ -55,7 +55,11 @@ impl Members {
         if name.contains(&0) {
             return Err(format!("member `{shown}`: a NUL byte in the name"));
         }
-        if !matches!(t, tar::EntryType::Regular | tar::EntryType::Continuous) {
+        // pistemcell writes a disk `image` as a GNU sparse file: that is a regular file too.
+        if !matches!(
+            t,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse
+        ) {
             let kind = if t.is_symlink() {
                 let target = entry.link_name_bytes().unwrap_or_default();
                 format!("a symlink to `{}`", escape_bytes(&target))
@@ -70,8 +74,6 @@ impl Members {
                 "a block device".to_string()
             } else if t.is_fifo() {
                 "a FIFO".to_string()
-            } else if t.is_gnu_sparse() {
-                "a sparse file".to_string()
             } else {
                 format!("entry type {:?}", t.as_byte() as char)
             };
@@ -134,20 +136,18 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> Res
 mod tests {
     use super::*;
 
-    fn entry_of(name: &[u8], t: tar::EntryType) -> Vec<u8> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(t);
-        h.set_size(0);
-        let f = &mut h.as_old_mut().name;
-        f[..name.len()].copy_from_slice(name);
-        h.set_cksum();
-        let mut b = tar::Builder::new(Vec::new());
-        b.append(&h, &[][..]).unwrap();
-        b.into_inner().unwrap()
-    }
-
     fn check(entries: &[(&[u8], tar::EntryType)]) -> Result<Vec<Option<String>>, String> {
-        let raw: Vec<u8> = entries.iter().flat_map(|(n, t)| entry_of(n, *t)).collect();
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, t) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*t);
+            h.set_size(0);
+            let f = &mut h.as_old_mut().name;
+            f[..name.len()].copy_from_slice(name);
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        }
+        let raw = b.into_inner().unwrap();
         let mut a = tar::Archive::new(&raw[..]);
         let mut m = Members::default();
         a.entries().unwrap().map(|e| m.check(&e.unwrap())).collect()
