@@ -141,6 +141,7 @@ impl Case {
 }
 
 /// Writes a tar (optionally gzip) from raw entries; `entries` are (name, type, data, link).
+#[allow(clippy::type_complexity)]
 pub fn tar_of(entries: &[(&[u8], tar::EntryType, &[u8], Option<&[u8]>)], gzip: bool) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, kind, data, link) in entries {
