@@ -436,3 +436,30 @@ fn audit_checks_free_space_before_filling_a_small_tmpdir() {
     ]);
     case.tmp_is_empty();
 }
+
+#[test]
+fn a_600_mib_long_name_header_fails_cleanly_under_the_memory_cap() {
+    // A GNU long-name record the tar reader would hold in memory whole: under the 512 MiB
+    // address-space cap every reader must fail cleanly (exit 1), not abort or swap.
+    let case = Case::new();
+    let p = case.input("longname.tgz");
+    {
+        let f = std::fs::File::create(&p).unwrap();
+        let gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(T::GNULongName);
+        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_size(600 << 20);
+        h.set_cksum();
+        b.append(&h, std::io::Read::take(std::io::repeat(b'a'), 600 << 20))
+            .unwrap();
+        b.into_inner().unwrap().finish().unwrap().flush().unwrap();
+    }
+    let s = p.to_str().unwrap();
+    for args in [vec!["inspect", s], vec!["diff", s, s], vec!["audit", s]] {
+        let r = case.run(&args, LIMIT);
+        r.fails_with(&["longname.tgz"]);
+        case.tmp_is_empty();
+    }
+}
