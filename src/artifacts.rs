@@ -143,34 +143,46 @@ pub fn sbom(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `pistemcell inspect`.
+/// `pistemcell inspect`: every name and value the stemcell gave is printed escaped.
 pub fn inspect(stemcell: &Path, json: bool) -> Result<ExitCode> {
+    use pistemcell::untrusted::{escape, escape_path};
     let i = match pistemcell::pack::inspect::inspect(stemcell) {
         Ok(i) => i,
-        Err(reason) => bail!("{}: {reason}", stemcell.display()),
+        Err(reason) => bail!(
+            "{}: {reason}; the stemcell was not accepted",
+            escape_path(stemcell)
+        ),
     };
     if json {
         println!("{}", i.to_json());
     } else {
-        print!(
-            "{}",
-            pistemcell::pack::stemcell::manifest_yaml(&i.manifest)?
-        );
+        for line in pistemcell::pack::stemcell::manifest_yaml(&i.manifest)?.lines() {
+            println!("{}", escape(line));
+        }
         println!("members:");
         for (name, size) in &i.members {
+            // Names were escaped when read.
             println!("  {name} ({size} bytes)");
         }
-        println!("image: {}", i.image);
+        println!("image: {}", escape(&i.image));
         if let Some(p) = &i.provenance {
-            println!("provenance: {p}");
+            println!("provenance: {}", escape(p));
         }
         println!("ok: sha1 matches, every member reads to its end");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `pistemcell diff`: both sides are read at once, each on its own thread.
+/// `pistemcell diff`: both sides are read at once, each on its own thread; scratch space a
+/// killed run left is swept first.
 pub fn diff(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
+    use pistemcell::untrusted::escape_path;
+    for p in pistemcell::audit::input::scratch::sweep_stale() {
+        eprintln!(
+            "pistemcell: removed what an interrupted run left: {}",
+            escape_path(&p)
+        );
+    }
     let (sa, sb) = std::thread::scope(|s| {
         let ta = s.spawn(|| pistemcell::diff::read::snapshot(a));
         let tb = s.spawn(|| pistemcell::diff::read::snapshot(b));
@@ -179,10 +191,10 @@ pub fn diff(a: &Path, b: &Path, json: bool) -> Result<ExitCode> {
     let read =
         |r: std::thread::Result<Result<pistemcell::diff::Snapshot, String>>, p: &Path| match r {
             Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(anyhow::anyhow!("reading {}: {e}", p.display())),
+            Ok(Err(e)) => Err(anyhow::anyhow!("reading {}: {e}", escape_path(p))),
             Err(_) => Err(anyhow::anyhow!(
                 "reading {}: the reader panicked",
-                p.display()
+                escape_path(p)
             )),
         };
     let (sa, sb) = (read(sa, a)?, read(sb, b)?);

@@ -20,5 +20,7 @@ mod pack;
 mod small;
 #[path = "hostile/stemcells.rs"]
 mod stemcells;
+#[path = "hostile/stemcells_diff.rs"]
+mod stemcells_diff;
 #[path = "hostile/trees.rs"]
 mod trees;

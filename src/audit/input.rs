@@ -1,12 +1,22 @@
-//! What `pistemcell audit PATH` can read: a rootfs directory, a disk image (MBR; its largest
-//! Linux partition is mounted read-only through a loop device at its offset), a bare ext4
-//! filesystem image, a rootfs tarball (.tar, .tgz) or a stemcell tgz (its `image` is opened
-//! the same way). Whatever is mounted or unpacked is removed when the [`Opened`] is dropped.
+//! What `pistemcell audit PATH` (and `sbom`) can read: a rootfs directory, a disk image (MBR;
+//! its largest Linux partition is mounted read-only through a loop device at its offset), a
+//! bare ext4 filesystem image, a rootfs tarball (.tar, .tgz) or a stemcell tgz (its `image` is
+//! opened the same way). Whatever is mounted or unpacked is removed when the [`Opened`] is
+//! dropped; what a killed run left in TMPDIR is swept first (see [`scratch`]).
+//!
+//! A stemcell's `image` is classified from its first bytes before anything is written: gzip
+//! is unpacked as a rootfs tarball (or, holding a disk image, copied sparse), an MBR or ext4
+//! image is copied sparse (zero blocks as holes, free space checked), anything else is refused.
+
+pub mod scratch;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::untrusted::{escape, escape_path};
+use scratch::{Head, Scratch};
 
 /// A tree ready to audit, with what keeps it there.
 pub struct Opened {
@@ -14,8 +24,10 @@ pub struct Opened {
     pub root: PathBuf,
     /// What it came from, for messages (`disk image X, partition 2`).
     pub what: String,
+    /// Scratch directories a killed run had left, removed before this one opened.
+    pub swept: Vec<PathBuf>,
     mount: Option<PathBuf>,
-    _temp: Vec<tempfile::TempDir>,
+    _temp: Vec<Scratch>,
 }
 
 impl Drop for Opened {
@@ -45,87 +57,173 @@ fn is_ext4(file: &mut File) -> std::io::Result<bool> {
     Ok(file.read(&mut magic)? == 2 && magic == [0x53, 0xef])
 }
 
-/// Opens `path` for auditing.
+/// Opens `path` for auditing, after sweeping what a killed run left in TMPDIR.
 pub fn open(path: &Path) -> Result<Opened, String> {
-    if path.is_dir() {
+    let swept = scratch::sweep_stale();
+    let mut opened = open_unswept(path)?;
+    opened.swept = swept;
+    Ok(opened)
+}
+
+fn open_unswept(path: &Path) -> Result<Opened, String> {
+    let shown = escape_path(path);
+    let m = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if m.is_dir() {
         return Ok(Opened {
             root: path.to_path_buf(),
-            what: format!("directory {}", path.display()),
+            what: format!("directory {shown}"),
+            swept: Vec::new(),
             mount: None,
             _temp: Vec::new(),
         });
     }
-    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut head = [0u8; 512];
-    let n = f
-        .read(&mut head)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if n >= 2 && head[..2] == [0x1f, 0x8b] || n >= 262 && &head[257..262] == b"ustar" {
-        return open_tarball(path);
+    let mut f = crate::untrusted::open_regular(path).map_err(|e| e.to_string())?;
+    let head = scratch::peek(&mut f, scratch::HEAD_LEN).map_err(|e| format!("{shown}: {e}"))?;
+    match scratch::classify(&head) {
+        Head::Gzip | Head::Tar => open_tarball(path),
+        Head::Mbr | Head::Ext4 => open_disk(path, &mut f, &shown, Vec::new()),
+        Head::Other => Err(format!(
+            "{shown}: not a directory, tarball, stemcell, MBR disk image or ext4 image (it starts {})",
+            scratch::head_hex(&head)
+        )),
     }
-    if let Some(parts) = mbr_partitions(&mut f).map_err(|e| format!("{}: {e}", path.display()))? {
+}
+
+/// Mounts the disk or filesystem image `path` (already known to be one); `temp` keeps the
+/// scratch it lives in.
+fn open_disk(path: &Path, f: &mut File, what: &str, temp: Vec<Scratch>) -> Result<Opened, String> {
+    if let Some(parts) = mbr_partitions(f).map_err(|e| format!("{what}: {e}"))? {
         let linux = parts
             .iter()
             .filter(|p| p.1 == 0x83)
             .max_by_key(|p| p.3)
             .ok_or_else(|| {
-                format!(
-                    "{}: the partition table has no Linux (type 83) partition",
-                    path.display()
-                )
+                format!("{what}: the partition table has no Linux (type 83) partition")
             })?;
         return mount(
             path,
             linux.2,
             linux.3,
-            format!("disk image {}, partition {}", path.display(), linux.0),
+            format!("disk image {what}, partition {}", linux.0),
+            temp,
         );
     }
-    if is_ext4(&mut f).map_err(|e| format!("{}: {e}", path.display()))? {
-        let len = f.metadata().map_err(|e| e.to_string())?.len();
-        return mount(path, 0, len, format!("filesystem image {}", path.display()));
+    if is_ext4(f).map_err(|e| format!("{what}: {e}"))? {
+        let len = f.metadata().map_err(|e| format!("{what}: {e}"))?.len();
+        return mount(path, 0, len, format!("filesystem image {what}"), temp);
     }
     Err(format!(
-        "{}: not a directory, tarball, stemcell, MBR disk image or ext4 image",
-        path.display()
+        "{what}: neither an MBR disk image with partitions nor an ext4 image"
     ))
 }
 
-fn mount(image: &Path, offset: u64, size: u64, what: String) -> Result<Opened, String> {
+fn mount(
+    image: &Path,
+    offset: u64,
+    size: u64,
+    what: String,
+    mut temp: Vec<Scratch>,
+) -> Result<Opened, String> {
     if !crate::rootfs::extract::is_root() {
         return Err(format!("auditing {what} mounts it read-only through a loop device: run as root, or audit an unpacked rootfs directory"));
     }
-    let dir = tempfile::Builder::new()
-        .prefix("pistemcell-audit-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let dir = scratch::create("pistemcell-audit-")?;
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).map_err(|e| format!("{}: {e}", escape_path(&mnt)))?;
     let st = Command::new("mount")
         .args([
             "-o",
             &format!("ro,loop,noload,offset={offset},sizelimit={size}"),
         ])
         .arg(image)
-        .arg(dir.path())
+        .arg(&mnt)
         .output()
         .map_err(|e| format!("cannot run mount: {e}"))?;
     if !st.status.success() {
         return Err(format!(
             "mounting {what}: {}",
-            String::from_utf8_lossy(&st.stderr).trim()
+            escape(String::from_utf8_lossy(&st.stderr).trim())
         ));
     }
+    // The mount is released before the scratch directories go (`Drop`, then the fields).
+    temp.insert(0, dir);
     Ok(Opened {
-        root: dir.path().to_path_buf(),
+        root: mnt.clone(),
         what,
-        mount: Some(dir.path().to_path_buf()),
-        _temp: vec![dir],
+        swept: Vec::new(),
+        mount: Some(mnt),
+        _temp: temp,
     })
 }
 
+/// Opens a disk image streamed from `r` (a stemcell's `image`, raw or already gunzipped):
+/// classified from its first bytes, copied sparse into a new scratch directory named with
+/// `prefix`, then mounted read-only. `what` names it in errors.
+pub fn open_disk_stream(r: &mut dyn Read, prefix: &str, what: &str) -> Result<Opened, String> {
+    let head = scratch::peek(r, scratch::HEAD_LEN).map_err(|e| format!("reading {what}: {e}"))?;
+    if !matches!(scratch::classify(&head), Head::Mbr | Head::Ext4) {
+        return Err(format!(
+            "{what} is neither an MBR disk image nor an ext4 image (it starts {}); refused without copying it",
+            scratch::head_hex(&head)
+        ));
+    }
+    let tmp = scratch::create(prefix)?;
+    let dest = tmp.path().join("image");
+    scratch::copy_sparse(&mut std::io::Cursor::new(head).chain(r), &dest, what)?;
+    let mut f = File::open(&dest).map_err(|e| format!("{}: {e}", escape_path(&dest)))?;
+    let mut opened = open_disk(&dest, &mut f, what, vec![tmp])?;
+    opened.what = format!("{what} ({})", opened.what);
+    Ok(opened)
+}
+
+/// Unpacks the tar stream `r` (a rootfs) into a new scratch directory, under the safety rules
+/// of `rootfs::extract` and the size limit and free-space checks of [`scratch::Budget`].
+fn unpack_tree(r: &mut dyn Read, what: &str) -> Result<Opened, String> {
+    let tmp = scratch::create("pistemcell-audit-")?;
+    let root = tmp.path().join("rootfs");
+    std::fs::create_dir(&root).map_err(|e| format!("{}: {e}", escape_path(&root)))?;
+    let budget = scratch::Budget::new(r, &root, what);
+    crate::rootfs::extract::extract_tar(tar::Archive::new(budget), &root, what)
+        .map_err(|e| e.to_string())?;
+    Ok(Opened {
+        root,
+        what: what.to_string(),
+        swept: Vec::new(),
+        mount: None,
+        _temp: vec![tmp],
+    })
+}
+
+/// A stemcell's `image` member, classified from its first bytes before anything is written.
+fn open_image_member(r: &mut dyn Read, what: &str) -> Result<Opened, String> {
+    let head = scratch::peek(r, scratch::HEAD_LEN).map_err(|e| format!("reading {what}: {e}"))?;
+    let mut whole = std::io::Cursor::new(head.clone()).chain(r);
+    match scratch::classify(&head) {
+        Head::Gzip => {
+            let mut gz = flate2::read::MultiGzDecoder::new(whole);
+            let inner = scratch::peek(&mut gz, scratch::HEAD_LEN)
+                .map_err(|e| format!("reading {what} (gzip): {e}"))?;
+            let kind = scratch::classify(&inner);
+            let mut rest = std::io::Cursor::new(inner).chain(gz);
+            match kind {
+                Head::Tar => unpack_tree(&mut rest, &format!("{what} (rootfs tarball)")),
+                _ => open_disk_stream(&mut rest, "pistemcell-audit-", &format!("{what} (gzip)")),
+            }
+        }
+        Head::Tar => unpack_tree(&mut whole, &format!("{what} (rootfs tar)")),
+        Head::Mbr | Head::Ext4 => open_disk_stream(&mut whole, "pistemcell-audit-", what),
+        Head::Other => Err(format!(
+            "{what} is not gzip (a rootfs tarball), an MBR disk image or an ext4 image (it starts {}); refused without copying it",
+            scratch::head_hex(&head)
+        )),
+    }
+}
+
 fn open_tarball(path: &Path) -> Result<Opened, String> {
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let shown = escape_path(path);
+    let err = |e: std::io::Error| format!("{shown}: {e}");
     let reader = || -> Result<Box<dyn Read>, String> {
-        let mut f = File::open(path).map_err(err)?;
+        let mut f = crate::untrusted::open_regular(path).map_err(|e| e.to_string())?;
         let mut magic = [0u8; 2];
         let n = f.read(&mut magic).map_err(err)?;
         f.seek(SeekFrom::Start(0)).map_err(err)?;
@@ -135,44 +233,45 @@ fn open_tarball(path: &Path) -> Result<Opened, String> {
             Box::new(f)
         })
     };
-    // A stemcell holds stemcell.MF and an `image`: open the image.
+    // A stemcell holds stemcell.MF and an `image`: open the image. Its members must be plain
+    // regular files, each once; a rootfs tarball's entries go to the extractor's rules.
     let mut archive = tar::Archive::new(reader()?);
     let mut is_stemcell = false;
-    let tmp = tempfile::Builder::new()
-        .prefix("pistemcell-audit-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let mut stemcell_members = crate::pack::inspect::members::Members::default();
+    let mut pending: Option<String> = None;
     for entry in archive.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
-        let name = crate::pack::tarball::member_name(&entry).map_err(err)?;
-        if name == "stemcell.MF" {
+        let name = crate::pack::inspect::members::raw_name(&entry);
+        let member = stemcell_members.check(&entry);
+        if name == b"stemcell.MF" || name == b"image" {
             is_stemcell = true;
         }
-        if name == "image" {
-            let dest = tmp.path().join("image");
-            let mut out = File::create(&dest).map_err(err)?;
-            std::io::copy(&mut entry, &mut out).map_err(err)?;
-            let mut opened = open(&dest).map_err(|e| format!("the stemcell's image: {e}"))?;
-            opened.what = format!("stemcell {} ({})", path.display(), opened.what);
-            opened._temp.push(tmp);
+        if is_stemcell {
+            if let Some(e) = pending.take() {
+                return Err(format!("stemcell {shown}: {e}"));
+            }
+            member.map_err(|e| format!("stemcell {shown}: {e}"))?;
+        } else if let Err(e) = member {
+            // Refused only once it is known to be a stemcell.
+            pending.get_or_insert(e);
+        }
+        if name == b"image" {
+            let t = entry.header().entry_type();
+            if !t.is_file() && !t.is_gnu_sparse() {
+                return Err(format!(
+                    "stemcell {shown}: member `image` is not a regular file"
+                ));
+            }
+            let mut opened =
+                open_image_member(&mut entry, &format!("the `image` of stemcell {shown}"))?;
+            opened.what = format!("stemcell {shown}: {}", opened.what);
             return Ok(opened);
         }
     }
     if is_stemcell {
-        return Err(format!("{}: a stemcell without an `image`", path.display()));
+        return Err(format!("{shown}: a stemcell without an `image` member"));
     }
-    let root = tmp.path().join("rootfs");
-    std::fs::create_dir(&root).map_err(err)?;
-    crate::rootfs::extract::extract_tar(
-        tar::Archive::new(reader()?),
-        &root,
-        &path.display().to_string(),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Opened {
-        root,
-        what: format!("tarball {}", path.display()),
-        mount: None,
-        _temp: vec![tmp],
-    })
+    let mut opened = unpack_tree(&mut reader()?, &format!("tarball {shown}"))?;
+    opened.what = format!("tarball {shown}");
+    Ok(opened)
 }

@@ -2,6 +2,14 @@
 //! packages added, removed, upgraded and downgraded; files added, removed and changed (size,
 //! mode, owner, type, content digest, link target); the manifest; monit and the agent; the
 //! audit findings that appeared or went away. A readable summary, or JSON for release notes.
+//!
+//! File names are keyed and compared as raw bytes, never lossily. In the text report every
+//! name and value from either side is escaped (`untrusted::escape_bytes`: `\n`, `\x1b`,
+//! `\xff`, a backslash doubled), so no name can forge a report line or drive a terminal.
+//! In the JSON report a file's `path` is its name as a JSON string when the name is valid
+//! UTF-8; otherwise `path` is the escaped form and `path_hex` carries the exact bytes in
+//! lowercase hex (e.g. `{"path": "/caf\\xe9", "path_hex": "2f636166e9"}`): a reader that
+//! needs the bytes takes `path_hex` when present, else `path`.
 
 pub mod read;
 
@@ -21,7 +29,8 @@ pub struct FileInfo {
     pub mode: u32,
     /// Numeric owner and group.
     pub owner: (u32, u32),
-    /// sha256 of a file, the target of a link, the numbers of a device.
+    /// sha256 of a file, the target of a link (escaped, see `untrusted::escape_bytes`), the
+    /// numbers of a device.
     pub digest: String,
 }
 
@@ -32,8 +41,8 @@ pub struct Snapshot {
     pub manifest: BTreeMap<String, String>,
     /// (name, architecture) → version.
     pub packages: BTreeMap<(String, String), String>,
-    /// Absolute path → what it is.
-    pub files: BTreeMap<String, FileInfo>,
+    /// Absolute path, as raw bytes → what it is.
+    pub files: BTreeMap<Vec<u8>, FileInfo>,
     /// Components from outside the archive (monit, the agent) → their summary.
     pub components: BTreeMap<String, String>,
     /// Failing audit findings (`check path`).
@@ -51,12 +60,12 @@ pub struct Diff {
     pub upgraded: Vec<(String, String, String, String)>,
     /// Older in B.
     pub downgraded: Vec<(String, String, String, String)>,
-    /// Files only in B (path, size).
-    pub files_added: Vec<(String, u64)>,
+    /// Files only in B (path as raw bytes, size).
+    pub files_added: Vec<(Vec<u8>, u64)>,
     /// Files only in A.
-    pub files_removed: Vec<(String, u64)>,
-    /// Files in both that differ: (path, what changed).
-    pub files_changed: Vec<(String, Vec<String>)>,
+    pub files_removed: Vec<(Vec<u8>, u64)>,
+    /// Files in both that differ: (path as raw bytes, what changed).
+    pub files_changed: Vec<(Vec<u8>, Vec<String>)>,
     /// Manifest keys that differ: (key, A's, B's).
     pub manifest: Vec<(String, Option<String>, Option<String>)>,
     /// Components that differ: (name, A's, B's).
@@ -184,39 +193,64 @@ impl Diff {
             self.audit_appeared.len(),
             self.audit_gone.len()
         );
-        let none = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        use crate::untrusted::{escape, escape_bytes};
+        let none = |v: &Option<String>| v.as_deref().map_or_else(|| "(none)".into(), escape);
+        let e = escape;
         for (n, a, v) in &self.added {
-            o.push_str(&format!("+ package {n} {v} ({a})\n"));
+            o.push_str(&format!("+ package {} {} ({})\n", e(n), e(v), e(a)));
         }
         for (n, a, v) in &self.removed {
-            o.push_str(&format!("- package {n} {v} ({a})\n"));
+            o.push_str(&format!("- package {} {} ({})\n", e(n), e(v), e(a)));
         }
         for (n, a, x, y) in &self.upgraded {
-            o.push_str(&format!("^ package {n} {x} -> {y} ({a})\n"));
+            o.push_str(&format!(
+                "^ package {} {} -> {} ({})\n",
+                e(n),
+                e(x),
+                e(y),
+                e(a)
+            ));
         }
         for (n, a, x, y) in &self.downgraded {
-            o.push_str(&format!("v package {n} {x} -> {y} ({a})\n"));
+            o.push_str(&format!(
+                "v package {} {} -> {} ({})\n",
+                e(n),
+                e(x),
+                e(y),
+                e(a)
+            ));
         }
         for (k, x, y) in &self.manifest {
-            o.push_str(&format!("~ manifest {k}: {} -> {}\n", none(x), none(y)));
+            o.push_str(&format!(
+                "~ manifest {}: {} -> {}\n",
+                e(k),
+                none(x),
+                none(y)
+            ));
         }
         for (k, x, y) in &self.components {
-            o.push_str(&format!("~ component {k}: {} -> {}\n", none(x), none(y)));
+            o.push_str(&format!(
+                "~ component {}: {} -> {}\n",
+                e(k),
+                none(x),
+                none(y)
+            ));
         }
         for f in &self.audit_appeared {
-            o.push_str(&format!("+ audit {f}\n"));
+            o.push_str(&format!("+ audit {}\n", e(f)));
         }
         for f in &self.audit_gone {
-            o.push_str(&format!("- audit {f}\n"));
+            o.push_str(&format!("- audit {}\n", e(f)));
         }
         for (p, s) in &self.files_added {
-            o.push_str(&format!("+ {p} ({s} bytes)\n"));
+            o.push_str(&format!("+ {} ({s} bytes)\n", escape_bytes(p)));
         }
         for (p, s) in &self.files_removed {
-            o.push_str(&format!("- {p} ({s} bytes)\n"));
+            o.push_str(&format!("- {} ({s} bytes)\n", escape_bytes(p)));
         }
         for (p, c) in &self.files_changed {
-            o.push_str(&format!("~ {p}: {}\n", c.join(", ")));
+            let c: Vec<String> = c.iter().map(|x| e(x)).collect();
+            o.push_str(&format!("~ {}: {}\n", escape_bytes(p), c.join(", ")));
         }
         o
     }
@@ -246,13 +280,82 @@ impl Diff {
                 "downgraded": pc(&self.downgraded),
             },
             "files": {
-                "added": self.files_added.iter().map(|(p, s)| json!({"path": p, "size": s})).collect::<Vec<_>>(),
-                "removed": self.files_removed.iter().map(|(p, s)| json!({"path": p, "size": s})).collect::<Vec<_>>(),
-                "changed": self.files_changed.iter().map(|(p, c)| json!({"path": p, "changes": c})).collect::<Vec<_>>(),
+                "added": self.files_added.iter().map(|(p, s)| with_path(p, json!({"size": s}))).collect::<Vec<_>>(),
+                "removed": self.files_removed.iter().map(|(p, s)| with_path(p, json!({"size": s}))).collect::<Vec<_>>(),
+                "changed": self.files_changed.iter().map(|(p, c)| with_path(p, json!({"changes": c}))).collect::<Vec<_>>(),
             },
             "manifest": kv(&self.manifest),
             "components": kv(&self.components),
             "audit": {"appeared": self.audit_appeared, "gone": self.audit_gone},
         })
+    }
+}
+
+/// `rest` (a JSON object) with the file name `p` added losslessly: `path` is the name when it
+/// is valid UTF-8; otherwise `path` is its escaped form and `path_hex` its bytes in hex.
+pub fn with_path(p: &[u8], mut rest: Value) -> Value {
+    if let Value::Object(m) = &mut rest {
+        match std::str::from_utf8(p) {
+            Ok(s) => {
+                m.insert("path".into(), Value::String(s.to_string()));
+            }
+            Err(_) => {
+                let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+                m.insert(
+                    "path".into(),
+                    Value::String(crate::untrusted::escape_bytes(p)),
+                );
+                m.insert("path_hex".into(), Value::String(hex));
+            }
+        }
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(digest: &str) -> FileInfo {
+        FileInfo {
+            kind: 'f',
+            size: 1,
+            mode: 0o644,
+            owner: (0, 0),
+            digest: digest.into(),
+        }
+    }
+
+    #[test]
+    fn names_are_compared_as_bytes_and_shown_escaped() {
+        let mut a = Snapshot::default();
+        let mut b = Snapshot::default();
+        // Two names that differ only in invalid UTF-8 stay two files.
+        a.files.insert(b"/x\xff".to_vec(), file("1"));
+        a.files.insert(b"/x\xfe".to_vec(), file("2"));
+        b.files.insert(b"/x\xff".to_vec(), file("1"));
+        b.files.insert(b"/x\xfe".to_vec(), file("3"));
+        b.files
+            .insert(b"/evil\n+ forged line\x1b[2J".to_vec(), file("4"));
+        let d = compare(&a, &b);
+        assert_eq!(d.files_changed.len(), 1);
+        assert_eq!(d.files_changed[0].0, b"/x\xfe");
+        let t = d.text();
+        assert!(t.contains("~ /x\\xfe: content\n"), "{t}");
+        assert!(
+            t.contains("+ /evil\\n+ forged line\\x1b[2J (1 bytes)\n"),
+            "{t}"
+        );
+        assert!(
+            !t.contains('\x1b') && !t.lines().any(|l| l.starts_with("+ forged")),
+            "{t}"
+        );
+        let j = d.json();
+        assert_eq!(j["files"]["changed"][0]["path_hex"], "2f78fe");
+        assert_eq!(
+            j["files"]["added"][0]["path"],
+            "/evil\n+ forged line\x1b[2J"
+        );
+        assert!(j["files"]["added"][0].get("path_hex").is_none());
     }
 }

@@ -1,14 +1,24 @@
 //! Reading one side of a diff into a [`Snapshot`], memory bounded by the number of files (never
 //! by their size): a rootfs directory is walked; a stemcell is streamed member by member, a
-//! rootfs tarball `image` entry by entry, and a disk `image` written to a scratch file and its
+//! rootfs tarball `image` entry by entry, and a disk `image` copied sparse to scratch and its
 //! root partition mounted read-only (as `audit` does).
+//!
+//! The stemcell may be hostile: its members must be plain regular files, each once;
+//! `stemcell.MF`, `packages.txt` and `audit.json` are read under the caps of `untrusted`
+//! (the manifest's nesting checked before parsing); the `image` is classified from its first
+//! bytes and refused at once when it is neither gzip nor an MBR or ext4 image. Names are kept
+//! as raw bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::{FileInfo, Snapshot};
+use crate::audit::input::scratch::{self, Head};
+use crate::pack::inspect::members::{self, Members};
+use crate::untrusted::{escape_bytes, escape_path, MANIFEST_MAX, RECORD_MAX, SMALL_MAX};
 
 /// Reads `path`: a rootfs directory or a stemcell tgz.
 pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
@@ -17,23 +27,29 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
         from_tree(path, &mut s)?;
         return Ok(s);
     }
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let f = std::fs::File::open(path).map_err(err)?;
+    let shown = escape_path(path);
+    let err = |e: std::io::Error| format!("{shown}: {e}");
+    let f = crate::untrusted::open_regular(path).map_err(|e| e.to_string())?;
     let mut outer = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
     let mut s = Snapshot::default();
+    let mut seen = Members::default();
     let mut saw_image = false;
     for entry in outer.entries().map_err(err)? {
         let mut e = entry.map_err(err)?;
-        let name = e
-            .path()
-            .map_err(err)?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
+        let Some(name) = seen
+            .check(&e)
+            .map_err(|m| format!("stemcell {shown}: {m}"))?
+        else {
+            continue;
+        };
         match name.as_str() {
-            "stemcell.MF" => s.manifest = manifest(&read_text(&mut e, &name)?)?,
+            "stemcell.MF" => {
+                let text = members::read_text(&mut e, &name, MANIFEST_MAX, "a stemcell manifest")?;
+                s.manifest = manifest(&text)?;
+            }
             "packages.txt" => {
-                for l in read_text(&mut e, &name)?.lines() {
+                let text = members::read_text(&mut e, &name, RECORD_MAX, "a package list")?;
+                for l in text.lines() {
                     let f: Vec<&str> = l.split_whitespace().collect();
                     if let [n, v, a] = f[..] {
                         s.packages
@@ -41,34 +57,32 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
                     }
                 }
             }
-            "audit.json" => s.audit = audit(&read_text(&mut e, &name)?)?,
+            "audit.json" => {
+                s.audit = audit(&members::read_text(
+                    &mut e,
+                    &name,
+                    RECORD_MAX,
+                    "a JSON record",
+                )?)?
+            }
             "image" => {
                 saw_image = true;
-                image(&mut e, path, &mut s)?;
+                image(&mut e, &shown, &mut s)?;
             }
             _ => {}
         }
     }
     if !saw_image {
         return Err(format!(
-            "{}: not a stemcell (no `image` member) and not a directory",
-            path.display()
+            "{shown}: not a stemcell (no `image` member) and not a directory"
         ));
     }
     Ok(s)
 }
 
-fn read_text(r: &mut impl Read, name: &str) -> Result<String, String> {
-    let mut t = String::new();
-    r.read_to_string(&mut t)
-        .map_err(|e| format!("{name}: {e}"))?;
-    Ok(t)
-}
-
 /// stemcell.MF flattened: `key` and `cloud_properties.key` to their text (without `sha1`).
 fn manifest(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let v: serde_norway::Value =
-        serde_norway::from_str(text).map_err(|e| format!("stemcell.MF: {e}"))?;
+    let v: serde_norway::Value = members::parse_yaml(text, "stemcell.MF")?;
     let mut out = BTreeMap::new();
     fn walk(prefix: &str, v: &serde_norway::Value, out: &mut BTreeMap<String, String>) {
         match v {
@@ -98,7 +112,7 @@ fn manifest(text: &str) -> Result<BTreeMap<String, String>, String> {
 /// The audit's failing findings (not the accepted ones) as `check path`.
 fn audit(text: &str) -> Result<BTreeSet<String>, String> {
     let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("audit.json: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("member audit.json: {e}"))?;
     Ok(v["findings"]
         .as_array()
         .into_iter()
@@ -114,80 +128,95 @@ fn audit(text: &str) -> Result<BTreeSet<String>, String> {
         .collect())
 }
 
-/// The `image` member: a rootfs tarball (streamed) or a disk image (raw or gzip, mounted).
-fn image(r: &mut impl Read, stemcell: &Path, s: &mut Snapshot) -> Result<(), String> {
-    let mut head = vec![0u8; 2];
-    r.read_exact(&mut head).map_err(|e| format!("image: {e}"))?;
-    let whole = std::io::Cursor::new(head.clone()).chain(r);
-    if head == [0x1f, 0x8b] {
-        let mut gz = flate2::read::MultiGzDecoder::new(whole);
-        let mut block = vec![0u8; 512];
-        gz.read_exact(&mut block)
-            .map_err(|e| format!("image (gzip): {e}"))?;
-        let rest = std::io::Cursor::new(block.clone()).chain(gz);
-        if &block[257..262] == b"ustar" {
-            return from_tar(rest, s);
+/// The `image` member, classified from its first bytes: gzip of a tar (a rootfs tarball,
+/// streamed), gzip of a disk image or a raw disk/ext4 image (copied sparse and mounted), or
+/// refused at once.
+fn image(r: &mut dyn Read, stemcell: &str, s: &mut Snapshot) -> Result<(), String> {
+    let what = format!("the `image` of stemcell {stemcell}");
+    let head = scratch::peek(r, scratch::HEAD_LEN).map_err(|e| format!("reading {what}: {e}"))?;
+    let mut whole = std::io::Cursor::new(head.clone()).chain(r);
+    match scratch::classify(&head) {
+        Head::Gzip => {
+            let mut gz = flate2::read::MultiGzDecoder::new(whole);
+            let inner = scratch::peek(&mut gz, scratch::HEAD_LEN)
+                .map_err(|e| format!("reading {what} (gzip): {e}"))?;
+            let kind = scratch::classify(&inner);
+            let mut rest = std::io::Cursor::new(inner).chain(gz);
+            match kind {
+                Head::Tar => from_tar(rest, s),
+                _ => from_disk(&mut rest, &format!("{what} (gzip)"), s),
+            }
         }
-        return from_disk(rest, stemcell, s);
+        Head::Mbr | Head::Ext4 => from_disk(&mut whole, &what, s),
+        Head::Tar | Head::Other => Err(format!(
+            "{what} is not gzip (a rootfs tarball), an MBR disk image or an ext4 image (it starts {}); refused without copying it",
+            scratch::head_hex(&head)
+        )),
     }
-    from_disk(whole, stemcell, s)
+}
+
+/// A tar entry's name as `/path`, raw bytes (`./` and a trailing `/` removed).
+fn tar_key(raw: &[u8]) -> Vec<u8> {
+    let mut b = raw;
+    while let Some(rest) = b.strip_prefix(b"./") {
+        b = rest;
+    }
+    while let Some(rest) = b.strip_suffix(b"/") {
+        b = rest;
+    }
+    let mut key = Vec::with_capacity(b.len() + 1);
+    key.push(b'/');
+    key.extend_from_slice(b.strip_prefix(b"/").unwrap_or(b));
+    key
 }
 
 /// Every entry of a rootfs tarball, content hashed as it streams by.
 fn from_tar(r: impl Read, s: &mut Snapshot) -> Result<(), String> {
     let mut a = tar::Archive::new(r);
+    let record_dir = format!("/{}/", crate::steps::record::DIR).into_bytes();
     for entry in a.entries().map_err(|e| format!("image: {e}"))? {
         let mut e = entry.map_err(|e| format!("image: {e}"))?;
         let h = e.header().clone();
-        let path = format!(
-            "/{}",
-            e.path()
-                .map_err(|e| e.to_string())?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .trim_end_matches('/')
-        );
-        if path == "/" {
+        let path = tar_key(&e.path_bytes());
+        if path == b"/" {
             continue;
         }
+        let shown = escape_bytes(&path);
         let t = h.entry_type();
-        let target = || {
-            e.link_name()
-                .ok()
-                .flatten()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+        let target = e
+            .link_name_bytes()
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
         if t.is_hard_link() {
             // The same file under a second name, as a directory walk sees it.
-            let first = format!("/{}", target().trim_start_matches("./"));
-            if let Some(info) = s.files.get(&first).cloned() {
+            if let Some(info) = s.files.get(&tar_key(&target)).cloned() {
                 s.files.insert(path, info);
             }
             continue;
         }
         let (kind, digest) = if t.is_symlink() {
-            ('l', target())
+            ('l', escape_bytes(&target))
         } else if t.is_dir() {
             ('d', String::new())
         } else if t.is_file() || t.is_gnu_sparse() {
-            let record = path.starts_with(&format!("/{}/", crate::steps::record::DIR));
-            if record {
-                // Records are tiny: read, hash and parse them.
-                let mut text = String::new();
-                e.read_to_string(&mut text)
-                    .map_err(|er| format!("image {path}: {er}"))?;
-                if let Some(c) = crate::steps::record::parse(&text) {
+            if path.starts_with(&record_dir) {
+                // Records are small: read (capped), hash and parse them.
+                let data = crate::untrusted::read_stream_capped(&mut e, SMALL_MAX).map_err(
+                    |er| match er {
+                        crate::untrusted::CappedRead::Io(er) => format!("image {shown}: {er}"),
+                        crate::untrusted::CappedRead::TooLarge => format!(
+                            "image {shown}: over the {SMALL_MAX}-byte limit for a component record"
+                        ),
+                    },
+                )?;
+                if let Some(c) = crate::steps::record::parse(&String::from_utf8_lossy(&data)) {
                     s.components.insert(c.name.clone(), c.summary());
                 }
-                (
-                    'f',
-                    hash(&mut text.as_bytes()).map_err(|er| er.to_string())?,
-                )
+                ('f', hash(&mut &data[..]).map_err(|er| er.to_string())?)
             } else {
                 (
                     'f',
-                    hash(&mut e).map_err(|er| format!("image {path}: {er}"))?,
+                    hash(&mut e).map_err(|er| format!("image {shown}: {er}"))?,
                 )
             }
         } else {
@@ -204,7 +233,7 @@ fn from_tar(r: impl Read, s: &mut Snapshot) -> Result<(), String> {
         };
         let size = if kind == 'f' { e.size() } else { 0 };
         s.files.insert(
-            path.clone(),
+            path,
             FileInfo {
                 kind,
                 size,
@@ -217,17 +246,10 @@ fn from_tar(r: impl Read, s: &mut Snapshot) -> Result<(), String> {
     Ok(())
 }
 
-/// A disk image: written to a scratch file, its root partition mounted, walked.
-fn from_disk(mut r: impl Read, stemcell: &Path, s: &mut Snapshot) -> Result<(), String> {
-    let dir = tempfile::Builder::new()
-        .prefix("pistemcell-diff-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let img = dir.path().join("image");
-    let mut f = std::fs::File::create(&img).map_err(|e| format!("{}: {e}", img.display()))?;
-    std::io::copy(&mut r, &mut f).map_err(|e| format!("{}: image: {e}", stemcell.display()))?;
-    drop(f);
-    let opened = crate::audit::input::open(&img)?;
+/// A disk image: copied sparse to scratch (free space checked), its root partition mounted,
+/// walked.
+fn from_disk(r: &mut dyn Read, what: &str, s: &mut Snapshot) -> Result<(), String> {
+    let opened = crate::audit::input::open_disk_stream(r, "pistemcell-diff-", what)?;
     from_tree(&opened.root, s)
 }
 
@@ -247,14 +269,18 @@ fn from_tree(root: &Path, s: &mut Snapshot) -> Result<(), String> {
     }
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", escape_path(&dir)))?;
         for e in rd.flatten() {
             let p = e.path();
-            let rel = format!("/{}", p.strip_prefix(root).unwrap_or(&p).to_string_lossy());
-            if rel == "/lost+found" {
+            let rel = p.strip_prefix(root).unwrap_or(&p).as_os_str().as_bytes();
+            let mut key = Vec::with_capacity(rel.len() + 1);
+            key.push(b'/');
+            key.extend_from_slice(rel);
+            if key == b"/lost+found" {
                 continue;
             }
-            let m = std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let m =
+                std::fs::symlink_metadata(&p).map_err(|e| format!("{}: {e}", escape_path(&p)))?;
             let ft = m.file_type();
             let (kind, digest) = if ft.is_dir() {
                 stack.push(p.clone());
@@ -263,14 +289,14 @@ fn from_tree(root: &Path, s: &mut Snapshot) -> Result<(), String> {
                 (
                     'l',
                     std::fs::read_link(&p)
-                        .map(|t| t.to_string_lossy().into_owned())
+                        .map(|t| escape_bytes(t.as_os_str().as_bytes()))
                         .unwrap_or_default(),
                 )
             } else if ft.is_file() {
-                let mut f = std::fs::File::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let mut f = crate::untrusted::open_regular(&p).map_err(|e| e.to_string())?;
                 (
                     'f',
-                    hash(&mut f).map_err(|e| format!("{}: {e}", p.display()))?,
+                    hash(&mut f).map_err(|e| format!("{}: {e}", escape_path(&p)))?,
                 )
             } else if ft.is_block_device() || ft.is_char_device() {
                 (
@@ -281,7 +307,7 @@ fn from_tree(root: &Path, s: &mut Snapshot) -> Result<(), String> {
                 ('p', String::new())
             };
             s.files.insert(
-                rel,
+                key,
                 FileInfo {
                     kind,
                     size: if kind == 'f' { m.len() } else { 0 },
@@ -297,4 +323,17 @@ fn from_tree(root: &Path, s: &mut Snapshot) -> Result<(), String> {
 
 fn hash(r: &mut impl Read) -> std::io::Result<String> {
     crate::archive::cache::reader_sha256(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_names_become_raw_absolute_keys() {
+        assert_eq!(tar_key(b"./etc/x/"), b"/etc/x");
+        assert_eq!(tar_key(b"./"), b"/");
+        assert_eq!(tar_key(b"a\xff"), b"/a\xff");
+        assert_eq!(tar_key(b"/abs"), b"/abs");
+    }
 }

@@ -3,6 +3,12 @@
 //! and its `sha1` checked against `image`, and the image itself checked while it streams by:
 //! a disk image's partition table, FAT32 boot sector and ext4 superblock; a rootfs tarball
 //! read to its end. Memory stays bounded whatever the image's size.
+//!
+//! The stemcell may be hostile: its members must be plain regular files, each once (see
+//! [`members`]); metadata members are read under the caps of `crate::untrusted`, the manifest's
+//! nesting checked before it is parsed; names are escaped wherever they are shown.
+
+pub mod members;
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -16,7 +22,7 @@ use super::stemcell::Manifest;
 pub struct Inspection {
     /// The manifest.
     pub manifest: Manifest,
-    /// Every member: (name, size).
+    /// Every member: (name escaped for display, size).
     pub members: Vec<(String, u64)>,
     /// What the image is, as checked.
     pub image: String,
@@ -232,10 +238,12 @@ impl Read for Tee<'_> {
 
 /// Reads and checks the stemcell at `path`; the error says what is wrong.
 pub fn inspect(path: &Path) -> Result<Inspection, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use crate::untrusted::{MANIFEST_MAX, RECORD_MAX};
+    let file = crate::untrusted::open_regular(path).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
     let mut manifest: Option<Manifest> = None;
     let mut members = Vec::new();
+    let mut seen = members::Members::default();
     let mut image: Option<(Kind, String, String)> = None;
     let mut provenance = None;
     let entries = archive
@@ -243,16 +251,15 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
         .map_err(|e| format!("not a gzip tar: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("reading the archive: {e}"))?;
-        let name = super::tarball::member_name(&entry).map_err(|e| e.to_string())?;
+        let Some(name) = seen.check(&entry)? else {
+            continue;
+        };
         let size = entry.header().size().unwrap_or(0);
         match name.as_str() {
             "stemcell.MF" => {
-                let mut text = String::new();
-                entry
-                    .read_to_string(&mut text)
-                    .map_err(|e| format!("member stemcell.MF: {e}"))?;
-                let m: Manifest =
-                    serde_norway::from_str(&text).map_err(|e| format!("stemcell.MF: {e}"))?;
+                let text =
+                    members::read_text(&mut entry, &name, MANIFEST_MAX, "a stemcell manifest")?;
+                let m: Manifest = members::parse_yaml(&text, &name)?;
                 if !super::stemcell::versions_quoted(&text) {
                     return Err("stemcell.MF: `version` is not quoted; some readers take 1.10 for the number 1.1".into());
                 }
@@ -265,21 +272,16 @@ pub fn inspect(path: &Path) -> Result<Inspection, String> {
                 image = Some((kind, verdict, hex));
             }
             super::provenance::NAME => {
-                let mut text = String::new();
-                entry
-                    .read_to_string(&mut text)
-                    .map_err(|e| format!("member {name}: {e}"))?;
+                let text = members::read_text(&mut entry, &name, RECORD_MAX, "a JSON record")?;
                 let v: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+                    serde_json::from_str(&text).map_err(|e| format!("member {name}: {e}"))?;
                 provenance = Some(super::provenance::summary(&v));
             }
             _ => {
                 io::copy(&mut entry, &mut io::sink()).map_err(|e| format!("member {name}: {e}"))?;
             }
         }
-        if !name.is_empty() {
-            members.push((name, size));
-        }
+        members.push((name, size));
     }
     let manifest = manifest.ok_or("no stemcell.MF at the top of the archive")?;
     let (kind, verdict, sha1) = image.ok_or("no `image` member")?;
