@@ -3,6 +3,10 @@
 //! FIFO, each read under a size cap named in its error; YAML refused past a nesting cap before
 //! any parser sees it; names printed escaped. The caps are listed in the README ("Limits").
 
+pub mod tar_guard;
+
+pub use tar_guard::TarGuard;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
