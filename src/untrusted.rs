@@ -32,7 +32,10 @@ pub enum UntrustedError {
         source: std::io::Error,
     },
     /// It is not a regular file (a device, FIFO, socket, directory or symlink).
-    #[error("{}: is {kind}, not a regular file; only regular files are read", escape_path(path))]
+    #[error(
+        "{}: is {kind}, not a regular file; only regular files are read",
+        escape_path(path)
+    )]
     NotRegular {
         /// The path.
         path: PathBuf,
@@ -40,7 +43,10 @@ pub enum UntrustedError {
         kind: &'static str,
     },
     /// It is larger than the cap for what it is.
-    #[error("{}: {size} bytes, over the {cap}-byte limit for {what}; it is not a file pistemcell wrote", escape_path(path))]
+    #[error(
+        "{}: {size} bytes, over the {cap}-byte limit for {what}; it is not a file pistemcell wrote",
+        escape_path(path)
+    )]
     TooLarge {
         /// The path.
         path: PathBuf,
@@ -286,14 +292,18 @@ mod tests {
         let e = read_capped(&f, 4, "a manifest").unwrap_err().to_string();
         assert!(e.contains("over the 4-byte limit for a manifest"), "{e}");
         std::os::unix::fs::symlink("/dev/zero", dir.path().join("z")).unwrap();
-        let e = read_capped(&dir.path().join("z"), 4, "x").unwrap_err().to_string();
+        let e = read_capped(&dir.path().join("z"), 4, "x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a symlink"), "{e}");
         let fifo = dir.path().join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
         let e = read_capped(&fifo, 4, "x").unwrap_err().to_string();
         assert!(e.contains("is a FIFO"), "{e}");
-        let e = read_capped(Path::new("/dev/zero"), 4, "x").unwrap_err().to_string();
+        let e = read_capped(Path::new("/dev/zero"), 4, "x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a character device"), "{e}");
         let e = read_capped(dir.path(), 4, "x").unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
@@ -310,7 +320,12 @@ mod tests {
         let dashes = format!("{}x\n", "- ".repeat(80));
         assert!(check_yaml_depth(&dashes, 64).is_err());
         // Brackets inside quotes and comments are not nesting.
-        let quoted = format!("a: '{}'\nb: \"{}\" # {}\n", "[".repeat(99), "{".repeat(99), "[".repeat(99));
+        let quoted = format!(
+            "a: '{}'\nb: \"{}\" # {}\n",
+            "[".repeat(99),
+            "{".repeat(99),
+            "[".repeat(99)
+        );
         assert!(check_yaml_depth(&quoted, 8).is_ok());
     }
 

@@ -12,9 +12,9 @@ mod clean;
 mod outputs;
 #[path = "hostile/pack.rs"]
 mod pack;
+#[path = "hostile/small.rs"]
+mod small;
 #[path = "hostile/stemcells.rs"]
 mod stemcells;
 #[path = "hostile/trees.rs"]
 mod trees;
-#[path = "hostile/small.rs"]
-mod small;

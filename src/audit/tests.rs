@@ -13,6 +13,7 @@ fn arm(flags: u32, cpu: Option<u64>, fp: Option<u64>, simd: Option<u64>) -> ElfI
         cpu_arch: cpu,
         fp_arch: fp,
         simd_arch: simd,
+        attributes_unreadable: None,
     }
 }
 

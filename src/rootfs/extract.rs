@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::deb::{list_path, Deb};
-pub use safepath::{host_path, host_path_followed};
 use safepath::{child, normalize, resolve_dir, Name, ResolveError};
+pub use safepath::{host_path, host_path_followed};
 
 pub use sys::is_root;
 pub use types::{ExtractError, ExtractStats};

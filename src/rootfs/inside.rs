@@ -10,7 +10,11 @@ use crate::untrusted::{self, UntrustedError};
 #[derive(Debug, thiserror::Error)]
 pub enum InsideError {
     /// The path cannot name a file of the tree (`..`, NUL, a symlink loop).
-    #[error("{}: `{}` cannot be resolved inside the tree: {reason}", untrusted::escape_path(root), untrusted::escape(rel))]
+    #[error(
+        "{}: `{}` cannot be resolved inside the tree: {reason}",
+        untrusted::escape_path(root),
+        untrusted::escape(rel)
+    )]
     Path {
         /// The tree.
         root: PathBuf,
@@ -60,10 +64,12 @@ pub fn read_text(
     cap: u64,
     what: &'static str,
 ) -> Result<Option<String>, InsideError> {
-    Ok(read(root, rel, cap, what)?.map(|b| match String::from_utf8(b) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }))
+    Ok(
+        read(root, rel, cap, what)?.map(|b| match String::from_utf8(b) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }),
+    )
 }
 
 #[cfg(test)]
