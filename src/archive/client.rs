@@ -115,7 +115,10 @@ pub fn prepare_keyring(
         p
     } else {
         let p = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
-        if !p.is_file() {
+        if p.exists() {
+            // A directory, a device or a FIFO is there: say what it is, not "missing".
+            signature::keyring_is_a_file(&p)?;
+        } else {
             let hint = match package {
                 Some(pkg) => format!("install it with `apt-get install {pkg}`, or point `keyring:` in the spec at a copy"),
                 None => "point `keyring:` in the spec at the archive's key file".into(),
