@@ -365,8 +365,10 @@ pub struct ImageSpec {
     pub method: Option<ImageMethod>,
 }
 
+super::names::word_enum!(ImageMethod, "loop" => ImageMethod::Loop, "rootless" => ImageMethod::Rootless);
+
 /// `image.method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageMethod {
     /// Loop devices by offset, mkfs, mount, copy (needs root).
