@@ -285,13 +285,21 @@ pub fn go_cpu_arch<R: std::io::Read + std::io::Seek>(file: &mut R) -> std::io::R
             return Ok(None);
         }
         let have = kept + n;
-        if let Some(v) = crate::steps::agent::goarm_of(&buf[..have]) {
-            return Ok(match v {
-                5 => Some(4),
-                6 => Some(6),
-                7 => Some(10),
-                _ => None,
-            });
+        let needle = b"\tGOARM=";
+        if let Some(i) = memchr::memmem::find(&buf[..have], needle) {
+            match buf[..have].get(i + needle.len()) {
+                Some(d) if d.is_ascii_digit() => {
+                    return Ok(match d - b'0' {
+                        5 => Some(4),
+                        6 => Some(6),
+                        7 => Some(10),
+                        _ => None,
+                    })
+                }
+                Some(_) => return Ok(None),
+                // The digit is in the next chunk: keep the needle.
+                None => {}
+            }
         }
         let from = have.saturating_sub(KEEP);
         buf.copy_within(from..have, 0);
