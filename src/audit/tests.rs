@@ -95,6 +95,7 @@ fn every_check_a_rule_can_return_is_registered() {
         "cpu-arch",
         "fp-arch",
         "neon",
+        "attributes",
     ] {
         assert!(CHECKS.iter().any(|c| c.0 == name), "{name}");
     }

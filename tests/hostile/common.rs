@@ -140,8 +140,11 @@ impl Case {
     }
 }
 
+/// One raw tar entry: (name, type, data, link target).
+pub type TarEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a [u8]>);
+
 /// Writes a tar (optionally gzip) from raw entries; `entries` are (name, type, data, link).
-pub fn tar_of(entries: &[(&[u8], tar::EntryType, &[u8], Option<&[u8]>)], gzip: bool) -> Vec<u8> {
+pub fn tar_of(entries: &[TarEntry], gzip: bool) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, kind, data, link) in entries {
         let mut h = tar::Header::new_gnu();
@@ -149,6 +152,8 @@ pub fn tar_of(entries: &[(&[u8], tar::EntryType, &[u8], Option<&[u8]>)], gzip: b
         h.set_size(data.len() as u64);
         h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
         h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
         // Raw names: the hostile ones (`../x`, `/etc/x`, non-UTF-8) must go in as they are.
         let field = &mut h.as_old_mut().name;
         field.fill(0);
