@@ -63,15 +63,6 @@ pub enum SpecError {
     },
 }
 
-names::word_enum!(Arch, "armhf" => Arch::Armhf, "arm64" => Arch::Arm64);
-names::word_enum!(Cpu, "armv6" => Cpu::Armv6, "armv7" => Cpu::Armv7, "armv8" => Cpu::Armv8);
-names::word_enum!(
-    Infrastructure,
-    "bakery" => Infrastructure::Bakery,
-    "raw" => Infrastructure::Raw,
-    "warden" => Infrastructure::Warden,
-);
-
 /// Target architecture (Debian's name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]

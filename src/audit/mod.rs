@@ -307,6 +307,10 @@ pub fn go_cpu_arch<R: std::io::Read + std::io::Seek>(file: &mut R) -> std::io::R
     }
 }
 
+/// The most paths the dpkg file lists of a tree may name together (a rootfs holds a few
+/// hundred thousand files): bounds the memory of the path-to-package map.
+pub const OWNED_PATHS_MAX: usize = 1_000_000;
+
 /// Maps each path installed by a package (as found on disk, merged-/usr links resolved) to
 /// the package's name, from the rootfs's dpkg database. The `info` directory is resolved
 /// inside the tree; each `.list` must be a regular file under `untrusted::RECORD_MAX`.
@@ -346,11 +350,17 @@ pub fn owners(root: &Path) -> Result<HashMap<String, String>, AuditError> {
         )
         .map_err(|err| AuditError {
             path: e.path(),
-            reason: format!(
-                "{err}; the image's dpkg database is damaged or hostile (a file list must be a regular file)"
-            ),
+            reason: format!("{err}; the image's dpkg database is damaged or hostile"),
         })?;
         for line in text.lines() {
+            if map.len() == OWNED_PATHS_MAX {
+                return Err(AuditError {
+                    path: e.path(),
+                    reason: format!(
+                        "the dpkg file lists name more than {OWNED_PATHS_MAX} paths, the limit; the image's dpkg database is damaged or hostile"
+                    ),
+                });
+            }
             let mut p = line.to_string();
             if let Some((from, to)) = links.iter().find(|(from, _)| p.starts_with(from.as_str())) {
                 p = format!("{to}{}", &p[from.len()..]);

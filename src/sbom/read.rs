@@ -16,6 +16,39 @@ use crate::untrusted::{self, escape};
 /// The dpkg database, relative to the tree.
 const STATUS: &str = "var/lib/dpkg/status";
 
+/// The most installed packages an SBOM lists (Debian's whole archive has about 65,000 binary
+/// packages per architecture; an image holds a few thousand): bounds the SBOM's memory.
+pub const PACKAGES_MAX: usize = 50_000;
+
+/// The paragraphs of a deb822 text, one at a time (blank lines separate them).
+fn paragraphs(text: &str) -> impl Iterator<Item = &str> {
+    let line_end = |s: &str, from: usize| s[from..].find('\n').map_or(s.len(), |i| from + i + 1);
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let end = line_end(rest, 0);
+            if !rest[..end].trim().is_empty() {
+                break;
+            }
+            rest = &rest[end..];
+        }
+        let mut end = 0;
+        while end < rest.len() {
+            let next = line_end(rest, end);
+            if rest[end..next].trim().is_empty() {
+                break;
+            }
+            end = next;
+        }
+        let (p, r) = rest.split_at(end);
+        rest = r;
+        Some(p)
+    })
+}
+
 /// Whether `name` is a Debian package name: lower-case letters, digits, `+`, `-` and `.`, at
 /// least two characters, starting with a letter or digit (Debian policy 5.6.1).
 pub fn valid_package_name(name: &str) -> bool {
@@ -41,10 +74,23 @@ pub fn inventory(
             root: root.to_path_buf(),
         })?;
     let mut packages = Vec::new();
-    for (i, para) in parse_paragraphs(&text).iter().enumerate() {
-        let f = |n: &str| field(para, n).unwrap_or("").trim().to_string();
+    // One paragraph parsed at a time: the database's text is the only large thing held.
+    for (i, raw) in paragraphs(&text).enumerate() {
+        let Some(para) = parse_paragraphs(raw).into_iter().next() else {
+            continue;
+        };
+        let f = |n: &str| field(&para, n).unwrap_or("").trim().to_string();
         if f("Status") != "install ok installed" {
             continue;
+        }
+        if packages.len() == PACKAGES_MAX {
+            return Err(SbomError::BadPackage {
+                path: root.join(STATUS),
+                paragraph: i + 1,
+                reason: format!(
+                    "more than {PACKAGES_MAX} installed packages, the limit for an SBOM"
+                ),
+            });
         }
         let (name, version, arch) = (f("Package"), f("Version"), f("Architecture"));
         let bad = |reason: String| SbomError::BadPackage {
@@ -208,6 +254,15 @@ pub fn epoch_of(root: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paragraphs_are_split_at_blank_lines() {
+        let t = "\n\nA: 1\nB: 2\n \t\nC: 3\n continued\n\n\nD: 4";
+        let p: Vec<&str> = paragraphs(t).collect();
+        assert_eq!(p, ["A: 1\nB: 2\n", "C: 3\n continued\n", "D: 4"]);
+        assert_eq!(paragraphs("").count(), 0);
+        assert_eq!(paragraphs("\n \n").count(), 0);
+    }
 
     #[test]
     fn package_names_follow_debian_policy() {

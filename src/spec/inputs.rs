@@ -365,8 +365,6 @@ pub struct ImageSpec {
     pub method: Option<ImageMethod>,
 }
 
-super::names::word_enum!(ImageMethod, "loop" => ImageMethod::Loop, "rootless" => ImageMethod::Rootless);
-
 /// `image.method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

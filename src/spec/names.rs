@@ -56,7 +56,18 @@ macro_rules! word_enum {
     };
 }
 
-pub(crate) use word_enum;
+use super::inputs::ImageMethod;
+use super::{Arch, Cpu, Infrastructure};
+
+word_enum!(Arch, "armhf" => Arch::Armhf, "arm64" => Arch::Arm64);
+word_enum!(Cpu, "armv6" => Cpu::Armv6, "armv7" => Cpu::Armv7, "armv8" => Cpu::Armv8);
+word_enum!(
+    Infrastructure,
+    "bakery" => Infrastructure::Bakery,
+    "raw" => Infrastructure::Raw,
+    "warden" => Infrastructure::Warden,
+);
+word_enum!(ImageMethod, "loop" => ImageMethod::Loop, "rootless" => ImageMethod::Rootless);
 
 #[cfg(test)]
 mod tests {

@@ -460,3 +460,30 @@ fn audit_of_a_tarball_with_a_fifo_list_fails_cleanly() {
     run.fails_with(&["bash.list", "is a FIFO"]);
     case.tmp_is_empty();
 }
+
+#[test]
+fn sbom_refuses_more_installed_packages_than_its_cap() {
+    let case = Case::new();
+    let root = tree(&case);
+    let status: String = (0..50_001)
+        .map(|i| format!("Package: p{i}\nStatus: install ok installed\nVersion: 1\n\n"))
+        .collect();
+    write(&root, "var/lib/dpkg/status", &status);
+    sbom_fails(
+        &case,
+        &root,
+        &["paragraph 50001", "more than 50000 installed packages"],
+    );
+}
+
+#[test]
+fn audit_refuses_file_lists_naming_more_paths_than_its_cap() {
+    // 1,000,001 short lines (about 8 MB, under the list's size cap): refused by count.
+    let case = Case::new();
+    let root = tree(&case);
+    let list: String = (0..1_000_001).map(|i| format!("/{i:x}\n")).collect();
+    write(&root, "var/lib/dpkg/info/bash.list", &list);
+    let run = case.run(&["-q", "audit", root.to_str().unwrap()], T);
+    run.fails_with(&["bash.list", "more than 1000000 paths"]);
+    case.tmp_is_empty();
+}
