@@ -129,7 +129,8 @@ pub fn sbom(
         path.file_name()
             .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned())
     });
-    let inv = pistemcell::sbom::inventory(&opened.root, &name, version, epoch_for(&opened.root))
+    let epoch = pistemcell::sbom::epoch_of(&opened.root);
+    let inv = pistemcell::sbom::inventory(&opened.root, &name, version, epoch)
         .with_context(|| format!("reading the packages of {}", opened.what))?;
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
     let (a, b) = pistemcell::sbom::write_both(&inv, output)?;

@@ -120,7 +120,7 @@ pub fn command(g: &Global, args: &DoctorArgs) -> Result<ExitCode> {
 
 /// The host checks, then whether the network gives what the build downloads.
 fn all_findings(g: &Global, spec: &spec::Resolved) -> Vec<Finding> {
-    let mut out = doctor::check(spec, &g.work_dir, &g.cache_dir);
+    let mut out = doctor::check(spec, g.mirror.as_deref(), &g.work_dir, &g.cache_dir);
     out.extend(doctor::reach::check(
         spec,
         g.mirror.as_deref(),

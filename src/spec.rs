@@ -12,9 +12,12 @@ use crate::profile::{self, Profile, ProfileError};
 
 mod fields;
 pub mod inputs;
+mod names;
+mod read;
 pub mod reference;
 
 pub use fields::FIELDS;
+pub use read::SPEC_MAX;
 
 pub use inputs::{
     Agent, AgentSpec, AllowEntry, Artifact, AuditSpec, ImageSpec, Monit, MonitFrom, MonitSpec,
@@ -61,7 +64,7 @@ pub enum SpecError {
 }
 
 /// Target architecture (Debian's name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// 32-bit ARM, hard float.
@@ -90,7 +93,7 @@ impl Arch {
 }
 
 /// The oldest CPU the image must run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cpu {
     /// ARMv6 with VFP (Pi Zero, Pi 1): only Raspbian builds for it.
@@ -102,7 +105,7 @@ pub enum Cpu {
 }
 
 /// Where the stemcell runs: decides the agent settings and infrastructure stages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Infrastructure {
     /// PiFoundry's Bakery CPI: netbooted Pis, settings in `/piConfig/settings.json`.
@@ -340,13 +343,7 @@ impl Resolved {
 /// fills defaults from the profile and validates.
 pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Resolved, SpecError> {
     let (source, text) = match path {
-        Some(p) => (
-            p.display().to_string(),
-            std::fs::read_to_string(p).map_err(|source| SpecError::Read {
-                path: p.to_path_buf(),
-                source,
-            })?,
-        ),
+        Some(p) => (p.display().to_string(), read::read_spec(p)?),
         None => ("<default spec>".to_string(), String::new()),
     };
     let spec = parse(&source, &text, sets)?;
@@ -354,8 +351,17 @@ pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Resolved, SpecError>
 }
 
 /// Parses spec text (errors carry line and column) and applies `--set key=value` overrides.
+/// Text nested deeper than `untrusted::YAML_DEPTH_MAX` is refused before any parsing.
 pub fn parse(source: &str, text: &str, sets: &[String]) -> Result<Spec, SpecError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
+    crate::untrusted::check_yaml_depth(text, crate::untrusted::YAML_DEPTH_MAX).map_err(
+        |reason| SpecError::Invalid {
+            path: source.to_string(),
+            reason: format!(
+                "{reason}; a spec is a shallow document (see README.md, \"Spec reference\")"
+            ),
+        },
+    )?;
     let spec: Spec = serde_norway::from_str(text).map_err(|source_err| SpecError::Parse {
         path: source.to_string(),
         source: source_err,
@@ -395,6 +401,8 @@ fn apply_set(doc: &mut serde_norway::Value, arg: &str) -> Result<(), SpecError> 
     let value: Value = if value.is_empty() {
         Value::String(String::new())
     } else {
+        crate::untrusted::check_yaml_depth(value, crate::untrusted::YAML_DEPTH_MAX)
+            .map_err(|reason| err(&format!("the value: {reason}")))?;
         serde_norway::from_str(value)
             .map_err(|e| err(&format!("the value is not valid YAML: {e}")))?
     };

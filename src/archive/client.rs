@@ -115,7 +115,10 @@ pub fn prepare_keyring(
         p
     } else {
         let p = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
-        if !p.is_file() {
+        if p.exists() {
+            // A directory, a device or a FIFO is there: say what it is, not "missing".
+            signature::keyring_is_a_file(&p)?;
+        } else {
             let hint = match package {
                 Some(pkg) => format!("install it with `apt-get install {pkg}`, or point `keyring:` in the spec at a copy"),
                 None => "point `keyring:` in the spec at the archive's key file".into(),
@@ -290,4 +293,45 @@ fn fetch_index(
     Err(last
         .map(ClientError::from)
         .unwrap_or_else(|| HttpError::NotFound { url: canonical }.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepare(location: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let pin = ["A".repeat(40)];
+        prepare_keyring(&Http::new(), &cache, location, Some("pkg"), &pin, false)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_keyring_is_called_missing_only_when_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = prepare(dir.path().to_str().unwrap());
+        assert!(e.contains("is a directory, not a key file"), "{e}");
+        let e = prepare("/dev/zero");
+        assert!(e.contains("is a character device, not a key file"), "{e}");
+        let e = prepare(dir.path().join("none.gpg").to_str().unwrap());
+        assert!(
+            e.contains("does not exist") && e.contains("apt-get install pkg"),
+            "{e}"
+        );
+        let garbage = dir.path().join("garbage.gpg");
+        std::fs::write(&garbage, b"\x99\x00\x0djunk-after-a-key-tag").unwrap();
+        let e = prepare(garbage.to_str().unwrap());
+        if crate::cmd::on_path("gpg") {
+            assert!(e.contains("not a usable OpenPGP public keyring"), "{e}");
+            assert!(!e.contains("install gnupg"), "{e}");
+        }
+        std::fs::write(&garbage, b"text, not a key\n").unwrap();
+        let e = prepare(garbage.to_str().unwrap());
+        assert!(
+            e.contains("neither an armored nor a binary OpenPGP public key"),
+            "{e}"
+        );
+    }
 }

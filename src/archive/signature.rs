@@ -50,6 +50,14 @@ pub enum SignatureError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The keyring path names something that is not a file (a directory, a device, a FIFO).
+    #[error("keyring {} is {kind}, not a key file; point `keyring:` at the archive's OpenPGP key file (binary .gpg or armored .asc, or an http(s) URL)", crate::untrusted::escape_path(path))]
+    NotAFile {
+        /// The keyring path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// The key data is not a usable OpenPGP public keyring.
     #[error("{what} is not a usable OpenPGP public keyring: {reason}; re-download the key (check `keyring:`)")]
     BadKey {
@@ -186,6 +194,48 @@ fn pinned(keyring: &Keyring) -> Result<Vec<String>, SignatureError> {
     Ok(pins)
 }
 
+/// The most bytes read of a keyring file (an archive keyring is a few KiB to a few hundred).
+pub const KEYRING_MAX: u64 = 16 << 20;
+
+/// Checks that `path` names a regular file (symlinks followed: keyrings are often links
+/// into `/usr/share/keyrings`), without reading it.
+pub fn keyring_is_a_file(path: &Path) -> Result<(), SignatureError> {
+    let m = std::fs::metadata(path).map_err(|source| SignatureError::ReadKeyring {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if m.is_file() {
+        Ok(())
+    } else {
+        Err(SignatureError::NotAFile {
+            path: path.to_path_buf(),
+            kind: crate::untrusted::kind_of(m.file_type()),
+        })
+    }
+}
+
+/// Reads the keyring file at `path`: a regular file (after its symlinks) of at most
+/// [`KEYRING_MAX`] bytes, never blocking on a FIFO.
+fn read_keyring(path: &Path) -> Result<Vec<u8>, SignatureError> {
+    use crate::untrusted::UntrustedError;
+    let read_err = |source| SignatureError::ReadKeyring {
+        path: path.to_path_buf(),
+        source,
+    };
+    let real = std::fs::canonicalize(path).map_err(read_err)?;
+    crate::untrusted::read_capped(&real, KEYRING_MAX, "a keyring").map_err(|e| match e {
+        UntrustedError::Io { source, .. } => read_err(source),
+        UntrustedError::NotRegular { kind, .. } => SignatureError::NotAFile {
+            path: path.to_path_buf(),
+            kind,
+        },
+        too_large @ UntrustedError::TooLarge { .. } => SignatureError::BadKey {
+            what: format!("keyring {}", path.display()),
+            reason: too_large.to_string(),
+        },
+    })
+}
+
 /// A temporary GnuPG home holding a binary copy of the keyring.
 struct Scratch {
     dir: tempfile::TempDir,
@@ -195,10 +245,7 @@ struct Scratch {
 impl Scratch {
     /// Reads, dearmors and copies `keyring` into a fresh temporary home.
     fn new(keyring: &Keyring) -> Result<Scratch, SignatureError> {
-        let data = std::fs::read(&keyring.path).map_err(|source| SignatureError::ReadKeyring {
-            path: keyring.path.clone(),
-            source,
-        })?;
+        let data = read_keyring(&keyring.path)?;
         let binary = dearmor_named(&data, &format!("keyring {}", keyring.path.display()))?;
         let dir = tempfile::Builder::new()
             .prefix("pistemcell-gpg.")
@@ -240,7 +287,21 @@ pub fn check_keyring(keyring: &Keyring) -> Result<Vec<String>, SignatureError> {
         "--show-keys",
     ])
     .arg(&scratch.keyring);
-    let out = cmd::run(&mut cmd).map_err(SignatureError::Tool)?;
+    // gpg that ran and failed found no key in the file: the file is at fault, not the host.
+    let out = cmd::run(&mut cmd).map_err(|e| match e {
+        CmdError::Failed { tail, .. } => SignatureError::BadKey {
+            what: format!("keyring {}", keyring.path.display()),
+            reason: format!(
+                "gpg found no usable OpenPGP public key in it (gpg said: {})",
+                tail.lines()
+                    .filter(|l| !l.contains("WARNING: unsafe permissions"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                    .trim()
+            ),
+        },
+        spawn => SignatureError::Tool(spawn),
+    })?;
     let mut found = Vec::new();
     let mut after_pub = false;
     for line in String::from_utf8_lossy(&out.stdout).lines() {

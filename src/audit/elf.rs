@@ -38,6 +38,9 @@ pub struct ElfInfo {
     pub fp_arch: Option<u64>,
     /// `Tag_Advanced_SIMD_arch` (NEON) for 32-bit ARM, when recorded.
     pub simd_arch: Option<u64>,
+    /// Why the 32-bit ARM section table or `.ARM.attributes` could not be read, when it
+    /// could not (a damaged or hostile file: its CPU floor is unknown).
+    pub attributes_unreadable: Option<String>,
 }
 
 /// A human name for an `e_machine`.
@@ -97,11 +100,15 @@ pub fn read<R: Read + Seek>(file: &mut R) -> std::io::Result<Option<ElfInfo>> {
         ..Default::default()
     };
     if bits == 32 && info.machine == EM_ARM && le {
-        // Attributes are best effort: a damaged section table leaves them unknown.
-        if let Ok(Some(attrs)) = arm_attributes(file, &h) {
-            info.cpu_arch = attrs.0;
-            info.fp_arch = attrs.1;
-            info.simd_arch = attrs.2;
+        // No section table or no attributes section: unknown. A damaged one: said so.
+        match arm_attributes(file, &h) {
+            Ok(Some(attrs)) => {
+                info.cpu_arch = attrs.0;
+                info.fp_arch = attrs.1;
+                info.simd_arch = attrs.2;
+            }
+            Ok(None) => {}
+            Err(why) => info.attributes_unreadable = Some(why),
         }
     }
     Ok(Some(info))
@@ -144,18 +151,43 @@ impl Header<'_> {
 
 type Attrs = (Option<u64>, Option<u64>, Option<u64>);
 
-/// Finds `.ARM.attributes` (32-bit little-endian ELF) and reads the CPU, FP and SIMD tags.
-fn arm_attributes<R: Read + Seek>(file: &mut R, h: &Header) -> std::io::Result<Option<Attrs>> {
+/// The most bytes of a section header table read (4096 entries of 40 bytes fit).
+const SECTION_TABLE_MAX: u64 = 256 << 10;
+/// The most bytes of an `.ARM.attributes` section read.
+const ATTRIBUTES_MAX: u64 = 1 << 20;
+
+/// Finds `.ARM.attributes` (32-bit little-endian ELF) and reads the CPU, FP and SIMD tags:
+/// `Ok(None)` when the file has no section table or no such section, `Err` (why) when either
+/// cannot be read. Nothing larger than the caps above is read, nor anything past the end.
+fn arm_attributes<R: Read + Seek>(file: &mut R, h: &Header) -> Result<Option<Attrs>, String> {
+    let io = |e: std::io::Error| format!("reading it failed: {e}");
+    let len = file.seek(SeekFrom::End(0)).map_err(io)?;
     let shoff = u64::from(h.u32(32));
     let shentsize = u64::from(h.u16(46));
     let shnum = u64::from(h.u16(48));
-    if shoff == 0 || shentsize < 40 || shnum == 0 || shnum > 4096 {
+    if shoff == 0 || shnum == 0 {
         return Ok(None);
     }
-    let mut table = vec![0u8; (shentsize * shnum) as usize];
-    file.seek(SeekFrom::Start(shoff))?;
-    if read_up_to(file, &mut table)? < table.len() {
-        return Ok(None);
+    if shentsize < 40 {
+        return Err(format!(
+            "section headers of {shentsize} bytes, fewer than ELF's 40"
+        ));
+    }
+    let size = shentsize * shnum;
+    if size > SECTION_TABLE_MAX {
+        return Err(format!(
+            "a section table of {size} bytes, over the {SECTION_TABLE_MAX}-byte limit"
+        ));
+    }
+    if shoff.saturating_add(size) > len {
+        return Err(format!(
+            "the section table ({size} bytes at offset {shoff}) ends past the file's {len} bytes"
+        ));
+    }
+    let mut table = vec![0u8; size as usize];
+    file.seek(SeekFrom::Start(shoff)).map_err(io)?;
+    if read_up_to(file, &mut table).map_err(io)? < table.len() {
+        return Err("the section table is cut short".into());
     }
     for i in 0..shnum as usize {
         let s = Header {
@@ -166,15 +198,24 @@ fn arm_attributes<R: Read + Seek>(file: &mut R, h: &Header) -> std::io::Result<O
             continue;
         }
         let (off, size) = (u64::from(s.u32(16)), u64::from(s.u32(20)));
-        if size > 1 << 20 {
-            return Ok(None);
+        if size > ATTRIBUTES_MAX {
+            return Err(format!(
+                "an attributes section of {size} bytes, over the {ATTRIBUTES_MAX}-byte limit"
+            ));
+        }
+        if off.saturating_add(size) > len {
+            return Err(format!(
+                "the attributes section ({size} bytes at offset {off}) ends past the file's {len} bytes"
+            ));
         }
         let mut data = vec![0u8; size as usize];
-        file.seek(SeekFrom::Start(off))?;
-        if read_up_to(file, &mut data)? < data.len() {
-            return Ok(None);
+        file.seek(SeekFrom::Start(off)).map_err(io)?;
+        if read_up_to(file, &mut data).map_err(io)? < data.len() {
+            return Err("the attributes section is cut short".into());
         }
-        return Ok(parse_attributes(&data));
+        return parse_attributes(&data)
+            .map(Some)
+            .ok_or_else(|| "the attributes section is malformed".to_string());
     }
     Ok(None)
 }

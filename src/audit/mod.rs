@@ -32,6 +32,7 @@ pub const CHECKS: &[(&str, Severity, &str)] = &[
     ("cpu-arch", Severity::Fail, "the ARM build attribute Tag_CPU_arch is within the spec's CPU floor (ARMv7 code does not run on a Pi Zero/1)"),
     ("fp-arch", Severity::Fail, "the ARM build attribute Tag_FP_arch is within the floor (ARMv6 Pis have VFPv2)"),
     ("neon", Severity::Fail, "no NEON (Advanced SIMD) code when the floor is ARMv6"),
+    ("attributes", Severity::Fail, "32-bit ARM files have a readable section table and `.ARM.attributes` (a damaged one hides the CPU the code needs)"),
 ];
 
 /// Directories holding firmware for other processors, not audited.
@@ -100,12 +101,21 @@ impl Report {
 
 /// Errors walking the tree.
 #[derive(Debug, thiserror::Error)]
-#[error("auditing {path}: {source}")]
+#[error("auditing {}: {reason}", crate::untrusted::escape_path(path))]
 pub struct AuditError {
     /// The path that could not be read.
     pub path: PathBuf,
-    /// The I/O error.
-    pub source: std::io::Error,
+    /// What went wrong (the I/O error, or why the file is refused).
+    pub reason: String,
+}
+
+impl AuditError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
+        move |e| AuditError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
 }
 
 /// The highest `Tag_CPU_arch`, `Tag_FP_arch` and NEON a CPU floor runs, for 32-bit ARM code.
@@ -163,6 +173,13 @@ pub fn check(info: &ElfInfo, arch: Arch, cpu: Cpu) -> Vec<(&'static str, String,
     }
     let (cpus, fp_max, neon) = arm_limits(cpu);
     let floor = format!("{cpu:?}").to_lowercase();
+    if let Some(why) = &info.attributes_unreadable {
+        out.push((
+            "attributes",
+            format!("ARM build attributes that cannot be read: {why}"),
+            format!("readable attributes showing code for {floor} or older"),
+        ));
+    }
     if let Some(v) = info.cpu_arch.filter(|v| !cpus.contains(v)) {
         out.push((
             "cpu-arch",
@@ -195,27 +212,20 @@ fn severity_of(check: &str) -> Severity {
 }
 
 /// Audits every regular file under `root` (symlinks are not followed; `/proc`, `/sys`, `/dev`
-/// and firmware directories are skipped).
+/// and firmware directories are skipped). The tree may be hostile: files are opened only when
+/// regular (never through a symlink, never blocking on a FIFO), and only bounded parts of
+/// each are read.
 pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditError> {
-    let owners = owners(root);
+    let owners = owners(root)?;
     let mut report = Report::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|source| AuditError {
-            path: dir.clone(),
-            source,
-        })?;
+        let rd = std::fs::read_dir(&dir).map_err(AuditError::io(&dir))?;
         for e in rd {
-            let e = e.map_err(|source| AuditError {
-                path: dir.clone(),
-                source,
-            })?;
+            let e = e.map_err(AuditError::io(&dir))?;
             let path = e.path();
             let rel = format!("/{}", path.strip_prefix(root).unwrap_or(&path).display());
-            let ft = e.file_type().map_err(|source| AuditError {
-                path: path.clone(),
-                source,
-            })?;
+            let ft = e.file_type().map_err(AuditError::io(&path))?;
             if ft.is_dir() {
                 let skip = ["/proc", "/sys", "/dev"].contains(&rel.as_str())
                     || NOT_FOR_THE_CPU.contains(&rel.as_str());
@@ -228,20 +238,17 @@ pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditErro
                 continue;
             }
             report.files += 1;
-            let mut f = std::fs::File::open(&path).map_err(|source| AuditError {
+            // Checked again on the descriptor: a file swapped for a FIFO is refused.
+            let mut f = crate::untrusted::open_regular(&path).map_err(|e| AuditError {
                 path: path.clone(),
-                source,
+                reason: e.to_string(),
             })?;
-            let Some(mut info) = elf::read(&mut f).map_err(|source| AuditError {
-                path: path.clone(),
-                source,
-            })?
-            else {
+            let Some(mut info) = elf::read(&mut f).map_err(AuditError::io(&path))? else {
                 continue;
             };
             report.elf_files += 1;
             if info.machine == EM_ARM && info.cpu_arch.is_none() {
-                info.cpu_arch = go_cpu_arch(&path);
+                info.cpu_arch = go_cpu_arch(&mut f).map_err(AuditError::io(&path))?;
             }
             for (check, found, needed) in check(&info, arch, cpu) {
                 report.findings.push(Finding {
@@ -264,19 +271,50 @@ pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditErro
 
 /// The `Tag_CPU_arch` equivalent of a Go program's `GOARM` (Go records no ARM build
 /// attributes, but its build information names GOARM): 5 → ARMv5TE, 6 → ARMv6, 7 → ARMv7.
-pub fn go_cpu_arch(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
-    match crate::steps::agent::goarm_of(&bytes)? {
-        5 => Some(4),
-        6 => Some(6),
-        7 => Some(10),
-        _ => None,
+/// The file is scanned in 1 MiB chunks: memory stays bounded whatever its size.
+pub fn go_cpu_arch<R: std::io::Read + std::io::Seek>(file: &mut R) -> std::io::Result<Option<u64>> {
+    const CHUNK: usize = 1 << 20;
+    // `\tGOARM=` and its digit: a match may straddle two chunks, so keep the last bytes.
+    const KEEP: usize = 8;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; CHUNK + KEEP];
+    let mut kept = 0;
+    loop {
+        let n = file.read(&mut buf[kept..])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let have = kept + n;
+        let needle = b"\tGOARM=";
+        if let Some(i) = memchr::memmem::find(&buf[..have], needle) {
+            match buf[..have].get(i + needle.len()) {
+                Some(d) if d.is_ascii_digit() => {
+                    return Ok(match d - b'0' {
+                        5 => Some(4),
+                        6 => Some(6),
+                        7 => Some(10),
+                        _ => None,
+                    })
+                }
+                Some(_) => return Ok(None),
+                // The digit is in the next chunk: keep the needle.
+                None => {}
+            }
+        }
+        let from = have.saturating_sub(KEEP);
+        buf.copy_within(from..have, 0);
+        kept = have - from;
     }
 }
 
+/// The most paths the dpkg file lists of a tree may name together (a rootfs holds a few
+/// hundred thousand files): bounds the memory of the path-to-package map.
+pub const OWNED_PATHS_MAX: usize = 1_000_000;
+
 /// Maps each path installed by a package (as found on disk, merged-/usr links resolved) to
-/// the package's name, from the rootfs's dpkg database.
-pub fn owners(root: &Path) -> HashMap<String, String> {
+/// the package's name, from the rootfs's dpkg database. The `info` directory is resolved
+/// inside the tree; each `.list` must be a regular file under `untrusted::RECORD_MAX`.
+pub fn owners(root: &Path) -> Result<HashMap<String, String>, AuditError> {
     // Top-level links such as /bin -> usr/bin: packages list /bin/x, the file is /usr/bin/x.
     let mut links: Vec<(String, String)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir(root) {
@@ -291,9 +329,13 @@ pub fn owners(root: &Path) -> HashMap<String, String> {
         }
     }
     let mut map = HashMap::new();
-    let info = root.join("var/lib/dpkg/info");
-    let Ok(rd) = std::fs::read_dir(&info) else {
-        return map;
+    let rel = "var/lib/dpkg/info";
+    let info = crate::rootfs::inside::resolve(root, rel).map_err(|e| AuditError {
+        path: root.join(rel),
+        reason: e.to_string(),
+    })?;
+    let Some(rd) = info.and_then(|i| std::fs::read_dir(i).ok()) else {
+        return Ok(map);
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -301,10 +343,24 @@ pub fn owners(root: &Path) -> HashMap<String, String> {
             continue;
         };
         let pkg = pkg.split(':').next().unwrap_or(pkg).to_string();
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
-            continue;
-        };
+        let text = crate::untrusted::read_text(
+            &e.path(),
+            crate::untrusted::RECORD_MAX,
+            "a dpkg file list",
+        )
+        .map_err(|err| AuditError {
+            path: e.path(),
+            reason: format!("{err}; the image's dpkg database is damaged or hostile"),
+        })?;
         for line in text.lines() {
+            if map.len() == OWNED_PATHS_MAX {
+                return Err(AuditError {
+                    path: e.path(),
+                    reason: format!(
+                        "the dpkg file lists name more than {OWNED_PATHS_MAX} paths, the limit; the image's dpkg database is damaged or hostile"
+                    ),
+                });
+            }
             let mut p = line.to_string();
             if let Some((from, to)) = links.iter().find(|(from, _)| p.starts_with(from.as_str())) {
                 p = format!("{to}{}", &p[from.len()..]);
@@ -312,7 +368,7 @@ pub fn owners(root: &Path) -> HashMap<String, String> {
             map.insert(p, pkg.clone());
         }
     }
-    map
+    Ok(map)
 }
 
 /// Renders a report for people: one line per finding (`FAIL`, `warn`, or `ok` when an allow

@@ -13,6 +13,7 @@ fn arm(flags: u32, cpu: Option<u64>, fp: Option<u64>, simd: Option<u64>) -> ElfI
         cpu_arch: cpu,
         fp_arch: fp,
         simd_arch: simd,
+        attributes_unreadable: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn every_check_a_rule_can_return_is_registered() {
         "cpu-arch",
         "fp-arch",
         "neon",
+        "attributes",
     ] {
         assert!(CHECKS.iter().any(|c| c.0 == name), "{name}");
     }

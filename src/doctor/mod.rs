@@ -6,6 +6,10 @@ use std::path::Path;
 use crate::rootfs::binfmt::{self, Status};
 use crate::spec::{Arch, Resolved};
 
+#[cfg(test)]
+use archive::keyring_missing;
+
+mod archive;
 pub mod fix;
 pub mod go;
 pub mod reach;
@@ -102,8 +106,9 @@ const TOOLS: &[(&str, &str, bool, &str)] = &[
     ),
 ];
 
-/// Runs every check for building `spec` with work dir `work`.
-pub fn check(spec: &Resolved, work: &Path, cache: &Path) -> Vec<Finding> {
+/// Runs every check for building `spec` with work dir `work` (`cli_mirror`: the global
+/// `--mirror`, which overrides the spec's and the host's).
+pub fn check(spec: &Resolved, cli_mirror: Option<&str>, work: &Path, cache: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
     out.push(if is_root() {
         finding(Level::Ok, "root", "running as root")
@@ -159,41 +164,8 @@ pub fn check(spec: &Resolved, work: &Path, cache: &Path) -> Vec<Finding> {
             .with(apt(QEMU_USER_PACKAGES))
             .with(Remedy::Binfmt(arch)),
     });
-    let key = &spec.keyring;
-    if !key.starts_with("http://") && !key.starts_with("https://") {
-        out.push(if Path::new(key).is_file() {
-            finding(
-                Level::Ok,
-                "keyring",
-                format!("{} archive key: {key}", spec.profile.name),
-            )
-        } else {
-            keyring_missing(spec)
-        });
-    }
-    if spec.profile.mirror == crate::profile::HOST_APT && spec.mirror.is_none() {
-        out.push(
-            match crate::mirror::from_host(Path::new("/etc/apt"), &spec.profile.distro, &spec.suite)
-            {
-                Some(m) => finding(
-                    Level::Ok,
-                    "mirror",
-                    format!(
-                        "{} {} from the host's apt sources: {m}",
-                        spec.profile.distro, spec.suite
-                    ),
-                ),
-                None => finding(
-                    Level::Warn,
-                    "mirror",
-                    format!(
-                        "the host's apt sources have no {} line; pass --mirror URL to bootstrap",
-                        spec.suite
-                    ),
-                ),
-            },
-        );
-    }
+    out.extend(archive::keyring_check(spec));
+    out.extend(archive::mirror_check(spec, cli_mirror));
     out.extend(inputs_check(spec, cache));
     out.push(disk_check(work));
     out
@@ -345,29 +317,6 @@ fn agent_source_message(error: &str) -> String {
     format!("{error}\n  or give `agent.binary` ({{url|path, sha256}}): a bosh-agent built for ARM elsewhere")
 }
 
-/// The keyring finding when the spec's key file is missing: the profile's own key comes from
-/// its package; a key the spec names itself has to be given by the user.
-fn keyring_missing(spec: &Resolved) -> Finding {
-    let key = &spec.keyring;
-    let profile_key = &spec.profile.keyring;
-    match profile_key.package.as_deref() {
-        Some(pkg) if *key == profile_key.location => finding(
-            Level::Fail,
-            "keyring",
-            format!("{key} is missing: apt-get install {pkg}, or set `keyring:` in the spec"),
-        )
-        .with(Remedy::Apt(vec![pkg.to_string()])),
-        _ => finding(
-            Level::Fail,
-            "keyring",
-            format!(
-                "{key} (the spec's `keyring:`) is missing: point `keyring:` at the archive's key file (a path or an http(s) URL), or drop it to use the profile's {}",
-                profile_key.location
-            ),
-        ),
-    }
-}
-
 /// The packages that provide the monit build's missing tools; on a host of the target's
 /// architecture, the native gcc provides the target triplet's compiler instead of the cross
 /// package.
@@ -452,7 +401,7 @@ mod tests {
         // finding that is not ok says what to run or set.
         let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let found = check(&spec, &dir.path().join("not/yet/created"), dir.path());
+        let found = check(&spec, None, &dir.path().join("not/yet/created"), dir.path());
         let disk: Vec<_> = found.iter().filter(|f| f.check == "disk").collect();
         assert_eq!(disk.len(), 1, "{found:?}");
         assert!(
@@ -496,7 +445,7 @@ mod tests {
     fn findings_that_name_packages_carry_them_as_remedies() {
         let spec = crate::spec::resolve("t".into(), Default::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        for f in check(&spec, dir.path(), dir.path()) {
+        for f in check(&spec, None, dir.path(), dir.path()) {
             let Some((_, rest)) = f.message.split_once("apt-get install ") else {
                 continue;
             };

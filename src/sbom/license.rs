@@ -3,8 +3,6 @@
 //! expression. Debian's short names are mapped to SPDX identifiers; anything not mapped
 //! (exceptions, custom licenses, free text) gives `None`, never a guess.
 
-use std::path::Path;
-
 /// Debian short license names and the SPDX identifiers they mean.
 const MAP: &[(&str, &str)] = &[
     ("gpl-1", "GPL-1.0-only"),
@@ -77,9 +75,9 @@ pub fn spdx_expression(text: &str) -> Option<String> {
     (out.len() % 2 == 1).then(|| out.join(" "))
 }
 
-/// The declared license of the package whose copyright file is `copyright`.
-pub fn of_copyright_file(copyright: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(copyright).ok()?;
+/// The declared license a package's copyright file states (`text`: the file's content, read
+/// by the caller inside the image, under a cap).
+pub fn of_copyright_text(text: &str) -> Option<String> {
     if !text
         .lines()
         .next()
@@ -130,15 +128,9 @@ mod tests {
 
     #[test]
     fn reads_the_files_star_paragraph_of_a_dep5_file_only() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("copyright");
-        std::fs::write(&p, "Format: https://example.invalid/copyright-format/1.0/\nUpstream-Name: x\n\nFiles: debian/*\nLicense: GPL-3+\n\nFiles: *\nCopyright: 2020 someone\nLicense: LGPL-2.1+\n long text\n").unwrap();
-        assert_eq!(of_copyright_file(&p).as_deref(), Some("LGPL-2.1-or-later"));
-        std::fs::write(
-            &p,
-            "This package was debianized by someone.\nLicense: GPL\n",
-        )
-        .unwrap();
-        assert_eq!(of_copyright_file(&p), None);
+        let t = "Format: https://example.invalid/copyright-format/1.0/\nUpstream-Name: x\n\nFiles: debian/*\nLicense: GPL-3+\n\nFiles: *\nCopyright: 2020 someone\nLicense: LGPL-2.1+\n long text\n";
+        assert_eq!(of_copyright_text(t).as_deref(), Some("LGPL-2.1-or-later"));
+        let t = "This package was debianized by someone.\nLicense: GPL\n";
+        assert_eq!(of_copyright_text(t), None);
     }
 }

@@ -8,11 +8,11 @@
 
 pub mod cdx;
 pub mod license;
+mod read;
 pub mod spdx;
 
 use std::path::{Path, PathBuf};
 
-use crate::archive::packages::{field, parse_paragraphs};
 use crate::steps::record::Component;
 
 /// The SPDX file's name in a stemcell.
@@ -20,11 +20,11 @@ pub const SPDX_NAME: &str = "sbom.spdx.json";
 /// The CycloneDX file's name in a stemcell.
 pub const CDX_NAME: &str = "sbom.cdx.json";
 
-/// Errors making an SBOM; each names the file.
+/// Errors making an SBOM; each names the file, record or package and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
-    /// A file could not be read or written.
-    #[error("{what} {path}: {source}")]
+    /// A file could not be written.
+    #[error("{what} {}: {source}", crate::untrusted::escape_path(path))]
     Io {
         /// What was being done.
         what: &'static str,
@@ -32,6 +32,53 @@ pub enum SbomError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// The tree has no dpkg database.
+    #[error("{} has no dpkg database (var/lib/dpkg/status); sbom reads the rootfs of a Debian-family system, its disk image or its stemcell", crate::untrusted::escape_path(root))]
+    NoStatus {
+        /// The tree.
+        root: PathBuf,
+    },
+    /// A file of the tree is not a regular file, too large, or its path leads outside.
+    #[error("reading {what}: {source}; the image is damaged or hostile, sbom reads only regular files of the image, inside it")]
+    Read {
+        /// What was being read (`the dpkg database`, `the copyright file of bash`).
+        what: String,
+        /// Why it was not read.
+        source: crate::rootfs::inside::InsideError,
+    },
+    /// A dpkg status paragraph names no valid package.
+    #[error("dpkg database {}, paragraph {paragraph}: {reason}; the image's dpkg database is damaged or was not written by dpkg", crate::untrusted::escape_path(path))]
+    BadPackage {
+        /// The status file.
+        path: PathBuf,
+        /// The paragraph's number, from 1.
+        paragraph: usize,
+        /// What is wrong, with the name escaped.
+        reason: String,
+    },
+    /// The tree's os-release says something unusable.
+    #[error(
+        "{}: {reason}; the image's os-release is damaged or hostile",
+        crate::untrusted::escape_path(path)
+    )]
+    OsRelease {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A component record cannot be used.
+    #[error(
+        "component record {}: {reason}; the image's records under /{} are damaged or hostile",
+        crate::untrusted::escape_path(path),
+        crate::steps::record::DIR
+    )]
+    Component {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
 }
 
@@ -76,74 +123,7 @@ pub struct Inventory {
     pub components: Vec<Installed>,
 }
 
-/// Reads the inventory of the rootfs at `root`.
-pub fn inventory(
-    root: &Path,
-    name: &str,
-    version: &str,
-    epoch: u64,
-) -> Result<Inventory, SbomError> {
-    let status = root.join("var/lib/dpkg/status");
-    let text = std::fs::read_to_string(&status).map_err(|source| SbomError::Io {
-        what: "reading the dpkg database",
-        path: status.clone(),
-        source,
-    })?;
-    let mut packages = Vec::new();
-    for para in parse_paragraphs(&text) {
-        let f = |n: &str| field(&para, n).unwrap_or("").trim().to_string();
-        if f("Status") != "install ok installed" {
-            continue;
-        }
-        let (name, version, arch) = (f("Package"), f("Version"), f("Architecture"));
-        let src = f("Source");
-        // `Source: NAME` or `Source: NAME (VERSION)`; absent: the binary's own.
-        let source = match src.split_once(' ') {
-            _ if src.is_empty() => (name.clone(), version.clone()),
-            Some((n, v)) => (
-                n.to_string(),
-                v.trim_matches(|c| c == '(' || c == ')').to_string(),
-            ),
-            None => (src.clone(), version.clone()),
-        };
-        let license =
-            license::of_copyright_file(&root.join("usr/share/doc").join(&name).join("copyright"));
-        packages.push(Package {
-            name,
-            version,
-            arch,
-            source,
-            license,
-        });
-    }
-    packages.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
-    let components = crate::steps::record::read_all(root)
-        .into_iter()
-        .map(|record| {
-            let file = root.join(record.path.trim_start_matches('/'));
-            let sha256 = crate::archive::cache::file_sha256(&file).ok();
-            Installed { record, sha256 }
-        })
-        .collect();
-    Ok(Inventory {
-        name: name.to_string(),
-        version: version.to_string(),
-        distro: os_release_id(root).unwrap_or_else(|| "debian".into()),
-        epoch,
-        packages,
-        components,
-    })
-}
-
-/// `ID` of the rootfs's os-release.
-fn os_release_id(root: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(root.join("etc/os-release"))
-        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("ID="))
-        .map(|v| v.trim_matches('"').to_string())
-}
+pub use read::{epoch_of, inventory, valid_package_name};
 
 /// The package URL of a Debian-format package.
 pub fn purl(distro: &str, p: &Package) -> String {
@@ -201,7 +181,7 @@ pub fn write_both(inv: &Inventory, dir: &Path) -> Result<(PathBuf, PathBuf), Sbo
         let path = dir.join(name);
         let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
-        std::fs::write(&path, text).map_err(|source| SbomError::Io {
+        crate::atomic::write(&path, text.as_bytes()).map_err(|source| SbomError::Io {
             what: "writing",
             path: path.clone(),
             source,

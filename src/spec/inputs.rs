@@ -366,7 +366,7 @@ pub struct ImageSpec {
 }
 
 /// `image.method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageMethod {
     /// Loop devices by offset, mkfs, mount, copy (needs root).

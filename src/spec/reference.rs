@@ -162,6 +162,11 @@ macro_rules! scalar {
 impl<'de> de::Deserializer<'de> for Recorder<'_> {
     type Error = Error;
 
+    /// Not text: one-word enums (`spec::names`) then read as enums, given their first word.
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         let learned = self.state.borrow().learned.get(&self.path).copied();
         if let Some(keys) = learned {

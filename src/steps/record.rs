@@ -108,18 +108,77 @@ impl Component {
     }
 }
 
-/// Reads every component record of the rootfs at `root`, sorted by name.
+/// Why a component record of a tree was not read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", crate::untrusted::escape_path(path))]
+pub struct RecordError {
+    /// The record (or the records' directory).
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Reads every component record of the tree at `root`, which may be hostile: the records'
+/// directory is resolved inside the tree, each record must be a regular file of at most
+/// `untrusted::SMALL_MAX` bytes with a `Name:`; sorted by name. No directory: no records.
+pub fn read_checked(root: &Path) -> Result<Vec<Component>, RecordError> {
+    let mut out = Vec::new();
+    for (path, read) in each(root)? {
+        let text = read.map_err(|reason| RecordError {
+            path: path.clone(),
+            reason,
+        })?;
+        out.push(parse(&text).ok_or_else(|| RecordError {
+            path,
+            reason: "it has no `Name:` field".into(),
+        })?);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads the component records of the rootfs at `root` that can be read (see
+/// [`read_checked`]; unreadable ones are left out), sorted by name.
 pub fn read_all(root: &Path) -> Vec<Component> {
-    let Ok(rd) = std::fs::read_dir(root.join(DIR)) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Component> = rd
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+    let mut out: Vec<Component> = each(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
         .filter_map(|text| parse(&text))
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// Each record file of the tree with its text, or why it was not read.
+type Each = Vec<(PathBuf, Result<String, String>)>;
+
+fn each(root: &Path) -> Result<Each, RecordError> {
+    let dir_err = |reason: String| RecordError {
+        path: root.join(DIR),
+        reason,
+    };
+    let Some(dir) =
+        crate::rootfs::inside::resolve(root, DIR).map_err(|e| dir_err(e.to_string()))?
+    else {
+        return Ok(Vec::new());
+    };
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(dir_err(e.to_string())),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| dir_err(e.to_string()))?;
+        let path = e.path();
+        // Not followed: a record is a regular file of its own (see `untrusted`).
+        let text =
+            crate::untrusted::read_text(&path, crate::untrusted::SMALL_MAX, "a component record")
+                .map_err(|e| e.to_string());
+        out.push((path, text));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -146,5 +205,6 @@ mod tests {
         write(t.path(), &c).unwrap();
         assert_eq!(read_all(t.path()), vec![c]);
         assert!(read_all(&t.path().join("none")).is_empty());
+        assert_eq!(read_checked(t.path()).unwrap(), read_all(t.path()));
     }
 }

@@ -152,6 +152,8 @@ pub fn tar_of(entries: &[RawEntry], gzip: bool) -> Vec<u8> {
         h.set_size(data.len() as u64);
         h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
         h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
         // Raw names: the hostile ones (`../x`, `/etc/x`, non-UTF-8) must go in as they are.
         let field = &mut h.as_old_mut().name;
         field.fill(0);
