@@ -295,7 +295,7 @@ pub fn read_back(path: &Path) -> Result<ReadBack, OsImageError> {
         sha256: sha2::Sha256::new(),
     };
     let gz = flate2::read::MultiGzDecoder::new(digesting);
-    let mut archive = tar::Archive::new(gz);
+    let mut archive = tar::Archive::new(crate::untrusted::TarGuard::new(gz));
     let mut entries = 0;
     let mut meta = None;
     let read_err = |e: io::Error| not(format!("unreadable tarball: {e}"));
@@ -323,7 +323,7 @@ pub fn read_back(path: &Path) -> Result<ReadBack, OsImageError> {
             io::copy(&mut entry, &mut io::sink()).map_err(read_err)?;
         }
     }
-    let mut rest = archive.into_inner();
+    let mut rest = archive.into_inner().into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(read_err)?;
     // Whatever follows the gzip stream counts too: the digests are the whole file's.
     let mut file = rest.into_inner();
@@ -422,7 +422,7 @@ impl Stage for OsImageStage {
         let file = File::open(&self.path).map_err(|e| fail(e.to_string()))?;
         let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file));
         crate::rootfs::extract::extract_tar(
-            tar::Archive::new(gz),
+            tar::Archive::new(crate::untrusted::TarGuard::new(gz)),
             root,
             &self.path.display().to_string(),
         )

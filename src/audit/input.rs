@@ -183,8 +183,12 @@ fn unpack_tree(r: &mut dyn Read, what: &str) -> Result<Opened, String> {
     let root = tmp.path().join("rootfs");
     std::fs::create_dir(&root).map_err(|e| format!("{}: {e}", escape_path(&root)))?;
     let budget = scratch::Budget::new(r, &root, what);
-    crate::rootfs::extract::extract_tar(tar::Archive::new(budget), &root, what)
-        .map_err(|e| e.to_string())?;
+    crate::rootfs::extract::extract_tar(
+        tar::Archive::new(crate::untrusted::TarGuard::new(budget)),
+        &root,
+        what,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Opened {
         root,
         what: what.to_string(),
@@ -235,7 +239,7 @@ fn open_tarball(path: &Path) -> Result<Opened, String> {
     };
     // A stemcell holds stemcell.MF and an `image`: open the image. Its members must be plain
     // regular files, each once; a rootfs tarball's entries go to the extractor's rules.
-    let mut archive = tar::Archive::new(reader()?);
+    let mut archive = tar::Archive::new(crate::untrusted::TarGuard::new(reader()?));
     let mut is_stemcell = false;
     let mut stemcell_members = crate::pack::inspect::members::Members::default();
     let mut pending: Option<String> = None;

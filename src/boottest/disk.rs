@@ -43,9 +43,9 @@ fn bad(stemcell: &Path, msg: impl Into<String>) -> BootTestError {
 /// Reads `stemcell` (a .tgz): its manifest, and its `image` written raw to `dest`.
 pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
     let f = File::open(stemcell).map_err(|e| bad(stemcell, e.to_string()))?;
-    let mut outer = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-        f,
-    )));
+    let mut outer = tar::Archive::new(crate::untrusted::TarGuard::new(
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(f)),
+    ));
     let mut manifest: Option<crate::pack::stemcell::Manifest> = None;
     let mut wrote = false;
     let entries = outer

@@ -30,7 +30,9 @@ pub fn snapshot(path: &Path) -> Result<Snapshot, String> {
     let shown = escape_path(path);
     let err = |e: std::io::Error| format!("{shown}: {e}");
     let f = crate::untrusted::open_regular(path).map_err(|e| e.to_string())?;
-    let mut outer = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
+    let mut outer = tar::Archive::new(crate::untrusted::TarGuard::new(
+        flate2::read::MultiGzDecoder::new(f),
+    ));
     let mut s = Snapshot::default();
     let mut seen = Members::default();
     let mut saw_image = false;
@@ -172,7 +174,7 @@ fn tar_key(raw: &[u8]) -> Vec<u8> {
 
 /// Every entry of a rootfs tarball, content hashed as it streams by.
 fn from_tar(r: impl Read, s: &mut Snapshot) -> Result<(), String> {
-    let mut a = tar::Archive::new(r);
+    let mut a = tar::Archive::new(crate::untrusted::TarGuard::new(r));
     let record_dir = format!("/{}/", crate::steps::record::DIR).into_bytes();
     for entry in a.entries().map_err(|e| format!("image: {e}"))? {
         let mut e = entry.map_err(|e| format!("image: {e}"))?;

@@ -205,7 +205,7 @@ fn check_image(entry: &mut dyn Read, sha: &mut Sha1) -> Result<(Kind, String), S
         drain(&mut inner, |d| w.feed(d)).map_err(|e| format!("reading image (gzip): {e}"))?;
         (Kind::DiskGz, format!("gzip of an {}", w.verdict()?))
     } else {
-        let mut archive = tar::Archive::new(&mut inner);
+        let mut archive = tar::Archive::new(crate::untrusted::TarGuard::new(&mut inner));
         let mut entries = 0u64;
         for e in archive
             .entries()
@@ -240,7 +240,9 @@ impl Read for Tee<'_> {
 pub fn inspect(path: &Path) -> Result<Inspection, String> {
     use crate::untrusted::{MANIFEST_MAX, RECORD_MAX};
     let file = crate::untrusted::open_regular(path).map_err(|e| e.to_string())?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
+    let mut archive = tar::Archive::new(crate::untrusted::TarGuard::new(
+        flate2::read::GzDecoder::new(io::BufReader::new(file)),
+    ));
     let mut manifest: Option<Manifest> = None;
     let mut members = Vec::new();
     let mut seen = members::Members::default();

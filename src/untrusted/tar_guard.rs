@@ -47,6 +47,11 @@ impl<R: Read> TarGuard<R> {
         }
     }
 
+    /// The guarded reader (to read what follows the archive).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Follows `bytes`, which start at stream offset `self.pos`.
     fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
@@ -241,6 +246,43 @@ mod tests {
         b.append(&h, std::io::repeat(b'a').take(EXTENSION_MAX + 1))
             .unwrap();
         let e = read_all(&b.into_inner().unwrap()).unwrap_err();
+        assert!(e.contains("over the 1048576-byte limit"), "{e}");
+    }
+
+    #[test]
+    fn gnu_sparse_files_with_extension_blocks_are_followed() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir(&root).unwrap();
+        // Ten data segments separated by holes: more than a GNU header's four slots, so the
+        // writer adds extension blocks.
+        let mut f = std::fs::File::create(root.join("disk")).unwrap();
+        for i in 0..10u64 {
+            f.seek(SeekFrom::Start(i * (1 << 20))).unwrap();
+            f.write_all(&[1u8; 4096]).unwrap();
+        }
+        f.set_len(11 << 20).unwrap();
+        std::fs::write(root.join("zz-after"), "tail").unwrap();
+        let tgz = dir.path().join("t.tgz");
+        crate::pack::tarball::write_tgz(&root, &tgz, 0, 1, 1).unwrap();
+        let gz = flate2::read::GzDecoder::new(std::fs::File::open(&tgz).unwrap());
+        let mut raw = Vec::new();
+        gz.take(64 << 20).read_to_end(&mut raw).unwrap();
+        let names = read_all(&raw).unwrap();
+        assert_eq!(names, ["./", "disk", "zz-after"]);
+        // Followed exactly: a huge extension after the sparse entry is still caught.
+        while raw.len() >= 512 && raw[raw.len() - 512..].iter().all(|b| *b == 0) {
+            raw.truncate(raw.len() - 512);
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_size(EXTENSION_MAX + 1);
+        h.set_cksum();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend(std::iter::repeat_n(b'a', EXTENSION_MAX as usize + 512));
+        let e = read_all(&raw).unwrap_err();
         assert!(e.contains("over the 1048576-byte limit"), "{e}");
     }
 

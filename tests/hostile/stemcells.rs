@@ -438,9 +438,9 @@ fn audit_checks_free_space_before_filling_a_small_tmpdir() {
 }
 
 #[test]
-fn a_600_mib_long_name_header_fails_cleanly_under_the_memory_cap() {
-    // A GNU long-name record the tar reader would hold in memory whole: under the 512 MiB
-    // address-space cap every reader must fail cleanly (exit 1), not abort or swap.
+fn a_600_mib_long_name_header_is_refused_before_it_is_held_in_memory() {
+    // A GNU long-name record the tar reader would hold in memory whole: every reader refuses
+    // it from its header (untrusted::TarGuard), naming the limit.
     let case = Case::new();
     let p = case.input("longname.tgz");
     {
@@ -459,7 +459,9 @@ fn a_600_mib_long_name_header_fails_cleanly_under_the_memory_cap() {
     let s = p.to_str().unwrap();
     for args in [vec!["inspect", s], vec!["diff", s, s], vec!["audit", s]] {
         let r = case.run(&args, LIMIT);
-        r.fails_with(&["longname.tgz"]);
+        r.fails_with(&["longname.tgz", "over the 1048576-byte limit"]);
         case.tmp_is_empty();
     }
+    let r = case.run(&["boot-test", s], LIMIT);
+    r.fails_with(&["longname.tgz", "over the 1048576-byte limit"]);
 }
