@@ -125,6 +125,7 @@ pub fn sbom(
 ) -> Result<ExitCode> {
     let opened = pistemcell::audit::input::open(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    report_swept(&opened.swept, reporter);
     let name = name.map(str::to_string).unwrap_or_else(|| {
         path.file_name()
             .map_or("rootfs".into(), |n| n.to_string_lossy().into_owned())
@@ -142,6 +143,16 @@ pub fn sbom(
     ));
     println!("{}\n{}", a.display(), b.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says which scratch directories of a killed run were removed before this one.
+pub fn report_swept(swept: &[std::path::PathBuf], reporter: &Reporter) {
+    for p in swept {
+        reporter.step(&format!(
+            "removed what an interrupted run left: {}",
+            pistemcell::untrusted::escape_path(p)
+        ));
+    }
 }
 
 /// `pistemcell inspect`: every name and value the stemcell gave is printed escaped.

@@ -374,6 +374,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ => spec::Cpu::Armv7,
             };
             let opened = audit::input::open(path).map_err(anyhow::Error::msg)?;
+            artifacts::report_swept(&opened.swept, &reporter);
             let mut report = audit::audit_tree(&opened.root, arch, cpu)?;
             if let Some(s) = &from_spec {
                 report.apply_allow(&s.audit_allow);

@@ -21,6 +21,9 @@ pub const RECORD_MAX: u64 = 32 << 20;
 pub const DPKG_STATUS_MAX: u64 = 64 << 20;
 /// The most bytes read of a copyright file or a component record.
 pub const SMALL_MAX: u64 = 4 << 20;
+/// The most entries of a rootfs tarball from elsewhere unpacked or compared (a Debian rootfs
+/// has tens of thousands).
+pub const TREE_ENTRIES_MAX: u64 = 1_000_000;
 /// The deepest nesting a YAML document may have (flow or block).
 pub const YAML_DEPTH_MAX: usize = 64;
 
@@ -48,7 +51,7 @@ pub enum UntrustedError {
     },
     /// It is larger than the cap for what it is.
     #[error(
-        "{}: {size} bytes, over the {cap}-byte limit for {what}; it is not a file pistemcell wrote",
+        "{}: {size} bytes, over the {cap}-byte limit for {what}; refused",
         escape_path(path)
     )]
     TooLarge {

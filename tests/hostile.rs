@@ -6,6 +6,8 @@
 #[path = "hostile/common.rs"]
 mod common;
 
+#[path = "hostile/bombs.rs"]
+mod bombs;
 #[path = "hostile/boot.rs"]
 mod boot;
 #[path = "hostile/clean.rs"]

@@ -184,7 +184,10 @@ fn unpack_tree(r: &mut dyn Read, what: &str) -> Result<Opened, String> {
     std::fs::create_dir(&root).map_err(|e| format!("{}: {e}", escape_path(&root)))?;
     let budget = scratch::Budget::new(r, &root, what);
     crate::rootfs::extract::extract_tar(
-        tar::Archive::new(crate::untrusted::TarGuard::new(budget)),
+        tar::Archive::new(
+            crate::untrusted::TarGuard::new(budget)
+                .limit_entries(crate::untrusted::TREE_ENTRIES_MAX, "a rootfs tarball"),
+        ),
         &root,
         what,
     )

@@ -224,7 +224,17 @@ pub fn audit_tree(root: &Path, arch: Arch, cpu: Cpu) -> Result<Report, AuditErro
         for e in rd {
             let e = e.map_err(AuditError::io(&dir))?;
             let path = e.path();
-            let rel = format!("/{}", path.strip_prefix(root).unwrap_or(&path).display());
+            // Names are kept escaped (`untrusted::escape_bytes`): lossless for any bytes, and
+            // a newline or escape sequence in a name cannot forge a report line. Plain UTF-8
+            // names, which is every name dpkg lists, are unchanged.
+            let rel = {
+                use std::os::unix::ffi::OsStrExt;
+                let r = path.strip_prefix(root).unwrap_or(&path);
+                format!(
+                    "/{}",
+                    crate::untrusted::escape_bytes(r.as_os_str().as_bytes())
+                )
+            };
             let ft = e.file_type().map_err(AuditError::io(&path))?;
             if ft.is_dir() {
                 let skip = ["/proc", "/sys", "/dev"].contains(&rel.as_str())
@@ -381,7 +391,10 @@ pub fn to_text(report: &Report, what: &str, arch: Arch, cpu: Cpu) -> String {
             (false, Severity::Fail) => "FAIL",
             (false, Severity::Warn) => "warn",
         };
-        let pkg = f.package.as_deref().unwrap_or("not from a package");
+        let pkg = f
+            .package
+            .as_deref()
+            .map_or("not from a package".into(), crate::untrusted::escape);
         let allowed = f
             .allowed
             .as_deref()

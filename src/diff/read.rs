@@ -174,7 +174,10 @@ fn tar_key(raw: &[u8]) -> Vec<u8> {
 
 /// Every entry of a rootfs tarball, content hashed as it streams by.
 fn from_tar(r: impl Read, s: &mut Snapshot) -> Result<(), String> {
-    let mut a = tar::Archive::new(crate::untrusted::TarGuard::new(r));
+    let mut a = tar::Archive::new(
+        crate::untrusted::TarGuard::new(r)
+            .limit_entries(crate::untrusted::TREE_ENTRIES_MAX, "a rootfs tarball"),
+    );
     let record_dir = format!("/{}/", crate::steps::record::DIR).into_bytes();
     for entry in a.entries().map_err(|e| format!("image: {e}"))? {
         let mut e = entry.map_err(|e| format!("image: {e}"))?;

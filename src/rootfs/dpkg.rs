@@ -329,7 +329,23 @@ fn run_logged(
 /// Reads `var/lib/dpkg/status`: package name → (version, architecture, status).
 pub fn read_status(root: &Path) -> Result<BTreeMap<String, (String, String, String)>, DpkgError> {
     let p = root.join("var/lib/dpkg/status");
-    let text = std::fs::read_to_string(&p).map_err(|source| DpkgError::Io { path: p, source })?;
+    // Read inside the tree, a regular file under the cap: diff reads trees from elsewhere.
+    let text = match crate::rootfs::inside::read_text(
+        root,
+        "var/lib/dpkg/status",
+        crate::untrusted::DPKG_STATUS_MAX,
+        "a dpkg database",
+    ) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            let source = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(DpkgError::Io { path: p, source });
+        }
+        Err(e) => {
+            let source = std::io::Error::other(e.to_string());
+            return Err(DpkgError::Io { path: p, source });
+        }
+    };
     let mut out = BTreeMap::new();
     for para in crate::archive::packages::parse_paragraphs(&text) {
         let f = |n: &str| {

@@ -394,6 +394,7 @@ impl Extractor<'_> {
         };
         let mut buf = vec![0u8; 128 * 1024];
         let mut written = 0u64;
+        let sparse = entry.header().entry_type().is_gnu_sparse();
         loop {
             let n = match entry.read(&mut buf) {
                 Ok(0) => break,
@@ -404,9 +405,20 @@ impl Extractor<'_> {
                     return Err((self.corrupt)(&e));
                 }
             };
-            file.write_all(&buf[..n])
-                .map_err(|e| self.io(name, "write", &temp.path, e))?;
+            // A sparse entry's holes stay holes (its real size can dwarf the archive).
+            if sparse && buf[..n].iter().all(|b| *b == 0) {
+                use std::io::Seek;
+                file.seek(io::SeekFrom::Current(n as i64))
+                    .map_err(|e| self.io(name, "write", &temp.path, e))?;
+            } else {
+                file.write_all(&buf[..n])
+                    .map_err(|e| self.io(name, "write", &temp.path, e))?;
+            }
             written += n as u64;
+        }
+        if sparse {
+            file.set_len(written)
+                .map_err(|e| self.io(name, "write", &temp.path, e))?;
         }
         let kind = entry.header().entry_type();
         if !kind.is_gnu_sparse() && written != entry.size() {

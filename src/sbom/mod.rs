@@ -188,6 +188,16 @@ pub fn write_both(inv: &Inventory, dir: &Path) -> Result<(PathBuf, PathBuf), Sbo
         })?;
         Ok::<PathBuf, SbomError>(path)
     };
+    // Both destinations are checked before either is written: a FIFO or device named like
+    // the second does not leave the first written alone.
+    for name in [SPDX_NAME, CDX_NAME] {
+        let path = dir.join(name);
+        crate::owned::check_destination(&path).map_err(|e| SbomError::Io {
+            what: "writing",
+            path,
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    }
     Ok((
         write(SPDX_NAME, spdx::document(inv))?,
         write(CDX_NAME, cdx::document(inv))?,

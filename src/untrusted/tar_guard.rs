@@ -1,12 +1,17 @@
 //! A reader between a decompressor and `tar::Archive` that bounds what the tar reader would
 //! hold in memory: it follows the tar stream's headers as the bytes pass and refuses a GNU
 //! long name or link, or a PAX extension, larger than [`EXTENSION_MAX`] (the tar crate reads
-//! each one whole into memory before the entry it describes).
+//! each one whole into memory before the entry it describes), a GNU sparse file whose real
+//! size is over [`SPARSE_MAX`] (a few bytes of archive that unpack to terabytes of zeros), and,
+//! when asked, more entries than a limit (what a tree of them costs grows with their number).
 
 use std::io::{self, Read};
 
 /// The largest tar header extension (GNU long name/link, PAX record) let through.
 pub const EXTENSION_MAX: u64 = 1 << 20;
+
+/// The largest real size of a GNU sparse file let through (a disk image's, at most).
+pub const SPARSE_MAX: u64 = 64 << 30;
 
 const BLOCK: u64 = 512;
 
@@ -31,6 +36,8 @@ pub struct TarGuard<R> {
     block: Vec<u8>,
     pax: Vec<u8>,
     pax_size: Option<u64>,
+    entries: u64,
+    entry_limit: Option<(u64, &'static str)>,
 }
 
 impl<R: Read> TarGuard<R> {
@@ -44,7 +51,15 @@ impl<R: Read> TarGuard<R> {
             block: Vec::with_capacity(BLOCK as usize),
             pax: Vec::new(),
             pax_size: None,
+            entries: 0,
+            entry_limit: None,
         }
+    }
+
+    /// Refuses more than `max` entries; `what` names the archive's role in the error.
+    pub fn limit_entries(mut self, max: u64, what: &'static str) -> TarGuard<R> {
+        self.entry_limit = Some((max, what));
+        self
     }
 
     /// The guarded reader (to read what follows the archive).
@@ -113,6 +128,23 @@ impl<R: Read> TarGuard<R> {
                     "a tar header extension (GNU long name or link, or PAX record) of {size} bytes, over the {EXTENSION_MAX}-byte limit"
                 ),
             ));
+        }
+        let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+        if !extension {
+            self.entries += 1;
+            if let Some((max, what)) = self.entry_limit.filter(|(max, _)| self.entries > *max) {
+                return Err(invalid(format!(
+                    "more than {max} entries, the limit for {what}"
+                )));
+            }
+        }
+        if kind == b'S' {
+            let real = numeric(&h[483..495]).unwrap_or(u64::MAX);
+            if real > SPARSE_MAX {
+                return Err(invalid(format!(
+                    "a sparse file of {real} bytes, over the {SPARSE_MAX}-byte limit"
+                )));
+            }
         }
         // A PAX `size` applies to the next entry that is not itself an extension.
         let data = if extension {
@@ -284,6 +316,40 @@ mod tests {
         raw.extend(std::iter::repeat_n(b'a', EXTENSION_MAX as usize + 512));
         let e = read_all(&raw).unwrap_err();
         assert!(e.contains("over the 1048576-byte limit"), "{e}");
+    }
+
+    #[test]
+    fn entry_counts_and_sparse_sizes_are_bounded() {
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..5 {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            b.append_data(&mut h, format!("f{i}"), &[][..]).unwrap();
+        }
+        let data = b.into_inner().unwrap();
+        let mut a = tar::Archive::new(TarGuard::new(&data[..]).limit_entries(4, "a test"));
+        let e = a
+            .entries()
+            .unwrap()
+            .find_map(|e| e.err())
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("more than 4 entries, the limit for a test"),
+            "{e}"
+        );
+        assert!(read_all(&data).is_ok());
+
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(0);
+        h.as_gnu_mut().unwrap().set_real_size(SPARSE_MAX + 1);
+        h.as_old_mut().name[..4].copy_from_slice(b"bomb");
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &[][..]).unwrap();
+        let e = read_all(&b.into_inner().unwrap()).unwrap_err();
+        assert!(e.contains("a sparse file of 68719476737 bytes"), "{e}");
     }
 
     #[test]
