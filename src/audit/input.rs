@@ -203,26 +203,11 @@ fn unpack_tree(r: &mut dyn Read, what: &str) -> Result<Opened, String> {
 
 /// A stemcell's `image` member, classified from its first bytes before anything is written.
 fn open_image_member(r: &mut dyn Read, what: &str) -> Result<Opened, String> {
-    let head = scratch::peek(r, scratch::HEAD_LEN).map_err(|e| format!("reading {what}: {e}"))?;
-    let mut whole = std::io::Cursor::new(head.clone()).chain(r);
-    match scratch::classify(&head) {
-        Head::Gzip => {
-            let mut gz = flate2::read::MultiGzDecoder::new(whole);
-            let inner = scratch::peek(&mut gz, scratch::HEAD_LEN)
-                .map_err(|e| format!("reading {what} (gzip): {e}"))?;
-            let kind = scratch::classify(&inner);
-            let mut rest = std::io::Cursor::new(inner).chain(gz);
-            match kind {
-                Head::Tar => unpack_tree(&mut rest, &format!("{what} (rootfs tarball)")),
-                _ => open_disk_stream(&mut rest, "pistemcell-audit-", &format!("{what} (gzip)")),
-            }
+    match scratch::classify_image(r, what, true)? {
+        scratch::ImageStream::Tree(mut t, label) => unpack_tree(&mut t, &label),
+        scratch::ImageStream::Disk(mut d, label) => {
+            open_disk_stream(&mut d, "pistemcell-audit-", &label)
         }
-        Head::Tar => unpack_tree(&mut whole, &format!("{what} (rootfs tar)")),
-        Head::Mbr | Head::Ext4 => open_disk_stream(&mut whole, "pistemcell-audit-", what),
-        Head::Other => Err(format!(
-            "{what} is not gzip (a rootfs tarball), an MBR disk image or an ext4 image (it starts {}); refused without copying it",
-            scratch::head_hex(&head)
-        )),
     }
 }
 

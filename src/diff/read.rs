@@ -16,7 +16,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::{FileInfo, Snapshot};
-use crate::audit::input::scratch::{self, Head};
+use crate::audit::input::scratch;
 use crate::pack::inspect::members::{self, Members};
 use crate::untrusted::{escape_bytes, escape_path, MANIFEST_MAX, RECORD_MAX, SMALL_MAX};
 
@@ -135,25 +135,9 @@ fn audit(text: &str) -> Result<BTreeSet<String>, String> {
 /// refused at once.
 fn image(r: &mut dyn Read, stemcell: &str, s: &mut Snapshot) -> Result<(), String> {
     let what = format!("the `image` of stemcell {stemcell}");
-    let head = scratch::peek(r, scratch::HEAD_LEN).map_err(|e| format!("reading {what}: {e}"))?;
-    let mut whole = std::io::Cursor::new(head.clone()).chain(r);
-    match scratch::classify(&head) {
-        Head::Gzip => {
-            let mut gz = flate2::read::MultiGzDecoder::new(whole);
-            let inner = scratch::peek(&mut gz, scratch::HEAD_LEN)
-                .map_err(|e| format!("reading {what} (gzip): {e}"))?;
-            let kind = scratch::classify(&inner);
-            let mut rest = std::io::Cursor::new(inner).chain(gz);
-            match kind {
-                Head::Tar => from_tar(rest, s),
-                _ => from_disk(&mut rest, &format!("{what} (gzip)"), s),
-            }
-        }
-        Head::Mbr | Head::Ext4 => from_disk(&mut whole, &what, s),
-        Head::Tar | Head::Other => Err(format!(
-            "{what} is not gzip (a rootfs tarball), an MBR disk image or an ext4 image (it starts {}); refused without copying it",
-            scratch::head_hex(&head)
-        )),
+    match scratch::classify_image(r, &what, false)? {
+        scratch::ImageStream::Tree(t, _) => from_tar(t, s),
+        scratch::ImageStream::Disk(mut d, label) => from_disk(&mut d, &label, s),
     }
 }
 

@@ -181,6 +181,48 @@ pub fn head_hex(head: &[u8]) -> String {
         .join(" ")
 }
 
+/// A stemcell's `image` member, classified from its first bytes (a gzip looked into): the
+/// stream to read it from, gunzipped, and its label for errors.
+pub enum ImageStream<'a> {
+    /// A rootfs tar stream.
+    Tree(Box<dyn Read + 'a>, String),
+    /// A disk or ext4 image stream.
+    Disk(Box<dyn Read + 'a>, String),
+}
+
+/// Classifies the `image` member `r` (`what` names it) before a byte of it is written
+/// anywhere: gzip of a tar is a tree, gzip of anything else or a bare MBR/ext4 image a disk, a
+/// bare tar a tree only when `plain_tar`; anything else is refused.
+pub fn classify_image<'a>(
+    r: &'a mut dyn Read,
+    what: &str,
+    plain_tar: bool,
+) -> Result<ImageStream<'a>, String> {
+    let head = peek(r, HEAD_LEN).map_err(|e| format!("reading {what}: {e}"))?;
+    let kind = classify(&head);
+    let whole = std::io::Cursor::new(head.clone()).chain(r);
+    match kind {
+        Head::Gzip => {
+            let mut gz = flate2::read::MultiGzDecoder::new(whole);
+            let inner =
+                peek(&mut gz, HEAD_LEN).map_err(|e| format!("reading {what} (gzip): {e}"))?;
+            let tar = classify(&inner) == Head::Tar;
+            let rest = Box::new(std::io::Cursor::new(inner).chain(gz));
+            Ok(if tar {
+                ImageStream::Tree(rest, format!("{what} (rootfs tarball)"))
+            } else {
+                ImageStream::Disk(rest, format!("{what} (gzip)"))
+            })
+        }
+        Head::Tar if plain_tar => Ok(ImageStream::Tree(Box::new(whole), format!("{what} (rootfs tar)"))),
+        Head::Mbr | Head::Ext4 => Ok(ImageStream::Disk(Box::new(whole), what.to_string())),
+        Head::Tar | Head::Other => Err(format!(
+            "{what} is not gzip (a rootfs tarball), an MBR disk image or an ext4 image (it starts {}); refused without copying it",
+            head_hex(&head)
+        )),
+    }
+}
+
 /// Reads up to `n` bytes (fewer only at the end of the stream).
 pub fn peek(r: &mut dyn Read, n: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; n];
