@@ -12,6 +12,8 @@ mod bombs;
 mod boot;
 #[path = "hostile/clean.rs"]
 mod clean;
+#[path = "hostile/interrupts.rs"]
+mod interrupts;
 #[path = "hostile/os_image.rs"]
 mod os_image;
 #[path = "hostile/outputs.rs"]
