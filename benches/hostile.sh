@@ -75,7 +75,7 @@ measure() {
   done
   local rc=0
   wait "$pid" || rc=$?
-  read -r rss secs <"$scratch/time" || true
+  read -r rss secs < <(tail -n 1 "$scratch/time") || true
   local why
   why=$(grep -m1 -E '^error|caused by' "$scratch/err" | cut -c1-110 || true)
   printf '%-34s rc=%-3s %7ss  peak RSS %6s MiB  peak scratch %6s MiB  %s\n' \

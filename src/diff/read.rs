@@ -245,11 +245,20 @@ fn from_disk(r: &mut dyn Read, what: &str, s: &mut Snapshot) -> Result<(), Strin
 /// Walks a tree; packages from its dpkg database.
 fn from_tree(root: &Path, s: &mut Snapshot) -> Result<(), String> {
     if s.packages.is_empty() {
-        if let Ok(status) = crate::rootfs::dpkg::read_status(root) {
-            for (name, (version, arch, st)) in status {
-                if st == "install ok installed" {
-                    s.packages.insert((name, arch), version);
-                }
+        // A tree without a dpkg database has no packages; one that is a FIFO, a device, a
+        // link out of the tree or over the cap is an error, not an empty list.
+        let status = match crate::rootfs::dpkg::read_status(root) {
+            Ok(status) => status,
+            Err(crate::rootfs::dpkg::DpkgError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Default::default()
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        for (name, (version, arch, st)) in status {
+            if st == "install ok installed" {
+                s.packages.insert((name, arch), version);
             }
         }
     }

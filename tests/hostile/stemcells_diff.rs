@@ -303,3 +303,47 @@ fn audit_and_diff_refuse_a_stemcell_without_leaving_scratch() {
     r.fails_with(&["junk.tgz"]);
     case.tmp_is_empty();
 }
+
+#[test]
+fn diff_of_trees_refuses_a_dpkg_database_that_is_not_a_regular_file() {
+    let case = Case::new();
+    let mut args = Vec::new();
+    for (name, make) in [("fifo", "fifo"), ("dir", "dir"), ("huge", "huge")] {
+        let t = case.input(name);
+        std::fs::create_dir_all(t.join("var/lib/dpkg")).unwrap();
+        let status = t.join("var/lib/dpkg/status");
+        match make {
+            "fifo" => {
+                let c = std::ffi::CString::new(status.to_str().unwrap()).unwrap();
+                // SAFETY: mkfifo with a valid C string.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+            }
+            "dir" => std::fs::create_dir(&status).unwrap(),
+            _ => std::fs::File::create(&status)
+                .unwrap()
+                .set_len(65 << 20)
+                .unwrap(),
+        }
+        args.push((t, make));
+    }
+    let plain = case.input("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    for (t, kind) in &args {
+        let r = case.run(
+            &["diff", plain.to_str().unwrap(), t.to_str().unwrap()],
+            Duration::from_secs(60),
+        );
+        let needle = match *kind {
+            "fifo" => "is a FIFO",
+            "dir" => "is a directory",
+            _ => "over the 67108864-byte limit for a dpkg database",
+        };
+        r.fails_with(&["var/lib/dpkg/status", needle]);
+    }
+    // A tree without a dpkg database simply has no packages.
+    let r = case.run(
+        &["diff", plain.to_str().unwrap(), plain.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+}
