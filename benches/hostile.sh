@@ -47,7 +47,17 @@ EOF
   truncate -s 1M deep/image
   tar -C deep -cf - stemcell.MF image | pigz -1 >deep-manifest.tgz && rm -rf deep
 )
-# 4. A rootfs tree whose dpkg database, lists, copyright files and component records are
+# 4. Stemcells whose `image` is a SIZE GiB MBR disk with an empty ext4 root: as is (piimg),
+#    and gzipped (rawdisk, a gzip inside the gzip). The real path: copied sparse, mounted.
+(
+  cd "$scratch/in" && mkdir -p disk && cp stemcell.MF disk/ && truncate -s "${size}G" disk/image
+  echo 'start=2048, type=83' | sfdisk -q disk/image
+  mkfs.ext4 -q -F -E offset=1048576 disk/image $(( (size << 20) - 2048 ))k
+  tar -C disk -cf - stemcell.MF image | pigz -1 >sparse-disk.tgz
+  pigz -1 disk/image && mv disk/image.gz disk/image
+  tar -C disk -cf - stemcell.MF image | pigz -1 >gzip-disk.tgz && rm -rf disk
+)
+# 5. A rootfs tree whose dpkg database, lists, copyright files and component records are
 #    links to /dev/zero and FIFOs (memory grew until the process died, or it hung).
 (
   t=$scratch/in/tree
@@ -83,7 +93,7 @@ measure() {
 }
 
 w=(--work-dir "$scratch/work" --cache-dir "$scratch/cache")
-for input in zero-image big-manifest deep-manifest; do
+for input in zero-image big-manifest deep-manifest sparse-disk gzip-disk; do
   f=$scratch/in/$input.tgz
   measure "inspect $input" "$bin" "${w[@]}" inspect "$f"
   measure "audit $input" "$bin" "${w[@]}" audit "$f"
