@@ -18,6 +18,7 @@
 //! The checks assume nothing else changes the rootfs while a package is being extracted
 //! (maintainer scripts run before or after, never during).
 
+mod copy;
 mod safepath;
 mod sys;
 #[cfg(test)]
@@ -26,7 +27,7 @@ mod types;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -392,34 +393,14 @@ impl Extractor<'_> {
             let e = io::Error::other("temporary file vanished");
             return Err(self.io(name, "create", &temp.path, e));
         };
-        let mut buf = vec![0u8; 128 * 1024];
-        let mut written = 0u64;
         let sparse = entry.header().entry_type().is_gnu_sparse();
-        loop {
-            let n = match entry.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let e = io::Error::new(e.kind(), format!("entry `{name}`: {e}"));
-                    return Err((self.corrupt)(&e));
-                }
-            };
-            // A sparse entry's holes stay holes (its real size can dwarf the archive).
-            if sparse && buf[..n].iter().all(|b| *b == 0) {
-                use std::io::Seek;
-                file.seek(io::SeekFrom::Current(n as i64))
-                    .map_err(|e| self.io(name, "write", &temp.path, e))?;
-            } else {
-                file.write_all(&buf[..n])
-                    .map_err(|e| self.io(name, "write", &temp.path, e))?;
+        let written = copy::copy(entry, &mut file, sparse).map_err(|e| match e {
+            copy::CopyError::Read(e) => {
+                let e = io::Error::new(e.kind(), format!("entry `{name}`: {e}"));
+                (self.corrupt)(&e)
             }
-            written += n as u64;
-        }
-        if sparse {
-            file.set_len(written)
-                .map_err(|e| self.io(name, "write", &temp.path, e))?;
-        }
+            copy::CopyError::Write(e) => self.io(name, "write", &temp.path, e),
+        })?;
         let kind = entry.header().entry_type();
         if !kind.is_gnu_sparse() && written != entry.size() {
             let e = io::Error::new(
