@@ -168,7 +168,7 @@ fn assert_nothing_left(f: &Fixture) {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".lock" && n != "logs")
+        .filter(|n| n != ".lock" && n != "logs" && n != ".pistemcell-work-dir")
         .collect();
     assert!(left.is_empty(), "work dir keeps {left:?}");
 }

@@ -18,6 +18,8 @@ use pistemcell::workdir::WorkDir;
 
 #[path = "pipeline/inputs.rs"]
 mod inputs;
+#[path = "pipeline/interrupt.rs"]
+mod interrupt;
 #[path = "pipeline/resume.rs"]
 mod resume;
 #[path = "pipeline/roundtrip.rs"]
