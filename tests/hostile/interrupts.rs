@@ -7,11 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::common::Case;
 
-fn mkfifo(p: &std::path::Path) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-}
+use super::common::mkfifo;
 
 fn blocked(c: &Case) -> std::process::Child {
     let fifo = c.input("spec.yml");

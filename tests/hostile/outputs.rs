@@ -16,11 +16,7 @@ fn tree(c: &Case) -> PathBuf {
     t
 }
 
-fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-}
+use super::common::mkfifo;
 
 /// Every kind of destination that is not a regular file, made in the case (device nodes are
 /// the host's own: only looked at).

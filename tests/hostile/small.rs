@@ -152,8 +152,7 @@ fn a_keyring_that_is_not_a_file_is_named_for_what_it_is() {
     let dir = case.input("keys");
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = case.input("keys.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    crate::common::mkfifo(&fifo);
     for (key, needle) in [
         (dir.to_str().unwrap(), "is a directory, not a key file"),
         ("/dev/zero", "is a character device, not a key file"),

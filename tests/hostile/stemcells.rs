@@ -313,8 +313,7 @@ fn inspect_refuses_deeply_nested_manifest_before_parsing() {
 fn inspect_refuses_a_fifo_or_device_given_as_the_stemcell() {
     let case = Case::new();
     let fifo = case.input("s.tgz");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    crate::common::mkfifo(&fifo);
     let r = case.run(
         &["inspect", fifo.to_str().unwrap()],
         Duration::from_secs(20),

@@ -313,11 +313,7 @@ fn diff_of_trees_refuses_a_dpkg_database_that_is_not_a_regular_file() {
         std::fs::create_dir_all(t.join("var/lib/dpkg")).unwrap();
         let status = t.join("var/lib/dpkg/status");
         match make {
-            "fifo" => {
-                let c = std::ffi::CString::new(status.to_str().unwrap()).unwrap();
-                // SAFETY: mkfifo with a valid C string.
-                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-            }
+            "fifo" => crate::common::mkfifo(&status),
             "dir" => std::fs::create_dir(&status).unwrap(),
             _ => std::fs::File::create(&status)
                 .unwrap()

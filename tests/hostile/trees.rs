@@ -58,16 +58,7 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn mkfifo(p: &Path) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(p);
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    assert_eq!(
-        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
-        0,
-        "mkfifo {p:?}"
-    );
-}
+use super::common::mkfifo;
 
 /// A character device like /dev/zero (1, 5); false when not root (the case is skipped).
 fn mkzero(p: &Path) -> bool {
