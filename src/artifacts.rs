@@ -225,6 +225,8 @@ pub struct BootTestArgs {
     pub timeout: std::time::Duration,
     /// The VM's memory, MiB.
     pub memory_mib: u32,
+    /// Run the deploy proof after the boot checks.
+    pub deploy: bool,
     /// Print the report as JSON.
     pub json: bool,
 }
@@ -250,6 +252,7 @@ pub fn boot_test_report(
         timeout: a.timeout,
         memory_mib: a.memory_mib,
         ephemeral_bytes: 4 << 30,
+        deploy: a.deploy,
     };
     let report = pistemcell::boottest::run(&opts, &|l| reporter.step(&format!("boot-test: {l}")))
         .with_context(|| format!("boot-test of {}", stemcell.display()))?;

@@ -71,6 +71,9 @@ pub struct BuildArgs {
 
 /// `pistemcell build`.
 pub fn command(g: &Global, a: &BuildArgs, reporter: &Reporter) -> Result<ExitCode> {
+    if a.boot.deploy && !a.boot_test {
+        bail!("--deploy is part of the boot test: give --boot-test --deploy");
+    }
     let spec = spec::load(a.spec.as_deref(), &g.sets)?;
     if a.check_reproducible {
         return check_reproducible(g, spec, &a.stages, &a.run, reporter);

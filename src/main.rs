@@ -203,6 +203,10 @@ struct BootArgs {
     /// The VM's memory in MiB (a Pi 3 has 1024).
     #[arg(long, default_value_t = 1024)]
     memory: u32,
+    /// After the boot checks, play the director over the agent's mbus: compile a package with
+    /// the image's gcc, apply and start a job, mount a persistent disk, reboot, fetch logs.
+    #[arg(long)]
+    deploy: bool,
 }
 
 impl BootArgs {
@@ -210,6 +214,7 @@ impl BootArgs {
         artifacts::BootTestArgs {
             timeout: self.timeout,
             memory_mib: self.memory,
+            deploy: self.deploy,
             json,
         }
     }

@@ -27,6 +27,8 @@ pub const GUEST_IP: &str = "10.0.2.15";
 pub const GUEST_MAC: &str = "52:54:00:12:34:56";
 /// The serial number of the ephemeral disk (`/sys/block/vdX/serial`, `/dev/disk/by-id/virtio-…`).
 pub const EPHEMERAL_SERIAL: &str = "pstc-ephemeral";
+/// The serial number of the deploy proof's persistent disk.
+pub const PERSISTENT_SERIAL: &str = "pstc-persistent";
 
 /// The unit that starts the probe as soon as the root filesystem is up.
 pub fn unit() -> String {
@@ -153,9 +155,16 @@ pub fn mbus_cert() -> Result<MbusCert, rcgen::Error> {
 }
 
 /// The agent's settings: the agent id, one preconfigured network on qemu's user network, the
-/// ephemeral disk (by serial, with its device path), the HTTPS mbus.
-pub fn settings(agent_id: &str, user: &str, password: &str, cert: &MbusCert) -> String {
-    let v = json!({
+/// ephemeral disk (by serial, with its device path), the HTTPS mbus, and the blobstore: the
+/// agent's own local one, or `blobstore` (the deploy proof's dav server).
+pub fn settings(
+    agent_id: &str,
+    user: &str,
+    password: &str,
+    cert: &MbusCert,
+    blobstore: Option<serde_json::Value>,
+) -> String {
+    let mut v = json!({
         "agent_id": agent_id,
         "vm": {"name": agent_id},
         "mbus": format!("https://{user}:{password}@0.0.0.0:6868"),
@@ -175,6 +184,11 @@ pub fn settings(agent_id: &str, user: &str, password: &str, cert: &MbusCert) -> 
             "mbus": {"cert": {"ca": cert.ca, "certificate": cert.certificate, "private_key": cert.private_key}},
         }},
     });
+    if let Some(b) = blobstore {
+        v["blobstore"] = b;
+        // A compilation VM keeps its compilers (the director sets this for every other VM).
+        v["env"]["bosh"]["remove_dev_tools"] = json!(false);
+    }
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
@@ -248,7 +262,7 @@ mod tests {
     fn settings_carry_the_mbus_and_the_certificate() {
         let c = mbus_cert().unwrap();
         assert!(c.ca.contains("BEGIN CERTIFICATE") && c.private_key.contains("PRIVATE KEY"));
-        let s: serde_json::Value = serde_json::from_str(&settings("id-1", "u", "p", &c)).unwrap();
+        let s: serde_json::Value = serde_json::from_str(&settings("id-1", "u", "p", &c, None)).unwrap();
         assert_eq!(s["mbus"], "https://u:p@0.0.0.0:6868");
         assert_eq!(s["env"]["bosh"]["mbus"]["cert"]["ca"], c.ca.as_str());
         assert_eq!(s["networks"]["default"]["preconfigured"], true);

@@ -6,11 +6,13 @@
 //! copy-on-write overlay of its image, and every file the test needs is written there.
 
 pub mod checks;
+pub mod deploy;
 pub mod disk;
 pub mod guest;
 pub mod mbus;
 pub mod overlay;
 pub mod report;
+pub mod steps;
 pub mod vm;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +72,8 @@ pub struct Options {
     pub memory_mib: u32,
     /// The ephemeral disk's size, bytes (4 GiB: 32-bit agents have failed on disks ≥ 2 GiB).
     pub ephemeral_bytes: u64,
+    /// After the boot checks, play the director: compile, apply, start, disks (`--deploy`).
+    pub deploy: bool,
 }
 
 /// Prefix of the boot test's scratch directories (swept when a work dir is opened).
@@ -98,12 +102,35 @@ pub struct Report {
     pub console_tail: Vec<String>,
     /// The agent log's last lines (streamed from the guest).
     pub agent_log_tail: Vec<String>,
+    /// The deploy proof's steps (`--deploy`; empty without it).
+    pub deploy: steps::Steps,
 }
 
 impl Report {
     /// Whether every check that ran passed.
     pub fn passed(&self) -> bool {
-        !self.checks.failed()
+        !self.checks.failed() && !self.deploy.failed()
+    }
+}
+
+/// The VM's three logs as the host follows them (a reboot starts new ones).
+pub struct Logs {
+    /// The serial console.
+    pub console: vm::Follow,
+    /// The probe's port.
+    pub probe: vm::Follow,
+    /// The agent's log, streamed.
+    pub agent_log: vm::Follow,
+}
+
+impl Logs {
+    /// Followers of the logs a VM with log directory `dir` writes.
+    pub fn new(dir: &Path) -> Logs {
+        Logs {
+            console: vm::Follow::new(&dir.join("console.log")),
+            probe: vm::Follow::new(&dir.join("probe.log")),
+            agent_log: vm::Follow::new(&dir.join("agent.log")),
+        }
     }
 }
 
@@ -234,6 +261,11 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         random_hex(16),
         format!("pistemcell-boot-test-{token}"),
     );
+    // The deploy proof's blobstore, served on 127.0.0.1 to the guest's agent.
+    let dav = match opts.deploy {
+        true => Some(deploy::start_blobstore(dir)?),
+        false => None,
+    };
     let facts = {
         let m = overlay::MountedOverlay::open(&overlay_path, d.root, dir)?;
         let facts = read_image(&m.root);
@@ -254,7 +286,8 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         let settings = facts.settings_path.clone().ok_or_else(|| {
             BootTestError::Unsupported("its /var/vcap/bosh/agent.json has no File settings source to write the test's settings to".into())
         })?;
-        let text = guest::settings(&agent_id, &user, &password, &cert);
+        let blobstore = dav.as_ref().map(|d| d.settings(deploy::GUEST_HOST));
+        let text = guest::settings(&agent_id, &user, &password, &cert, blobstore);
         match fat_mount_point(&m.root).and_then(|mp| {
             let rel = settings
                 .strip_prefix(&mp)?
@@ -286,6 +319,13 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
             BootTestError::Vm(format!("the ephemeral disk {}: {e}", ephemeral.display()))
         })?;
     let port = vm::free_port()?;
+    let (persistent, job_port) = match opts.deploy {
+        true => (
+            Some(deploy::persistent_disk(dir)?),
+            Some(vm::free_port()?),
+        ),
+        false => (None, None),
+    };
     let cfg = vm::VmConfig {
         arch: d.arch.clone(),
         kernel,
@@ -294,6 +334,10 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         overlay: overlay_path,
         ephemeral,
         mbus_port: port,
+        persistent,
+        forwards: job_port
+            .map(|p| vec![(p, deploy::JOB_PORT)])
+            .unwrap_or_default(),
         memory_mib: opts.memory_mib,
         cpus: std::thread::available_parallelism().map_or(2, |n| n.get()),
         dir: dir.to_path_buf(),
@@ -304,22 +348,18 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     progress(&format!("powering on: {kernel_note}"));
     let mut machine = vm::Vm::start(&cfg)?;
     let t0 = Instant::now();
-    let (mut console, mut probe, mut agent_log) = (
-        vm::Follow::new(&dir.join("console.log")),
-        vm::Follow::new(&dir.join("probe.log")),
-        vm::Follow::new(&dir.join("agent.log")),
-    );
+    let mut logs = Logs::new(dir);
     let mut next_mbus = Duration::ZERO;
     let mut reported = std::collections::BTreeSet::new();
     let result = loop {
         let at = t0.elapsed();
-        for l in console.poll() {
+        for l in logs.console.poll() {
             checks.console(&l, at);
         }
-        for l in agent_log.poll() {
+        for l in logs.agent_log.poll() {
             checks.agent_log(&l, at);
         }
-        for l in probe.poll() {
+        for l in logs.probe.poll() {
             if let Some(p) = guest::parse_line(&l) {
                 checks.probe(&p, at);
             }
@@ -366,18 +406,43 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    let elapsed = t0.elapsed();
+    let mut elapsed = t0.elapsed();
     if result.is_ok() && checks.failed() {
         // A few seconds more for the logs: what the guest writes right after a failure
         // is usually why.
         let until = Instant::now() + Duration::from_secs(5);
         while Instant::now() < until && machine.exited().is_none() && !crate::interrupt::requested()
         {
-            for l in agent_log.poll() {
+            for l in logs.agent_log.poll() {
                 checks.agent_log(&l, t0.elapsed());
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+    let mut proof = steps::Steps::default();
+    if let (Ok(()), Some(dav), Some(job_port)) = (&result, &dav, job_port) {
+        let mut session = deploy::Session {
+            cfg,
+            machine,
+            mbus: &mbus,
+            dav,
+            job_port,
+            t0,
+            timeout: opts.timeout,
+            logs,
+            checks: &mut checks,
+            progress,
+            agent_id: &agent_id,
+        };
+        if let Some(why) = &facts.no_agent {
+            deploy::skip_all(&mut proof, why);
+        } else if session.checks.failed() {
+            deploy::skip_all(&mut proof, "not reached: the boot checks failed");
+        } else {
+            deploy::run(&mut session, &mut proof)?;
+        }
+        (machine, logs) = (session.machine, session.logs);
+        elapsed = t0.elapsed();
     }
     machine.power_off();
     if std::env::var_os("PISTEMCELL_BOOT_TEST_KEEP").is_some() {
@@ -388,18 +453,23 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         ));
     }
     // What the guest wrote last.
-    for l in agent_log.poll() {
+    for l in logs.agent_log.poll() {
         checks.agent_log(&l, elapsed);
     }
-    console.poll();
+    logs.console.poll();
     result?;
-    let (console_tail, agent_log_tail) = (console.tail(30), agent_log.tail(30));
-    let all_agent_log: Vec<String> = agent_log.lines.iter().cloned().collect();
+    let (console_tail, agent_log_tail) = (logs.console.tail(30), logs.agent_log.tail(30));
+    let all_agent_log: Vec<String> = logs.agent_log.lines.iter().cloned().collect();
     let foreign = checks.status.iter().find_map(|(_, st)| match st {
         checks::Status::Failed(_, d) if d.contains("exec format error") => Some(d.clone()),
         _ => None,
     });
-    let cause = foreign.or_else(|| {
+    let deploy_cause = proof
+        .first_failure()
+        .map(|_| checks.last_agent_error.clone())
+        .flatten()
+        .map(|e| format!("the agent's last error: {e}"));
+    let cause = foreign.or(deploy_cause).or_else(|| {
         checks
             .failed()
             .then(|| {
@@ -422,6 +492,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         cause,
         console_tail,
         agent_log_tail,
+        deploy: proof,
     })
 }
 

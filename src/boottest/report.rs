@@ -23,6 +23,12 @@ pub fn text(r: &Report) -> String {
     for (id, st) in &r.checks.status {
         out.push_str(&format!("  {}\n", check_line(*id, st)));
     }
+    if !r.deploy.list.is_empty() {
+        out.push_str("  deploy proof (the test plays the director):\n");
+        for s in &r.deploy.list {
+            out.push_str(&format!("  {}\n", super::steps::line(s)));
+        }
+    }
     let peak = r.vm_peak_kib as f64 / 1024.0;
     if r.passed() {
         out.push_str(&format!(
@@ -37,6 +43,7 @@ pub fn text(r: &Report) -> String {
         .iter()
         .find(|(_, s)| matches!(s, Status::Failed(..)))
         .map(|(id, _)| id.title())
+        .or_else(|| r.deploy.first_failure().map(|s| s.title))
         .unwrap_or("?");
     out.push_str(&format!(
         "FAILED: {first} ({:.1} s from power-on, VM peak memory {peak:.0} MiB)\n",
@@ -66,21 +73,35 @@ pub fn json(r: &Report) -> String {
         .status
         .iter()
         .map(|(id, st)| {
-            let (status, secs, detail) = match st {
-                Status::Pending => ("pending", None, String::new()),
-                Status::Passed(t, d) => ("passed", Some(t.as_secs_f64()), d.clone()),
-                Status::Failed(t, d) => ("failed", Some(t.as_secs_f64()), d.clone()),
-                Status::Skipped(w) => ("skipped", None, w.clone()),
-            };
+            let (status, secs, detail) = status_parts(st);
             serde_json::json!({"check": id.name(), "title": id.title(), "status": status,
+                "seconds": secs, "detail": detail})
+        })
+        .collect();
+    let deploy: Vec<serde_json::Value> = r
+        .deploy
+        .list
+        .iter()
+        .map(|s| {
+            let (status, secs, detail) = status_parts(&s.status);
+            serde_json::json!({"step": s.name, "title": s.title, "status": status,
                 "seconds": secs, "detail": detail})
         })
         .collect();
     let v = serde_json::json!({
         "stemcell": r.stemcell, "arch": r.arch, "kernel": r.kernel, "qemu": r.qemu,
         "passed": r.passed(), "seconds": r.elapsed.as_secs_f64(),
-        "vm_peak_kib": r.vm_peak_kib, "checks": checks, "cause": r.cause,
+        "vm_peak_kib": r.vm_peak_kib, "checks": checks, "deploy": deploy, "cause": r.cause,
         "console_tail": r.console_tail, "agent_log_tail": r.agent_log_tail,
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+fn status_parts(st: &Status) -> (&'static str, Option<f64>, String) {
+    match st {
+        Status::Pending => ("pending", None, String::new()),
+        Status::Passed(t, d) => ("passed", Some(t.as_secs_f64()), d.clone()),
+        Status::Failed(t, d) => ("failed", Some(t.as_secs_f64()), d.clone()),
+        Status::Skipped(w) => ("skipped", None, w.clone()),
+    }
 }

@@ -28,6 +28,10 @@ pub struct VmConfig {
     pub ephemeral: PathBuf,
     /// The host port forwarded to the guest's 6868 (on 127.0.0.1).
     pub mbus_port: u16,
+    /// A persistent disk (raw), given after the ephemeral disk: `vdc` in the guest.
+    pub persistent: Option<PathBuf>,
+    /// More forwards: host port (on 127.0.0.1) to guest port.
+    pub forwards: Vec<(u16, u16)>,
     /// Memory in MiB.
     pub memory_mib: u32,
     /// Virtual CPUs.
@@ -77,7 +81,16 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
             "root=PARTUUID={} rw rootwait console=ttyAMA0 panic=-1",
             c.root_partuuid
         ))
-        // On virt the last virtio disk given is vda: the ephemeral disk first, so root is vda.
+        // On virt the last virtio disk given is vda: the persistent disk (vdc) and the
+        // ephemeral disk (vdb) first, so root is vda.
+        .args(c.persistent.iter().flat_map(|p| {
+            [
+                "-drive".to_string(),
+                format!("if=none,id=pers,format=raw,file={}", p.display()),
+                "-device".to_string(),
+                format!("virtio-blk-device,drive=pers,serial={}", guest::PERSISTENT_SERIAL),
+            ]
+        }))
         .arg("-drive")
         .arg(format!(
             "if=none,id=eph,format=raw,file={}",
@@ -96,8 +109,12 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
         .args(["-device", "virtio-blk-device,drive=root"])
         .arg("-netdev")
         .arg(format!(
-            "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:6868",
-            c.mbus_port
+            "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:6868{}",
+            c.mbus_port,
+            c.forwards
+                .iter()
+                .map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"))
+                .collect::<String>()
         ))
         .arg("-device")
         .arg(format!(
@@ -178,6 +195,21 @@ impl Vm {
     /// qemu's peak resident memory so far, KiB.
     pub fn peak_kib(&self) -> u64 {
         self.peak_kib
+    }
+
+    /// Stops qemu with SIGTERM, which flushes its disk images (a qcow2 overlay killed hard
+    /// may lose what the guest wrote), waiting up to `grace` before it is killed. The guest
+    /// itself gets no shutdown: its filesystems recover from their journals, as after a power cut.
+    pub fn stop(&mut self, grace: std::time::Duration) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) on our own child's pid with a valid signal number.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let until = std::time::Instant::now() + grace;
+            while std::time::Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        self.power_off();
     }
 
     /// Powers the VM off (kills qemu) and waits for it.

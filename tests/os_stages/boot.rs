@@ -15,7 +15,7 @@ pub fn boot_test(work: &Path, stemcell: &Path) -> (serde_json::Value, Output) {
     let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
         .arg("--work-dir")
         .arg(work)
-        .args(["boot-test", "--json", "--timeout", "10m"])
+        .args(["boot-test", "--json", "--deploy", "--timeout", "15m"])
         .arg(stemcell)
         .output()
         .unwrap();
@@ -138,6 +138,13 @@ pub fn check_default(stemcell: &Path, work: &Path, dir: &Path) {
         assert!(why.contains("not a bosh-agent build"), "{why}");
     }
     assert!(r["vm_peak_kib"].as_u64().unwrap() > 0);
+    // --deploy: without a real agent every step of the proof is skipped, saying why.
+    let steps = r["deploy"].as_array().unwrap();
+    assert_eq!(steps.len(), 10, "{all}");
+    for s in steps {
+        assert_eq!(s["status"], "skipped", "{all}");
+        assert!(s["detail"].as_str().unwrap().contains("not a bosh-agent build"), "{all}");
+    }
     eprintln!(
         "boot-test of the default stemcell passed in {} s",
         r["seconds"]
@@ -217,6 +224,10 @@ pub fn check_real_agent(stemcell: &Path, work: &Path, dir: &Path) {
         "ephemeral-disk",
     ] {
         assert_eq!(status(&r, c).0, "passed", "{c}:\n{all}");
+    }
+    // --deploy: with the real agent (and the real dav client) every step passes.
+    for s in r["deploy"].as_array().unwrap() {
+        assert_eq!(s["status"], "passed", "{}:\n{all}", s["step"]);
     }
     eprintln!("{all}");
 
