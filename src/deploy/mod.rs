@@ -3,4 +3,5 @@
 //! agent's mbus protocol ([`director`]). `boot-test --deploy` joins them to a booted VM.
 
 pub mod dav;
+pub mod director;
 mod http;
