@@ -5,3 +5,5 @@
 pub mod dav;
 pub mod director;
 mod http;
+pub mod release;
+pub mod release_files;
