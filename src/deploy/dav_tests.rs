@@ -211,3 +211,71 @@ fn stops_listening_when_dropped() {
     let mut line = String::new();
     let _ = r.read_line(&mut line);
 }
+
+/// The real client: `PISTEMCELL_DAVCLI=/path/to/bosh-blobstore-dav` (any architecture the host
+/// runs, e.g. an ARM build through binfmt) runs it against the server as the agent does.
+#[test]
+fn the_real_dav_client_round_trips_when_given() {
+    let Some(cli) = std::env::var_os("PISTEMCELL_DAVCLI") else {
+        eprintln!("skipped: set PISTEMCELL_DAVCLI to a bosh-blobstore-dav binary to run it");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = DavServer::start(&tmp.path().join("blobs")).unwrap();
+    let config = tmp.path().join("blobstore-dav.json");
+    let options = s.settings("127.0.0.1")["options"].clone();
+    fs::write(&config, options.to_string()).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(&cli)
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let src = tmp.path().join("src");
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(&src, &body).unwrap();
+    let id = "5f0c2a8e-9b1d-4e3f-a6c7-d8e9f0a1b2c3";
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let out = run(&[&os("put"), src.as_os_str(), &os(id)]);
+    assert!(
+        out.status.success(),
+        "put: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.get(id).unwrap(), body);
+    let out = run(&[&os("exists"), &os(id)]);
+    assert!(
+        out.status.success(),
+        "exists: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dst = tmp.path().join("dst");
+    let out = run(&[&os("get"), &os(id), dst.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "get: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(&dst).unwrap(), body);
+    let out = run(&[&os("delete"), &os(id)]);
+    assert!(
+        out.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.ids().is_empty());
+    let out = run(&[&os("exists"), &os(id)]);
+    assert!(!out.status.success(), "exists after delete succeeded");
+    // Deleting what is absent is fine for the client.
+    assert!(run(&[&os("delete"), &os(id)]).status.success());
+    let mut bad = options.clone();
+    bad["password"] = "wrong".into();
+    fs::write(&config, bad.to_string()).unwrap();
+    let out = run(&[&os("put"), src.as_os_str(), &os(id)]);
+    assert!(!out.status.success(), "put with a wrong password succeeded");
+    assert!(s.ids().is_empty());
+    let log = s.log().join("\n");
+    assert!(log.contains("401"), "{log}");
+}
