@@ -189,8 +189,8 @@ fn run_hello(bin: &Path, file: Option<&Path>) -> (Child, u16) {
 
 #[test]
 fn the_packaging_script_builds_a_program_that_answers_on_its_port() {
-    if !(have("cc") && have("make") && have("bash")) {
-        eprintln!("skipped: this host lacks cc, make or bash to build the test package");
+    if !(have("cc") && have("make") && have("bash") && have("tar")) {
+        eprintln!("skipped: this host lacks cc, make, bash or tar to build the test package");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -198,10 +198,18 @@ fn the_packaging_script_builds_a_program_that_answers_on_its_port() {
     let install = tmp.path().join("packages/pstc-hello");
     std::fs::create_dir_all(&compile).unwrap();
     std::fs::create_dir_all(&install).unwrap();
-    let tgz = TestRelease::new(2345).package_source_tgz();
-    tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]))
-        .unpack(&compile)
+    let src = tmp.path().join("source.tgz");
+    std::fs::write(&src, TestRelease::new(2345).package_source_tgz()).unwrap();
+    // Unpacked as the agent does (bosh-utils fileutil/tarball_compressor.go).
+    let st = Command::new("tar")
+        .arg("--no-same-owner")
+        .arg("-xf")
+        .arg(&src)
+        .arg("-C")
+        .arg(&compile)
+        .status()
         .unwrap();
+    assert!(st.success());
     // As the agent runs it (agent/compiler/compiler_unix.go).
     let out = Command::new("bash")
         .args(["-x", "packaging"])
@@ -234,4 +242,49 @@ fn the_packaging_script_builds_a_program_that_answers_on_its_port() {
     assert_eq!(ask(port), format!("{want}\n"));
     let (_missing, port) = run_hello(&bin, Some(&tmp.path().join("absent")));
     assert_eq!(ask(port), "pstc-hello none\n");
+}
+
+#[test]
+fn the_agent_tar_command_installs_the_job_dir() {
+    if !have("tar") {
+        eprintln!("skipped: no tar on this host");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("rendered.tgz");
+    std::fs::write(&archive, TestRelease::new(2345).rendered_templates_tgz()).unwrap();
+    let job = tmp.path().join("job");
+    std::fs::create_dir(&job).unwrap();
+    // bosh-utils fileutil/tarball_compressor.go, as file_bundle.go calls it for a job.
+    let st = Command::new("tar")
+        .arg("--no-same-owner")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&job)
+        .args(["--strip-components=1", JOB])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut found: Vec<String> = Vec::new();
+    for sub in ["", "bin", "config"] {
+        for e in std::fs::read_dir(job.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                found.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "/monit",
+            "bin/ctl",
+            "bin/drain",
+            "bin/pre-start",
+            "config/port"
+        ]
+    );
+    assert_eq!(std::fs::read(job.join("config/port")).unwrap(), b"2345\n");
 }
