@@ -24,9 +24,15 @@
 //! - `run_script [name, {"env":{…}}]` → `{}`: runs `/var/vcap/jobs/JOB/bin/NAME` of every job
 //!   that has it, all at once; a job without it is skipped.
 //! - `drain ["shutdown"]` or `drain ["update", spec]` → an integer (0 once the scripts are done).
-//! - `add_persistent_disk [cid, hint]` → `{}` (CPI API v2: the hint `attach_disk` returned);
-//!   `mount_disk [cid]` → `{}`; `unmount_disk [cid]` → `{"message": …}`; `list_disk []` →
-//!   the mounted disks' cids.
+//! - `add_persistent_disk [cid, hint]` → `{}` (CPI API v2: the hint `attach_disk` returned),
+//!   saved in the agent's settings; the hint is a device path string or an object whose
+//!   `path`, `volume_id`, `id`, `lun`, `host_device_id` must be strings (the agent asserts
+//!   their type and would panic otherwise: `settings/settings.go`).
+//!   `mount_disk [cid]` → `{}`: partitions and formats a blank disk, mounts the first
+//!   partition at /var/vcap/store, and does nothing if it is already mounted there; after a
+//!   reboot the agent's bootstrap remounts the last mounted disk by itself
+//!   (`agent/bootstrap.go`, `platform/linux_platform.go`). `unmount_disk [cid]` →
+//!   `{"message": …}`; `list_disk []` → the mounted disks' cids.
 //! - `fetch_logs [type, filters]` → `{"blobstore_id", "sha1"}`: a tgz put in the blobstore.
 
 use std::collections::BTreeMap;
@@ -346,7 +352,7 @@ impl<A: AgentCall> Director<A> {
     }
 
     /// `add_persistent_disk`: records disk `cid` and the CPI's `hint` (a device path string or
-    /// an object such as `{"path": "/dev/sdb"}`) in the agent's settings.
+    /// an object of strings such as `{"path": "/dev/vdb"}`) in the agent's settings.
     pub fn add_persistent_disk(&self, cid: &str, hint: &Value) -> Result<(), DirectorError> {
         self.expect_object("add_persistent_disk", json!([cid, hint]))
             .map(|_| ())
