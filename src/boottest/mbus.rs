@@ -113,3 +113,118 @@ impl AgentCall for Mbus {
         self.request(method, args)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::director::Director;
+    use crate::deploy::http;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use serde_json::{json, Value};
+    use std::io::{BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::Mutex;
+
+    /// A stand-in agent on 127.0.0.1 speaking HTTPS with the boot test's certificate:
+    /// answers as `answer` says and records each request body.
+    fn fake_agent(answer: fn(&Value) -> Value) -> (u16, String, Arc<Mutex<Vec<Value>>>) {
+        let cert = crate::boottest::guest::mbus_cert().unwrap();
+        let certs: Vec<CertificateDer> =
+            CertificateDer::pem_slice_iter(cert.certificate.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.private_key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let cfg = Arc::new(cfg);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rec = seen.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let (cfg, rec) = (cfg.clone(), rec.clone());
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(cfg).unwrap();
+                    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+                    while let Ok(Some(head)) = http::read_head(&mut tls) {
+                        let mut body = Vec::new();
+                        if http::copy_body(&head, &mut tls, &mut body, 1 << 20).is_err() {
+                            return;
+                        }
+                        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let (status, reply) =
+                            if head.header("authorization") != Some("Basic bWJ1czpzZWNyZXQ=") {
+                                (401, json!({}))
+                            } else {
+                                (200, answer(&req))
+                            };
+                        rec.lock().unwrap().push(req);
+                        let text = reply.to_string();
+                        let s = tls.get_mut();
+                        let _ = http::write_head(s, status, "X", text.len() as u64, true, &[]);
+                        let _ = s.write_all(text.as_bytes());
+                        let _ = s.flush();
+                    }
+                });
+            }
+        });
+        (port, cert.ca, seen)
+    }
+
+    fn agent_answer(req: &Value) -> Value {
+        match req["method"].as_str().unwrap_or("") {
+            "ping" => json!({"value": "pong"}),
+            "apply" => json!({"value": {"agent_task_id": "t1", "state": "running"}}),
+            "get_task" => json!({"exception": {"message": "Task t1 result: Applying: boom"}}),
+            _ => json!({"exception": {"message": "unknown message"}}),
+        }
+    }
+
+    #[test]
+    fn calls_carry_the_protocol_and_arguments_and_exceptions_keep_the_agents_message() {
+        let (port, ca, seen) = fake_agent(agent_answer);
+        let m = Mbus::new(port, "mbus", "secret", &ca).unwrap();
+        assert_eq!(m.call("ping").unwrap(), json!("pong"));
+        let e = m.call_args("nope", json!([1, "a"])).unwrap_err();
+        assert_eq!(e, "the agent answered with an exception: unknown message");
+        let got = AgentCall::call(&m, "nope", json!([])).unwrap_err();
+        assert_eq!(got, CallError::Exception("unknown message".into()));
+        let e = Director::new(&m)
+            .with_polling(Duration::ZERO, Duration::from_secs(30))
+            .apply(&json!({"deployment": "d"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`apply`") && e.contains("Task t1 result: Applying: boom"),
+            "{e}"
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen[0],
+            json!({"protocol": 3, "method": "ping", "arguments": [], "reply_to": "pistemcell-boot-test"})
+        );
+        assert_eq!(seen[1]["arguments"], json!([1, "a"]));
+        assert_eq!(seen[3]["arguments"], json!([{"deployment": "d"}]));
+        assert_eq!(
+            (seen[4]["method"].as_str(), &seen[4]["arguments"]),
+            (Some("get_task"), &json!(["t1"]))
+        );
+    }
+
+    #[test]
+    fn a_refused_password_is_a_transport_error() {
+        let (port, ca, _) = fake_agent(agent_answer);
+        let m = Mbus::new(port, "mbus", "wrong", &ca).unwrap();
+        match AgentCall::call(&m, "ping", json!([])) {
+            Err(CallError::Transport(t)) => assert!(t.starts_with("HTTP 401"), "{t}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

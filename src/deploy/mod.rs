@@ -4,6 +4,6 @@
 
 pub mod dav;
 pub mod director;
-mod http;
+pub(crate) mod http;
 pub mod release;
 pub mod release_files;
