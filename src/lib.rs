@@ -9,6 +9,7 @@ pub mod boottest;
 pub mod cmd;
 pub mod context;
 pub mod deb;
+pub mod deploy;
 pub mod diff;
 pub mod doctor;
 pub mod image;
