@@ -94,16 +94,9 @@ pub const STEPS: &[(&str, &str)] = &[
     ("job-answers", "the compiled program answers on its forwarded port"),
     ("drain-stop", "drain, stop, unmount_disk"),
     ("reboot", "reboot with the same disks: the agent answers ping again"),
-    ("remount", "mount_disk again, start: the job runs and reads what it wrote before the reboot"),
+    ("remount", "the disk mounted again, start: the job runs and reads what it wrote before the reboot"),
     ("fetch-logs", "fetch_logs: the job's logs arrive in the blobstore"),
 ];
-
-fn title(name: &str) -> &'static str {
-    STEPS
-        .iter()
-        .find(|s| s.0 == name)
-        .map_or("?", |s| s.1)
-}
 
 /// Marks every step skipped with `why`.
 pub fn skip_all(proof: &mut Steps, why: &str) {
@@ -174,7 +167,7 @@ impl Session<'_> {
         let port = self.job_port;
         self.wait_for("the job's answer", |_| {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let Ok(mut c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             else {
                 return Ok(None);
             };
@@ -336,13 +329,20 @@ fn drain_stop(d: &D) -> Result<String, String> {
 }
 
 fn remount(s: &mut Session, d: &D, marker: &str) -> Result<String, String> {
-    mount(d, false)?;
+    // At boot the agent mounts the disk it last mounted by itself (as after any reboot a
+    // director does not see); `mount_disk` is for a disk it has not mounted, and on a mounted
+    // one it tries to repartition a disk in use.
+    let listed = d.list_disk().map_err(|e| e.to_string())?;
+    let how = match listed.iter().any(|c| c == DISK_CID) {
+        true => "the agent mounted the disk again at boot".to_string(),
+        false => mount(d, false).map(|_| "mount_disk mounted it again".to_string())?,
+    };
     d.start().map_err(|e| e.to_string())?;
     s.wait_running(d)?;
     let a = s.job_answer()?;
     match a == marker {
         true => Ok(format!(
-            "the job answers `{a}` again: the persistent disk kept what it wrote"
+            "{how}; the job answers `{a}` again: the persistent disk kept what it wrote"
         )),
         false => Err(format!(
             "the job answered `{a}` after the reboot, `{marker}` before: the persistent disk lost what the job wrote"
