@@ -43,6 +43,10 @@ pub const BODY_MAX: u64 = 2 << 30;
 pub const CONNECTIONS_MAX: usize = 32;
 /// The longest a connection may sit idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most entries [`DavServer::tgz_names`] lists.
+pub const TGZ_ENTRIES_MAX: u64 = 100_000;
+/// The most bytes [`DavServer::tgz_names`] decompresses.
+pub const TGZ_UNPACKED_MAX: u64 = 8 << 30;
 /// The user name the agent authenticates as.
 pub const USER: &str = "agent";
 const LOG_MAX: usize = 500;
@@ -57,6 +61,14 @@ pub enum DavError {
         what: String,
         /// The OS error.
         source: io::Error,
+    },
+    /// A blob the guest stored is not the tarball it should be.
+    #[error("the blob {id} in the dav blobstore: {why}; the guest stored something unexpected")]
+    Blob {
+        /// The blob id.
+        id: String,
+        /// What is wrong with it.
+        why: String,
     },
 }
 
@@ -221,6 +233,34 @@ impl DavServer {
     /// The contents of blob `id`, if there is one (read whole: for small blobs).
     pub fn get(&self, id: &str) -> Option<Vec<u8>> {
         fs::read(self.path(id)?).ok()
+    }
+
+    /// The member names of blob `id`, a gzipped tar the guest stored (a compiled package, a
+    /// logs tarball), in archive order with any leading `./` removed; read as untrusted input
+    /// under [`TGZ_ENTRIES_MAX`] entries and [`TGZ_UNPACKED_MAX`] bytes.
+    pub fn tgz_names(&self, id: &str) -> Result<Vec<String>, DavError> {
+        let blob_err = |why: String| DavError::Blob {
+            id: id.to_string(),
+            why,
+        };
+        let path = self
+            .path(id)
+            .ok_or_else(|| blob_err("there is no such blob".into()))?;
+        let f = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+        let gz = flate2::read::GzDecoder::new(BufReader::new(f)).take(TGZ_UNPACKED_MAX);
+        let guard = crate::untrusted::TarGuard::new(gz).limit_entries(TGZ_ENTRIES_MAX, "a blob");
+        let mut archive = tar::Archive::new(guard);
+        let mut names = Vec::new();
+        let bad = |e: io::Error| blob_err(format!("not a readable gzipped tar: {e}"));
+        for entry in archive.entries().map_err(bad)? {
+            let entry = entry.map_err(bad)?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let name = raw.strip_prefix("./").unwrap_or(&raw).to_string();
+            if !name.is_empty() {
+                names.push(name);
+            }
+        }
+        Ok(names)
     }
 
     /// The ids of the blobs stored, sorted.

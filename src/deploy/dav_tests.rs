@@ -279,3 +279,34 @@ fn the_real_dav_client_round_trips_when_given() {
     let log = s.log().join("\n");
     assert!(log.contains("401"), "{log}");
 }
+
+#[test]
+fn tgz_names_lists_a_stored_tarball_and_refuses_other_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DavServer::start(dir.path()).unwrap();
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for name in ["./", "./pstc-web/", "./pstc-web/pre-start.stdout.log"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    }
+    let tgz = b.into_inner().unwrap().finish().unwrap();
+    let (id, _) = s.put(&tgz).unwrap();
+    assert_eq!(
+        s.tgz_names(&id).unwrap(),
+        ["pstc-web/", "pstc-web/pre-start.stdout.log"]
+    );
+    let (junk, _) = s.put(b"not a tarball").unwrap();
+    let e = s.tgz_names(&junk).unwrap_err().to_string();
+    assert!(
+        e.contains(&junk) && e.contains("not a readable gzipped tar"),
+        "{e}"
+    );
+    let e = s.tgz_names("absent").unwrap_err().to_string();
+    assert!(e.contains("no such blob"), "{e}");
+}
