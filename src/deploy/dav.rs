@@ -299,7 +299,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = conn else { continue };
+        let Ok(stream) = conn else {
+            // Out of descriptors or the like: do not spin.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         if shared.live.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
             shared.live.fetch_sub(1, Ordering::SeqCst);
             let mut s = stream;
