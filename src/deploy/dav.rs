@@ -47,6 +47,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const TGZ_ENTRIES_MAX: u64 = 100_000;
 /// The most bytes [`DavServer::tgz_names`] decompresses.
 pub const TGZ_UNPACKED_MAX: u64 = 8 << 30;
+/// The most bytes of a refused request's body read (and dropped) before answering it.
+pub const REFUSED_BODY_MAX: u64 = 1 << 20;
 /// The user name the agent authenticates as.
 pub const USER: &str = "agent";
 const LOG_MAX: usize = 500;
@@ -361,21 +363,21 @@ fn handle(
     shared: &Shared,
 ) -> io::Result<bool> {
     let keep = head.keep_alive();
-    let has_body = head.chunked() || head.header("content-length").is_some_and(|v| v != "0");
     let note = |status: u16, extra: &str| {
         shared.note(format!("{} {} {status}{extra}", head.method, head.target));
     };
     if head.header("authorization") != Some(shared.auth.as_str()) {
         note(401, "");
-        // The body is not read: close rather than resynchronise.
+        let keep = discard_body(head, input, keep);
         let h = [("WWW-Authenticate", "Basic realm=\"blobstore\"")];
-        http::write_head(out, 401, "Unauthorized", 0, keep && !has_body, &h)?;
-        return Ok(keep && !has_body);
+        http::write_head(out, 401, "Unauthorized", 0, keep, &h)?;
+        return Ok(keep);
     }
     let Some(id) = target_id(&head.target) else {
         note(404, " (not a blob path /XX/ID)");
-        http::write_head(out, 404, "Not Found", 0, keep && !has_body, &[])?;
-        return Ok(keep && !has_body);
+        let keep = discard_body(head, input, keep);
+        http::write_head(out, 404, "Not Found", 0, keep, &[])?;
+        return Ok(keep);
     };
     let path = shared.dir.join(id);
     match head.method.as_str() {
@@ -415,6 +417,14 @@ fn handle(
         }
     }
     Ok(keep)
+}
+
+/// Reads and drops a refused request's body of at most [`REFUSED_BODY_MAX`] bytes, so the
+/// client reads the answer rather than a reset connection; returns whether the connection can
+/// stay open (not when the body was larger or broken).
+fn discard_body(head: &Head, input: &mut BufReader<TcpStream>, keep: bool) -> bool {
+    let ok = http::copy_body(head, input, &mut io::sink(), REFUSED_BODY_MAX).is_ok();
+    keep && ok
 }
 
 fn put(

@@ -101,7 +101,17 @@ fn requests_without_the_password_are_refused() {
     assert_eq!(status(r), 401);
     let r = ureq::put(&url(&s, "new")).send_bytes(b"x");
     assert_eq!(status(r), 401);
-    assert_eq!(s.ids(), vec![id]);
+    assert_eq!(s.ids(), vec![id.clone()]);
+    // A refused body is read and dropped: the connection goes on with the next request.
+    let p = blob_prefix(&id);
+    let req = format!(
+        "PUT /{p}/{id} HTTP/1.1\r\nContent-Length: 5\r\n\r\nHELLO\
+         GET /{p}/{id} HTTP/1.1\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        auth(&s)
+    );
+    let out = raw(&s, req.as_bytes());
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(out.ends_with("\r\n\r\nsecret"), "{out}");
 }
 
 #[test]
@@ -275,6 +285,15 @@ fn the_real_dav_client_round_trips_when_given() {
     fs::write(&config, bad.to_string()).unwrap();
     let out = run(&[&os("put"), src.as_os_str(), &os(id)]);
     assert!(!out.status.success(), "put with a wrong password succeeded");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("401"),
+        "the client should report the 401: {said}"
+    );
     assert!(s.ids().is_empty());
     let log = s.log().join("\n");
     assert!(log.contains("401"), "{log}");
