@@ -15,6 +15,7 @@ pub struct Mbus {
     agent: ureq::Agent,
     url: String,
     auth: String,
+    timeout: Duration,
 }
 
 impl Mbus {
@@ -43,7 +44,15 @@ impl Mbus {
             agent,
             url: format!("https://127.0.0.1:{port}/agent"),
             auth: format!("Basic {auth}"),
+            timeout: Duration::from_secs(20),
         })
+    }
+
+    /// The same client allowing each call `timeout` (20 s by default). Synchronous actions
+    /// can take longer under emulation: `start` rewrites monit's config and restarts monit.
+    pub fn with_timeout(mut self, timeout: Duration) -> Mbus {
+        self.timeout = timeout;
+        self
     }
 
     /// Sends `method` with no arguments and returns the reply's `value`; an error says what
@@ -81,6 +90,7 @@ impl Mbus {
         let resp = self
             .agent
             .post(&self.url)
+            .timeout(self.timeout)
             .set("Authorization", &self.auth)
             .set("Content-Type", "application/json")
             .send_string(&body.to_string());
@@ -190,7 +200,9 @@ mod tests {
     #[test]
     fn calls_carry_the_protocol_and_arguments_and_exceptions_keep_the_agents_message() {
         let (port, ca, seen) = fake_agent(agent_answer);
-        let m = Mbus::new(port, "mbus", "secret", &ca).unwrap();
+        let m = Mbus::new(port, "mbus", "secret", &ca)
+            .unwrap()
+            .with_timeout(Duration::from_secs(60));
         assert_eq!(m.call("ping").unwrap(), json!("pong"));
         let e = m.call_args("nope", json!([1, "a"])).unwrap_err();
         assert_eq!(e, "the agent answered with an exception: unknown message");

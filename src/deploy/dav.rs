@@ -43,6 +43,12 @@ pub const BODY_MAX: u64 = 2 << 30;
 pub const CONNECTIONS_MAX: usize = 32;
 /// The longest a connection may sit idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most entries [`DavServer::tgz_names`] lists.
+pub const TGZ_ENTRIES_MAX: u64 = 100_000;
+/// The most bytes [`DavServer::tgz_names`] decompresses.
+pub const TGZ_UNPACKED_MAX: u64 = 8 << 30;
+/// The most bytes of a refused request's body read (and dropped) before answering it.
+pub const REFUSED_BODY_MAX: u64 = 1 << 20;
 /// The user name the agent authenticates as.
 pub const USER: &str = "agent";
 const LOG_MAX: usize = 500;
@@ -57,6 +63,14 @@ pub enum DavError {
         what: String,
         /// The OS error.
         source: io::Error,
+    },
+    /// A blob the guest stored is not the tarball it should be.
+    #[error("the blob {id} in the dav blobstore: {why}; the guest stored something unexpected")]
+    Blob {
+        /// The blob id.
+        id: String,
+        /// What is wrong with it.
+        why: String,
     },
 }
 
@@ -223,6 +237,34 @@ impl DavServer {
         fs::read(self.path(id)?).ok()
     }
 
+    /// The member names of blob `id`, a gzipped tar the guest stored (a compiled package, a
+    /// logs tarball), in archive order with any leading `./` removed; read as untrusted input
+    /// under [`TGZ_ENTRIES_MAX`] entries and [`TGZ_UNPACKED_MAX`] bytes.
+    pub fn tgz_names(&self, id: &str) -> Result<Vec<String>, DavError> {
+        let blob_err = |why: String| DavError::Blob {
+            id: id.to_string(),
+            why,
+        };
+        let path = self
+            .path(id)
+            .ok_or_else(|| blob_err("there is no such blob".into()))?;
+        let f = File::open(&path).map_err(io_err(format!("opening {}", path.display())))?;
+        let gz = flate2::read::GzDecoder::new(BufReader::new(f)).take(TGZ_UNPACKED_MAX);
+        let guard = crate::untrusted::TarGuard::new(gz).limit_entries(TGZ_ENTRIES_MAX, "a blob");
+        let mut archive = tar::Archive::new(guard);
+        let mut names = Vec::new();
+        let bad = |e: io::Error| blob_err(format!("not a readable gzipped tar: {e}"));
+        for entry in archive.entries().map_err(bad)? {
+            let entry = entry.map_err(bad)?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let name = raw.strip_prefix("./").unwrap_or(&raw).to_string();
+            if !name.is_empty() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
     /// The ids of the blobs stored, sorted.
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = fs::read_dir(&self.shared.dir)
@@ -259,7 +301,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = conn else { continue };
+        let Ok(stream) = conn else {
+            // Out of descriptors or the like: do not spin.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         if shared.live.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
             shared.live.fetch_sub(1, Ordering::SeqCst);
             let mut s = stream;
@@ -317,21 +363,21 @@ fn handle(
     shared: &Shared,
 ) -> io::Result<bool> {
     let keep = head.keep_alive();
-    let has_body = head.chunked() || head.header("content-length").is_some_and(|v| v != "0");
     let note = |status: u16, extra: &str| {
         shared.note(format!("{} {} {status}{extra}", head.method, head.target));
     };
     if head.header("authorization") != Some(shared.auth.as_str()) {
         note(401, "");
-        // The body is not read: close rather than resynchronise.
+        let keep = discard_body(head, input, keep);
         let h = [("WWW-Authenticate", "Basic realm=\"blobstore\"")];
-        http::write_head(out, 401, "Unauthorized", 0, keep && !has_body, &h)?;
-        return Ok(keep && !has_body);
+        http::write_head(out, 401, "Unauthorized", 0, keep, &h)?;
+        return Ok(keep);
     }
     let Some(id) = target_id(&head.target) else {
         note(404, " (not a blob path /XX/ID)");
-        http::write_head(out, 404, "Not Found", 0, keep && !has_body, &[])?;
-        return Ok(keep && !has_body);
+        let keep = discard_body(head, input, keep);
+        http::write_head(out, 404, "Not Found", 0, keep, &[])?;
+        return Ok(keep);
     };
     let path = shared.dir.join(id);
     match head.method.as_str() {
@@ -371,6 +417,14 @@ fn handle(
         }
     }
     Ok(keep)
+}
+
+/// Reads and drops a refused request's body of at most [`REFUSED_BODY_MAX`] bytes, so the
+/// client reads the answer rather than a reset connection; returns whether the connection can
+/// stay open (not when the body was larger or broken).
+fn discard_body(head: &Head, input: &mut BufReader<TcpStream>, keep: bool) -> bool {
+    let ok = http::copy_body(head, input, &mut io::sink(), REFUSED_BODY_MAX).is_ok();
+    keep && ok
 }
 
 fn put(

@@ -101,7 +101,17 @@ fn requests_without_the_password_are_refused() {
     assert_eq!(status(r), 401);
     let r = ureq::put(&url(&s, "new")).send_bytes(b"x");
     assert_eq!(status(r), 401);
-    assert_eq!(s.ids(), vec![id]);
+    assert_eq!(s.ids(), vec![id.clone()]);
+    // A refused body is read and dropped: the connection goes on with the next request.
+    let p = blob_prefix(&id);
+    let req = format!(
+        "PUT /{p}/{id} HTTP/1.1\r\nContent-Length: 5\r\n\r\nHELLO\
+         GET /{p}/{id} HTTP/1.1\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        auth(&s)
+    );
+    let out = raw(&s, req.as_bytes());
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(out.ends_with("\r\n\r\nsecret"), "{out}");
 }
 
 #[test]
@@ -275,7 +285,47 @@ fn the_real_dav_client_round_trips_when_given() {
     fs::write(&config, bad.to_string()).unwrap();
     let out = run(&[&os("put"), src.as_os_str(), &os(id)]);
     assert!(!out.status.success(), "put with a wrong password succeeded");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("401"),
+        "the client should report the 401: {said}"
+    );
     assert!(s.ids().is_empty());
     let log = s.log().join("\n");
     assert!(log.contains("401"), "{log}");
+}
+
+#[test]
+fn tgz_names_lists_a_stored_tarball_and_refuses_other_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DavServer::start(dir.path()).unwrap();
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for name in ["./", "./pstc-web/", "./pstc-web/pre-start.stdout.log"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &[][..]).unwrap();
+    }
+    let tgz = b.into_inner().unwrap().finish().unwrap();
+    let (id, _) = s.put(&tgz).unwrap();
+    assert_eq!(
+        s.tgz_names(&id).unwrap(),
+        ["pstc-web/", "pstc-web/pre-start.stdout.log"]
+    );
+    let (junk, _) = s.put(b"not a tarball").unwrap();
+    let e = s.tgz_names(&junk).unwrap_err().to_string();
+    assert!(
+        e.contains(&junk) && e.contains("not a readable gzipped tar"),
+        "{e}"
+    );
+    let e = s.tgz_names("absent").unwrap_err().to_string();
+    assert!(e.contains("no such blob"), "{e}");
 }

@@ -40,6 +40,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// How many `get_task` polls in a row may fail in transport before a task is given up.
+pub const POLL_MISSES_MAX: u32 = 3;
+
 /// Why one mbus call did not produce a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
@@ -213,6 +216,7 @@ impl<A: AgentCall> Director<A> {
             return Ok(first);
         };
         let started = Instant::now();
+        let mut missed = 0;
         loop {
             if started.elapsed() > self.task_timeout {
                 return Err(DirectorError::Timeout {
@@ -222,19 +226,29 @@ impl<A: AgentCall> Director<A> {
                 });
             }
             std::thread::sleep(self.poll);
-            let v = self
-                .agent
-                .call("get_task", json!([task]))
-                .map_err(|e| match e {
-                    CallError::Exception(message) => DirectorError::Agent {
-                        method: method.into(),
-                        message,
-                    },
-                    CallError::Transport(message) => DirectorError::Transport {
+            let v = match self.agent.call("get_task", json!([task])) {
+                Ok(v) => {
+                    missed = 0;
+                    v
+                }
+                // A busy, emulated guest may miss a poll: the task goes on regardless.
+                Err(CallError::Transport(_)) if missed + 1 < POLL_MISSES_MAX => {
+                    missed += 1;
+                    continue;
+                }
+                Err(CallError::Transport(message)) => {
+                    return Err(DirectorError::Transport {
                         method: format!("{method} (get_task {task})"),
                         message,
-                    },
-                })?;
+                    })
+                }
+                Err(CallError::Exception(message)) => {
+                    return Err(DirectorError::Agent {
+                        method: method.into(),
+                        message,
+                    })
+                }
+            };
             if is_running_task(&v).is_none() {
                 return Ok(v);
             }

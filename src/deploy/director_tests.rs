@@ -221,3 +221,20 @@ fn digests_yield_their_sha1() {
     assert_eq!(b("sha256:00;sha1:abc").sha1_hex(), Some("abc"));
     assert_eq!(b("sha256:00").sha1_hex(), None);
 }
+
+#[test]
+fn a_missed_poll_is_retried_but_not_forever() {
+    let miss = || Err(CallError::Transport("timed out".into()));
+    let f = Fake::new(vec![
+        running("3"),
+        miss(),
+        miss(),
+        running("3"),
+        miss(),
+        Ok(json!("applied")),
+    ]);
+    director(&f).apply(&json!({})).unwrap();
+    let f = Fake::new(vec![running("3"), miss(), miss(), miss()]);
+    let e = director(&f).apply(&json!({})).unwrap_err().to_string();
+    assert!(e.contains("get_task 3") && e.contains("timed out"), "{e}");
+}

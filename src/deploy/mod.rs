@@ -7,3 +7,6 @@ pub mod director;
 pub(crate) mod http;
 pub mod release;
 pub mod release_files;
+
+#[cfg(test)]
+mod flow_tests;
