@@ -11,6 +11,7 @@ use base64::Engine;
 use crate::deploy::director::{AgentCall, CallError};
 
 /// A client for one agent.
+#[derive(Clone)]
 pub struct Mbus {
     agent: ureq::Agent,
     url: String,

@@ -343,6 +343,8 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         dir: dir.to_path_buf(),
     };
     let mbus = mbus::Mbus::new(port, &user, &password, &cert.ca).map_err(BootTestError::Vm)?;
+    // `start` answers once monit is reconfigured and restarted: slow under emulation.
+    let deploy_mbus = mbus.clone().with_timeout(Duration::from_secs(120));
     let mut checks = Checks::new(facts.monit_pin.clone(), facts.no_agent.as_deref());
     checks.expect_arch(&d.arch);
     progress(&format!("powering on: {kernel_note}"));
@@ -424,7 +426,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         let mut session = deploy::Session {
             cfg,
             machine,
-            mbus: &mbus,
+            mbus: &deploy_mbus,
             dav,
             job_port,
             t0,
