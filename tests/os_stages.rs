@@ -128,8 +128,8 @@ const SYSCTL: [(&str, &str); 13] = [
     ("kernel.randomize_va_space", "2"), ("kernel.dmesg_restrict", "1"), ("fs.suid_dumpable", "0"),
 ];
 
-const BAKERY_AGENT_JSON: &str = r#"{"Platform":{"Linux":{"CreatePartitionIfNoEphemeralDisk":false,
-  "DevicePathResolutionType":"virtio"}},"Infrastructure":{"NetworkingType":"dynamic","Settings":
+const BAKERY_AGENT_JSON: &str = r#"{"Platform":{"Linux":{"PartitionerType":"parted",
+  "CreatePartitionIfNoEphemeralDisk":false,"DevicePathResolutionType":"virtio"}},"Infrastructure":{"NetworkingType":"dynamic","Settings":
   {"Sources":[{"Type":"File","SettingsPath":"/piConfig/settings.json"}],"UseServerName":true,
   "UseRegistry":false}}}"#;
 
@@ -410,6 +410,8 @@ pub fn assert_bosh_os(root: &Path, infrastructure: &str) {
         }
         "raw" => {
             assert_eq!(linux["SkipDiskSetup"], json("true"));
+            // The agent's sfdisk partitioner misreads util-linux 2.38 and wipes persistent disks.
+            assert_eq!(linux["PartitionerType"], json("parted"));
             assert_eq!(sources, &file_source("/boot/firmware/bosh/settings.json"));
         }
         "warden" => {
