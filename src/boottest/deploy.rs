@@ -167,8 +167,7 @@ impl Session<'_> {
         let port = self.job_port;
         self.wait_for("the job's answer", |_| {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            else {
+            let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
                 return Ok(None);
             };
             let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
@@ -306,7 +305,12 @@ fn mount(d: &D, add: bool) -> Result<String, String> {
     }
 }
 
-fn apply(s: &mut Session, d: &D, release: &TestRelease, compiled: &BlobRef) -> Result<String, String> {
+fn apply(
+    s: &mut Session,
+    d: &D,
+    release: &TestRelease,
+    compiled: &BlobRef,
+) -> Result<String, String> {
     let rendered = release.rendered_templates_tgz();
     let (id, sha1) = s.dav.put(&rendered).map_err(|e| e.to_string())?;
     let rendered = BlobRef {
@@ -325,7 +329,9 @@ fn drain_stop(d: &D) -> Result<String, String> {
     let wait = d.drain(&DrainKind::Shutdown).map_err(|e| e.to_string())?;
     d.stop().map_err(|e| e.to_string())?;
     let msg = d.unmount_disk(DISK_CID).map_err(|e| e.to_string())?;
-    Ok(format!("drain answered {wait}; stopped; unmount_disk: {msg}"))
+    Ok(format!(
+        "drain answered {wait}; stopped; unmount_disk: {msg}"
+    ))
 }
 
 fn remount(s: &mut Session, d: &D, marker: &str) -> Result<String, String> {
@@ -363,4 +369,29 @@ fn fetch_logs(s: &mut Session, d: &D) -> Result<String, String> {
         blob.blobstore_id,
         bytes.len()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_must_carry_a_marker() {
+        assert!(check_answer("pstc-hello first-start 1f2e").is_ok());
+        assert!(check_answer("pstc-hello none").is_err());
+        assert!(check_answer("pstc-hello ").is_err());
+        assert!(check_answer("HTTP/1.1 400").is_err());
+    }
+
+    #[test]
+    fn every_step_is_skipped_with_the_reason() {
+        let mut p = Steps::default();
+        skip_all(&mut p, "no real agent");
+        assert_eq!(p.list.len(), STEPS.len());
+        assert!(!p.failed());
+        assert!(p
+            .list
+            .iter()
+            .all(|s| super::super::steps::line(s).contains("skipped: no real agent")));
+    }
 }

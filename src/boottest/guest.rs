@@ -262,7 +262,8 @@ mod tests {
     fn settings_carry_the_mbus_and_the_certificate() {
         let c = mbus_cert().unwrap();
         assert!(c.ca.contains("BEGIN CERTIFICATE") && c.private_key.contains("PRIVATE KEY"));
-        let s: serde_json::Value = serde_json::from_str(&settings("id-1", "u", "p", &c, None)).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_str(&settings("id-1", "u", "p", &c, None)).unwrap();
         assert_eq!(s["mbus"], "https://u:p@0.0.0.0:6868");
         assert_eq!(s["env"]["bosh"]["mbus"]["cert"]["ca"], c.ca.as_str());
         assert_eq!(s["networks"]["default"]["preconfigured"], true);

@@ -320,10 +320,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         })?;
     let port = vm::free_port()?;
     let (persistent, job_port) = match opts.deploy {
-        true => (
-            Some(deploy::persistent_disk(dir)?),
-            Some(vm::free_port()?),
-        ),
+        true => (Some(deploy::persistent_disk(dir)?), Some(vm::free_port()?)),
         false => (None, None),
     };
     let cfg = vm::VmConfig {

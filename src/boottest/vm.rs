@@ -88,7 +88,10 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
                 "-drive".to_string(),
                 format!("if=none,id=pers,format=raw,file={}", p.display()),
                 "-device".to_string(),
-                format!("virtio-blk-device,drive=pers,serial={}", guest::PERSISTENT_SERIAL),
+                format!(
+                    "virtio-blk-device,drive=pers,serial={}",
+                    guest::PERSISTENT_SERIAL
+                ),
             ]
         }))
         .arg("-drive")
@@ -351,6 +354,8 @@ mod tests {
             overlay: "o.qcow2".into(),
             ephemeral: "e.raw".into(),
             mbus_port: 4242,
+            persistent: None,
+            forwards: Vec::new(),
             memory_mib: 1024,
             cpus: 2,
             dir: std::env::temp_dir(),
@@ -358,8 +363,25 @@ mod tests {
         let argv = crate::cmd::argv_of(&command(&c).unwrap());
         assert!(argv.starts_with("qemu-system-arm -M virt,highmem=off -cpu cortex-a7 -accel tcg,thread=multi,tb-size=256"));
         assert!(argv.contains("root=PARTUUID=c84cad11-02 rw"));
-        assert!(argv.contains("hostfwd=tcp:127.0.0.1:4242-:6868"));
+        assert!(argv.contains("hostfwd=tcp:127.0.0.1:4242-:6868 "));
         assert!(argv.find("drive=eph").unwrap() < argv.find("drive=root").unwrap());
+        assert!(!argv.contains("drive=pers"));
         assert!(machine("mips").is_err());
+
+        // The deploy proof's VM: the persistent disk before the others (so it is vdc), and
+        // every forward on 127.0.0.1 only.
+        let d = VmConfig {
+            persistent: Some("p.raw".into()),
+            forwards: vec![(5000, 2345)],
+            ..c
+        };
+        let argv = crate::cmd::argv_of(&command(&d).unwrap());
+        let pers = argv.find("drive=pers,serial=pstc-persistent").unwrap();
+        assert!(pers < argv.find("drive=eph").unwrap());
+        assert!(argv.contains("hostfwd=tcp:127.0.0.1:4242-:6868,hostfwd=tcp:127.0.0.1:5000-:2345"));
+        assert_eq!(
+            argv.matches("hostfwd=tcp:").count(),
+            argv.matches("hostfwd=tcp:127.0.0.1:").count()
+        );
     }
 }

@@ -143,7 +143,13 @@ pub fn check_default(stemcell: &Path, work: &Path, dir: &Path) {
     assert_eq!(steps.len(), 10, "{all}");
     for s in steps {
         assert_eq!(s["status"], "skipped", "{all}");
-        assert!(s["detail"].as_str().unwrap().contains("not a bosh-agent build"), "{all}");
+        assert!(
+            s["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not a bosh-agent build"),
+            "{all}"
+        );
     }
     eprintln!(
         "boot-test of the default stemcell passed in {} s",
