@@ -391,6 +391,11 @@ fn provenance_records_the_archive_the_debs_the_components_and_the_stage_keys() {
     );
     assert_eq!(v["source_date_epoch"], 1_761_955_200u64);
     assert_eq!(v["resolved"]["infrastructure"], "warden");
+    assert_eq!(
+        v["resolved"]["stemcell"]["operating_system"],
+        "debian-bookworm-armhf"
+    );
+    assert_eq!(v["resolved"]["dev_tools"], true);
     assert!(v["archive"]["signing_keys"].as_array().unwrap().len() >= 2);
     let i = inspect(&packed.path).unwrap();
     let summary = i.provenance.unwrap();

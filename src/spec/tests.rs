@@ -218,6 +218,8 @@ fn dev_tools_default_on_and_operating_system_names_the_architecture() {
             "{bad}: {e}"
         );
     }
-    let e = load_text("dev_tools: maybe\n", &[]).unwrap_err().to_string();
+    let e = load_text("dev_tools: maybe\n", &[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("dev_tools") && e.contains("line 1"), "{e}");
 }
