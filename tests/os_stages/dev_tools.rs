@@ -8,9 +8,9 @@ use std::process::Command;
 
 use super::{check, Root, F};
 
-#[rustfmt::skip]
 /// Stage 12-dev-tools (the default spec has `dev_tools: true`): the compilers a compilation VM
 /// runs, and the list of their files the agent deletes for `env.bosh.remove_dev_tools`.
+#[rustfmt::skip]
 pub fn assert_dev_tools(r: &Root) {
     for tool in ["gcc", "g++", "cc", "make", "patch", "ld", "bison", "flex", "cmake"] {
         let path = r.resolve(&format!("/usr/bin/{tool}"));
