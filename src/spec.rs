@@ -15,6 +15,7 @@ pub mod inputs;
 mod names;
 mod read;
 pub mod reference;
+mod set;
 
 pub use fields::FIELDS;
 pub use read::SPEC_MAX;
@@ -138,6 +139,24 @@ pub struct StemcellSpec {
     /// Stemcell version (a string: `1.10` stays `1.10`); default `0.0.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The manifest's `operating_system`; default `PROFILE-ARCH` (see [`default_operating_system`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_system: Option<String>,
+}
+
+/// The default `operating_system` of a stemcell: `PROFILE-ARCH` (`debian-bookworm-armhf`).
+/// The director keys compiled packages by OS name and stemcell version only, so an ARM
+/// stemcell must not share an x86 stemcell's OS name (BOSH-CONTRACT.md section 5).
+pub fn default_operating_system(profile: &str, arch: Arch) -> String {
+    format!("{profile}-{}", arch.debian())
+}
+
+/// Whether `name` is a valid `operating_system`: non-empty `[a-z0-9._-]`.
+pub fn valid_operating_system(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
 }
 
 /// Which packages the bootstrap installs.
@@ -250,9 +269,12 @@ pub struct Spec {
     /// Where the stemcell runs: `bakery` (default), `raw` or `warden`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infrastructure: Option<Infrastructure>,
-    /// The stemcell's `name` and `version`.
+    /// The stemcell's `name`, `version` and `operating_system`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stemcell: Option<StemcellSpec>,
+    /// Compilers and build tools (stage `12-dev-tools`); default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_tools: Option<bool>,
     /// The monit pin: `version` and one of `source`, `deb`, `binary`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monit: Option<MonitSpec>,
@@ -305,6 +327,10 @@ pub struct Resolved {
     pub stemcell_name: String,
     /// Stemcell version.
     pub stemcell_version: String,
+    /// The manifest's `operating_system`.
+    pub operating_system: String,
+    /// Whether the image gets compilers and build tools.
+    pub dev_tools: bool,
     /// The monit pin.
     pub monit: Monit,
     /// The agent input, or why there is none.
@@ -333,6 +359,8 @@ impl Resolved {
             "infrastructure" => self.infrastructure.name().into(),
             "stemcell.name" => self.stemcell_name.clone(),
             "stemcell.version" => self.stemcell_version.clone(),
+            "stemcell.operating_system" => self.operating_system.clone(),
+            "dev_tools" => self.dev_tools.to_string(),
             "monit.version" => self.monit.version.clone(),
             _ => return None,
         })
@@ -375,56 +403,12 @@ pub fn parse(source: &str, text: &str, sets: &[String]) -> Result<Spec, SpecErro
             source: e,
         })?;
     for arg in sets {
-        apply_set(&mut doc, arg)?;
+        set::apply_set(&mut doc, arg)?;
     }
     serde_norway::from_value(doc).map_err(|e| SpecError::Set {
         arg: sets.join(" --set "),
         reason: format!("{e} (see README.md, \"Spec reference\")"),
     })
-}
-
-/// Applies one `key.sub=value` override to a YAML document; the value is read as YAML.
-fn apply_set(doc: &mut serde_norway::Value, arg: &str) -> Result<(), SpecError> {
-    use serde_norway::Value;
-    let err = |reason: &str| SpecError::Set {
-        arg: arg.to_string(),
-        reason: reason.to_string(),
-    };
-    let (key, value) = arg
-        .split_once('=')
-        .ok_or_else(|| err("expected key=value, e.g. --set architecture=arm64"))?;
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(err(
-            "the key is empty; expected key=value, e.g. --set architecture=arm64",
-        ));
-    }
-    let value: Value = if value.is_empty() {
-        Value::String(String::new())
-    } else {
-        crate::untrusted::check_yaml_depth(value, crate::untrusted::YAML_DEPTH_MAX)
-            .map_err(|reason| err(&format!("the value: {reason}")))?;
-        serde_norway::from_str(value)
-            .map_err(|e| err(&format!("the value is not valid YAML: {e}")))?
-    };
-    if doc.is_null() {
-        *doc = Value::Mapping(Default::default());
-    }
-    let mut node = doc;
-    let parts: Vec<&str> = key.split('.').collect();
-    for (i, part) in parts.iter().enumerate() {
-        let map = node
-            .as_mapping_mut()
-            .ok_or_else(|| err(&format!("`{}` is not a mapping", parts[..i].join("."))))?;
-        let k = Value::String(part.to_string());
-        if i + 1 == parts.len() {
-            map.insert(k, value);
-            return Ok(());
-        }
-        node = map
-            .entry(k)
-            .or_insert_with(|| Value::Mapping(Default::default()));
-    }
-    Ok(())
 }
 
 /// Fills defaults from the profile and checks that the values fit together.
@@ -516,6 +500,15 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         )
     });
     let stemcell_version = stemcell.version.unwrap_or_else(|| "0.0.1".into());
+    let operating_system = stemcell
+        .operating_system
+        .unwrap_or_else(|| default_operating_system(&profile.name, arch));
+    if !valid_operating_system(&operating_system) {
+        return Err(invalid(format!(
+            "`stemcell.operating_system: {operating_system}` must be non-empty lower-case letters, digits and . _ - (e.g. {})",
+            default_operating_system(&profile.name, arch)
+        )));
+    }
     let monit = inputs::resolve_monit(spec.monit.as_ref()).map_err(&invalid)?;
     let agent = inputs::resolve_agent(spec.agent.as_ref());
     if let (Err(e), Some(_)) = (&agent, &spec.agent) {
@@ -561,6 +554,8 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         infrastructure,
         stemcell_name,
         stemcell_version,
+        operating_system,
+        dev_tools: spec.dev_tools.unwrap_or(true),
         monit,
         agent,
         replacements: spec.replacements.clone(),

@@ -1,8 +1,9 @@
 //! End-to-end: the default spec's rootfs, built through every OS stage (`stages/NN-*`), has what
 //! the BOSH agent, monit and Bakery need (`../shared/BOSH-CONTRACT.md`): users and groups,
 //! sudoers, the `/var/vcap` tree with owners and modes, the agent's and monit's runit services,
-//! sshd settings, sysctl values, nothing of the build left behind, and for `bakery` the
-//! agent.json and the disk shim.
+//! sshd settings, sysctl values, nothing of the build left behind, the compilers and the list
+//! of their files (in the image and the stemcell), and for `bakery` the agent.json and the disk
+//! shim.
 //!
 //! Needs root, a reachable mirror (`PISTEMCELL_TEST_MIRROR`, else the host's apt sources) and
 //! qemu-user emulation for armhf; each missing piece skips the test with the reason.
@@ -16,6 +17,8 @@
 mod boot;
 #[path = "os_stages/builtins.rs"]
 mod builtins;
+#[path = "os_stages/dev_tools.rs"]
+mod dev_tools;
 #[path = "os_stages/os_image.rs"]
 mod os_image;
 #[path = "os_stages/stemcell_image.rs"]
@@ -345,7 +348,9 @@ pub fn assert_bosh_os(root: &Path, infrastructure: &str) {
     } else {
         check(!r.exists("/var/vcap/data"), "/var/vcap/data must be left to the agent");
     }
+    // The agent's platform name, not the manifest's operating_system (debian-bookworm-armhf).
     assert_eq!(r.read("/var/vcap/bosh/etc/operating_system").trim(), "ubuntu");
+    dev_tools::assert_dev_tools(&r);
     check(!r.read("/var/vcap/bosh/etc/stemcell_version").trim().is_empty(), "no stemcell_version");
 
     // Supervision: monit is down until the agent starts it; where the agent's link lives.
@@ -507,6 +512,11 @@ fn default_spec_rootfs_has_the_bosh_os() {
         i.members.iter().any(|m| m.0 == "audit.json"),
         "audit.json is in the stemcell",
     );
+    check(
+        i.manifest.operating_system.ends_with("-armhf"),
+        format!("operating_system {}", i.manifest.operating_system),
+    );
+    dev_tools::assert_stemcell_lists(stemcell, &rootfs, tmp.path());
     // The image as Bakery and a Pi read it; its root holds the same OS.
     {
         let root = stemcell_image::open(stemcell, tmp.path());

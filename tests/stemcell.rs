@@ -35,6 +35,13 @@ fn rootfs(dir: &Path) -> PathBuf {
     ] {
         std::fs::write(root.join("boot/firmware").join(name), data).unwrap();
     }
+    // What stage 12-dev-tools leaves: the dev tools' files.
+    std::fs::create_dir_all(root.join("var/vcap/bosh/etc")).unwrap();
+    std::fs::write(
+        root.join("var/vcap/bosh/etc/dev_tools_file_list"),
+        DEV_TOOLS,
+    )
+    .unwrap();
     std::fs::write(
         root.join("var/lib/dpkg/status"),
         "Package: libc6\nStatus: install ok installed\nVersion: 2.36\nArchitecture: armhf\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\nArchitecture: armhf\n",
@@ -42,6 +49,8 @@ fn rootfs(dir: &Path) -> PathBuf {
     .unwrap();
     root
 }
+
+const DEV_TOOLS: &str = "/usr/bin/arm-linux-gnueabihf-gcc-12\n/usr/bin/gcc\n/usr/bin/make\n";
 
 fn members(tgz: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
@@ -90,7 +99,7 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
     assert_eq!(
         names,
         [
-            "dev_tools_file_list",
+            "dev_tools_file_list.txt",
             "image",
             "packages.txt",
             "provenance.json",
@@ -106,11 +115,23 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
         std::fs::read_to_string(x.join("packages.txt")).unwrap(),
         "libc6 2.36 armhf\n"
     );
+    // The image's dev tools list, under upstream's name.
+    assert_eq!(
+        std::fs::read_to_string(x.join("dev_tools_file_list.txt")).unwrap(),
+        DEV_TOOLS
+    );
     let mf = std::fs::read_to_string(x.join("stemcell.MF")).unwrap();
     assert!(
         mf.contains("version: '1.10'") || mf.contains("version: \"1.10\""),
         "{mf}"
     );
+    // The OS name carries the architecture: an x86 stemcell's compiled packages never match.
+    assert!(
+        mf.lines()
+            .any(|l| l == "operating_system: debian-bookworm-armhf"),
+        "{mf}"
+    );
+    assert_eq!(i.manifest.operating_system, "debian-bookworm-armhf");
     assert!(
         mf.contains("api_version: 3\n") && mf.contains("infrastructure: warden"),
         "{mf}"
@@ -163,6 +184,35 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("sha1"));
+}
+
+#[test]
+fn without_dev_tools_the_list_member_is_empty_and_the_os_name_may_be_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    std::fs::remove_file(root.join("var/vcap/bosh/etc/dev_tools_file_list")).unwrap();
+    let spec = spec(
+        "infrastructure: warden\narchitecture: arm64\ndev_tools: false\nstemcell: {operating_system: pi-bookworm}\n",
+    );
+    assert!(!spec.dev_tools);
+    let packed = write_stemcell(&spec, &root, None, &dir.path().join("out"), 0, 2, &[]).unwrap();
+    assert_eq!(packed.manifest.operating_system, "pi-bookworm");
+    let x = dir.path().join("x");
+    members(&packed.path, &x);
+    assert_eq!(
+        std::fs::read(x.join("dev_tools_file_list.txt")).unwrap(),
+        b""
+    );
+    // An unusable OS name is refused when the spec is read, naming the field.
+    let bad =
+        pistemcell::spec::parse("t.yml", "stemcell: {operating_system: Debian 12}\n", &[]).unwrap();
+    let e = pistemcell::spec::resolve("t.yml".into(), bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("stemcell.operating_system") && e.contains("debian-bookworm-armhf"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -341,6 +391,11 @@ fn provenance_records_the_archive_the_debs_the_components_and_the_stage_keys() {
     );
     assert_eq!(v["source_date_epoch"], 1_761_955_200u64);
     assert_eq!(v["resolved"]["infrastructure"], "warden");
+    assert_eq!(
+        v["resolved"]["stemcell"]["operating_system"],
+        "debian-bookworm-armhf"
+    );
+    assert_eq!(v["resolved"]["dev_tools"], true);
     assert!(v["archive"]["signing_keys"].as_array().unwrap().len() >= 2);
     let i = inspect(&packed.path).unwrap();
     let summary = i.provenance.unwrap();

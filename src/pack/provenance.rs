@@ -68,7 +68,9 @@ pub fn document(spec: &Resolved, rootfs: &Path, stages: &[(String, String)], epo
             "suite": spec.suite,
             "components": spec.components,
             "infrastructure": spec.infrastructure.name(),
-            "stemcell": {"name": spec.stemcell_name, "version": spec.stemcell_version},
+            "stemcell": {"name": spec.stemcell_name, "version": spec.stemcell_version,
+                         "operating_system": spec.operating_system},
+            "dev_tools": spec.dev_tools,
         },
         "archive": {
             "recorded": archive,

@@ -1,4 +1,4 @@
-//! The stemcell tarball: `stemcell.MF`, `image`, `packages.txt`, `dev_tools_file_list` and
+//! The stemcell tarball: `stemcell.MF`, `image`, `packages.txt`, `dev_tools_file_list.txt` and
 //! `audit.json`, packed by the deterministic writer, with `.sha1` and `.sha256` files beside
 //! it (see BOSH-CONTRACT.md section 1: `version` a quoted string, `api_version` an integer,
 //! `cloud_properties.infrastructure` and `hypervisor` strings).
@@ -26,7 +26,7 @@ pub struct Manifest {
     pub api_version: u32,
     /// The sha1 of `image`.
     pub sha1: String,
-    /// The OS name deployments ask for (`os:`).
+    /// The OS name deployments ask for (`os:`): `PROFILE-ARCH` unless the spec names one.
     pub operating_system: String,
     /// The formats the infrastructure's CPI accepts.
     pub stemcell_formats: Vec<String>,
@@ -68,7 +68,7 @@ pub fn manifest(spec: &Resolved, sha1: &str) -> Manifest {
         bosh_protocol: 1,
         api_version: 3,
         sha1: sha1.to_string(),
-        operating_system: spec.profile.name.clone(),
+        operating_system: spec.operating_system.clone(),
         stemcell_formats: vec![format.to_string()],
         cloud_properties: cp,
     }
@@ -139,6 +139,26 @@ pub fn packages_txt(root: &Path) -> String {
     lines.join("\n") + "\n"
 }
 
+/// Where the image lists its dev tools' files, one path a line: what the agent deletes for
+/// `env.bosh.remove_dev_tools` (stage `12-dev-tools` writes it).
+pub const DEV_TOOLS_LIST: &str = "/var/vcap/bosh/etc/dev_tools_file_list";
+
+/// The tarball member with the same list (upstream's and the BOSH docs' name).
+pub const DEV_TOOLS_MEMBER: &str = "dev_tools_file_list.txt";
+
+/// The content of [`DEV_TOOLS_MEMBER`]: the image's [`DEV_TOOLS_LIST`] as it is (resolved
+/// inside `root`, a regular file under the record cap), or empty when the image has none
+/// (`dev_tools: false`).
+pub fn dev_tools_file_list(root: &Path) -> Result<Vec<u8>, crate::rootfs::inside::InsideError> {
+    let list = crate::rootfs::inside::read(
+        root,
+        DEV_TOOLS_LIST,
+        crate::untrusted::RECORD_MAX,
+        "a file list",
+    )?;
+    Ok(list.unwrap_or_default())
+}
+
 /// What a packed stemcell is made of, and where it went.
 #[derive(Debug, Clone)]
 pub struct Packed {
@@ -177,4 +197,64 @@ pub fn file_digests(path: &Path) -> std::io::Result<(String, String)> {
     }
     let hex = |d: &[u8]| d.iter().map(|x| format!("{x:02x}")).collect::<String>();
     Ok((hex(&a.finalize()), hex(&b.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(sets: &[&str]) -> Resolved {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        crate::spec::resolve("t".into(), crate::spec::parse("t", "", &sets).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn operating_system_names_the_architecture_unless_the_spec_names_one() {
+        assert_eq!(
+            manifest(&spec(&[]), "x").operating_system,
+            "debian-bookworm-armhf"
+        );
+        let arm64 = spec(&["architecture=arm64"]);
+        assert_eq!(
+            manifest(&arm64, "x").operating_system,
+            "debian-bookworm-arm64"
+        );
+        let raspbian = spec(&["profile=raspbian-bookworm"]);
+        assert_eq!(
+            manifest(&raspbian, "x").operating_system,
+            "raspbian-bookworm-armhf"
+        );
+        let named = spec(&["stemcell.operating_system=pi-os.1"]);
+        let m = manifest(&named, "x");
+        assert_eq!(m.operating_system, "pi-os.1");
+        assert!(manifest_yaml(&m)
+            .unwrap()
+            .lines()
+            .any(|l| l == "operating_system: pi-os.1"));
+        // The file name keeps the profile and architecture.
+        assert!(file_name(&named).contains("-debian-bookworm-armhf-"));
+    }
+
+    #[test]
+    fn the_dev_tools_member_is_the_images_list_or_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(dev_tools_file_list(root).unwrap(), b"");
+        let etc = root.join("var/vcap/bosh/etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let list = "/usr/bin/gcc-12\n/usr/bin/make\n";
+        std::fs::write(etc.join("dev_tools_file_list"), list).unwrap();
+        assert_eq!(dev_tools_file_list(root).unwrap(), list.as_bytes());
+        // A symlink out of the tree is read inside it, never on the host.
+        std::fs::remove_file(etc.join("dev_tools_file_list")).unwrap();
+        let host = dir.path().join("host-file");
+        std::fs::write(&host, "host\n").unwrap();
+        std::os::unix::fs::symlink(&host, etc.join("dev_tools_file_list")).unwrap();
+        assert_eq!(dev_tools_file_list(root).unwrap(), b"");
+        // Not a regular file: an error naming it.
+        std::fs::remove_file(etc.join("dev_tools_file_list")).unwrap();
+        std::fs::create_dir(etc.join("dev_tools_file_list")).unwrap();
+        let e = dev_tools_file_list(root).unwrap_err().to_string();
+        assert!(e.contains("dev_tools_file_list"), "{e}");
+    }
 }

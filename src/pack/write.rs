@@ -36,6 +36,9 @@ pub enum StemcellError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The image's dev tools list is not a regular file.
+    #[error("reading the image's dev tools list: {0}; it must be a regular file (stage 12-dev-tools writes it) or absent")]
+    DevTools(#[source] crate::rootfs::inside::InsideError),
     /// The SBOMs could not be made from the rootfs.
     #[error("making the SBOMs: {0}")]
     Sbom(String),
@@ -144,7 +147,8 @@ pub fn write_stemcell(
     };
     write("stemcell.MF", yaml.as_bytes())?;
     write("packages.txt", stemcell::packages_txt(rootfs).as_bytes())?;
-    write("dev_tools_file_list", b"")?;
+    let dev_tools = stemcell::dev_tools_file_list(rootfs).map_err(StemcellError::DevTools)?;
+    write(stemcell::DEV_TOOLS_MEMBER, &dev_tools)?;
     let inv = crate::sbom::inventory(rootfs, &spec.stemcell_name, &spec.stemcell_version, epoch)
         .map_err(|e| StemcellError::Sbom(e.to_string()))?;
     crate::sbom::write_both(&inv, &members).map_err(|e| StemcellError::Sbom(e.to_string()))?;

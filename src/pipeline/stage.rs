@@ -11,6 +11,7 @@
 //!   architectures: [armhf]
 //!   infrastructures: [bakery, raw, warden]
 //!   init: [systemd, upstart]
+//!   spec: {dev_tools: true}         # spec key: value (or list of values) it must have
 //! reads: [infrastructure, stemcell.version]   # spec values the script sees as SPEC_<KEY>
 //! assets: [infrastructure/bakery]  # files or directories under assets/ the script reads
 //! ```
@@ -39,6 +40,7 @@ pub const STAGE_FIELDS: &[(&str, &str, &str, &str)] = &[
     ("when.architectures", "list of strings", "any", "architectures (armhf, arm64)"),
     ("when.infrastructures", "list of strings", "any", "infrastructures (bakery, raw, warden)"),
     ("when.init", "list of strings", "any", "init systems (systemd, upstart)"),
+    ("when.spec", "map of spec key to value or list", "any", "spec values the stage applies to, e.g. `{dev_tools: true}`; keys as in `reads:`"),
     ("reads", "list of spec keys", "[]", "spec values apply.sh reads as SPEC_<KEY>; part of the cache key"),
     ("assets", "list of paths", "all of assets/", "files or directories under assets/ apply.sh reads; only these are hashed and copied to $ASSETS"),
 ];
@@ -68,6 +70,39 @@ pub struct When {
     pub infrastructures: Option<Vec<String>>,
     /// Init systems (`systemd`, `upstart`).
     pub init: Option<Vec<String>>,
+    /// Spec keys (`dev_tools`, `stemcell.version`) and the values, as text, they must have.
+    #[serde(default, deserialize_with = "spec_conditions")]
+    pub spec: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// Reads `when.spec`: each key's value is a scalar or a list of scalars, kept as text (`true`,
+/// `1.0`, `bakery`) to compare with the spec's value as stages read it (`SPEC_<KEY>`).
+fn spec_conditions<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, D::Error> {
+    use serde::de::Error;
+    use serde_norway::Value;
+    let scalar = |key: &str, v: &Value| match v {
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(D::Error::custom(format!(
+            "when.spec.{key}: expected a value or a list of values (e.g. `dev_tools: true`)"
+        ))),
+    };
+    let map = BTreeMap::<String, Value>::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    for (key, value) in &map {
+        let values = match value {
+            Value::Sequence(list) => list
+                .iter()
+                .map(|v| scalar(key, v))
+                .collect::<Result<_, _>>()?,
+            v => vec![scalar(key, v)?],
+        };
+        out.insert(key.clone(), values);
+    }
+    Ok(Some(out))
 }
 
 /// `stage.yml` as written.
@@ -180,12 +215,42 @@ impl When {
 
     /// Why the stage does not apply to `spec` (`None` when it does).
     pub fn excludes(&self, spec: &Resolved) -> Option<String> {
-        self.lists(spec)
+        let lists = self
+            .lists(spec)
             .into_iter()
+            .map(|(n, l, v)| (n.to_string(), l, v));
+        let conditions = self.spec.iter().flatten().map(|(key, list)| {
+            let value = spec.lookup(key).unwrap_or_default();
+            (format!("spec.{key}"), list.as_slice(), value)
+        });
+        lists
+            .chain(conditions)
             .find(|(_, list, value)| !list.contains(value))
             .map(|(name, list, value)| {
                 format!("when.{name} [{}] excludes {value}", list.join(", "))
             })
+    }
+
+    /// Checks `when.spec` against the spec's keys: each key exists, and a yes/no key is given
+    /// `true` or `false`.
+    fn check_spec(&self, spec: &Resolved) -> Result<(), String> {
+        for (key, values) in self.spec.iter().flatten() {
+            let Some(now) = spec.lookup(key) else {
+                return Err(format!(
+                    "`when.spec` names `{key}`, which is not a spec key (see README.md, \"Spec reference\"; nested keys are written `stemcell.version`)"
+                ));
+            };
+            let yes_no = |v: &str| v == "true" || v == "false";
+            if values.is_empty() {
+                return Err(format!("`when.spec.{key}` lists no values"));
+            }
+            if let Some(v) = values.iter().find(|v| yes_no(&now) && !yes_no(v)) {
+                return Err(format!(
+                    "`when.spec.{key}` value `{v}` can never match: `{key}` is true or false"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -272,6 +337,7 @@ impl DataStage {
                 )));
             }
         }
+        f.when.check_spec(spec).map_err(invalid)?;
         for a in f.assets.iter().flatten() {
             let ok = !a.is_empty()
                 && !a.starts_with('/')

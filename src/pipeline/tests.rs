@@ -149,6 +149,24 @@ fn bad_stages_are_refused_with_file_and_reason() {
         ),
         (
             "10-x",
+            "description: d\nwhen: {spec: {dev_tool: true}}\n",
+            Some("true"),
+            &["when.spec", "`dev_tool`", "not a spec key"],
+        ),
+        (
+            "10-x",
+            "description: d\nwhen: {spec: {dev_tools: yes please}}\n",
+            Some("true"),
+            &["when.spec.dev_tools", "`yes please`", "true or false"],
+        ),
+        (
+            "10-x",
+            "description: d\nwhen: {spec: {dev_tools: {a: 1}}}\n",
+            Some("true"),
+            &["when.spec.dev_tools", "a list of values"],
+        ),
+        (
+            "10-x",
             "description: d\nwhen: {colour: [red]}\n",
             Some("true"),
             &["unknown field `colour`"],
@@ -234,6 +252,40 @@ fn when_filters_by_every_list_and_says_why() {
     assert!(s.applies(&warden));
 }
 
+#[test]
+fn when_spec_follows_the_specs_values() {
+    let r = Repo::new();
+    r.stage(
+        "12-tools",
+        "description: d\nwhen: {spec: {dev_tools: true}}\n",
+        Some("true"),
+    );
+    r.stage(
+        "13-old",
+        "description: d\nwhen: {spec: {stemcell.version: [\"0.0.1\", 1.5]}}\n",
+        Some("true"),
+    );
+    let reasons = |sets: &[&str]| -> Vec<Option<String>> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let spec = spec::resolve("t".into(), spec::parse("t", "", &sets).unwrap()).unwrap();
+        let ctx = r.ctx(spec.clone());
+        let stages = r.load(&spec).unwrap();
+        stages.iter().map(|s| Stage::skip_reason(s, &ctx)).collect()
+    };
+    assert_eq!(reasons(&[]), [None, None]);
+    assert_eq!(
+        reasons(&["dev_tools=false", "stemcell.version='1.5'"]),
+        [
+            Some("when.spec.dev_tools [true] excludes false".into()),
+            None
+        ]
+    );
+    assert_eq!(
+        reasons(&["stemcell.version='2.0'"])[1],
+        Some("when.spec.stemcell.version [0.0.1, 1.5] excludes 2.0".into())
+    );
+}
+
 fn key_of(r: &Repo, ctx: &BuildContext) -> Vec<(String, String)> {
     r.load(&ctx.spec)
         .unwrap()
@@ -277,6 +329,7 @@ fn keys_change_with_stage_files_declared_assets_and_read_values_only() {
                 stemcell: Some(spec::StemcellSpec {
                     name: None,
                     version: Some("9.9".into()),
+                    operating_system: None,
                 }),
                 ..Default::default()
             },
@@ -433,6 +486,9 @@ fn every_documented_stage_field_parses() {
             _ => "[]",
         };
         match name.strip_prefix("when.") {
+            Some("spec") => {
+                when.push_str("  spec: {dev_tools: [true, false], stemcell.version: 1.0}\n")
+            }
             Some(sub) => when.push_str(&format!("  {sub}: []\n")),
             None => yml.push_str(&format!("{name}: {value}\n")),
         }
@@ -441,4 +497,7 @@ fn every_documented_stage_field_parses() {
     let f: stage::StageFile = serde_norway::from_str(&yml).unwrap();
     assert_eq!(f.run, stage::RunIn::Host);
     assert_eq!(f.when.init, Some(vec![]));
+    let spec = f.when.spec.unwrap();
+    assert_eq!(spec["dev_tools"], ["true", "false"]);
+    assert_eq!(spec["stemcell.version"], ["1.0"]);
 }

@@ -34,6 +34,8 @@ pub const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("stemcell", "mapping", "see its fields", "the stemcell's identity in `stemcell.MF` and its file name"),
     ("stemcell.name", "string", "`bosh-pi-INFRA-PROFILE-ARCH`", "letters, digits and `._+-`"),
     ("stemcell.version", "string", "`\"0.0.1\"`", "letters, digits and `._+-`; quote it in YAML (`\"1.10\"` stays `1.10`)"),
+    ("stemcell.operating_system", "string", "`PROFILE-ARCH`, e.g. `debian-bookworm-armhf`", "the manifest's `operating_system`, the name deployments ask for (`os:`); lower-case letters, digits and `._-`. The director keys compiled packages by this name and the stemcell version only, so it names the architecture: an ARM stemcell sharing an x86 stemcell's name would be handed x86 packages (see \"The stemcell\"). The agent's platform stays `ubuntu`"),
+    ("dev_tools", "bool", "`true`", "compilers and build tools for compilation VMs (stage `12-dev-tools`: build-essential, make, patch, bison, flex, cmake and common headers) and their files' list for the agent's `remove_dev_tools` (see \"Compilation VMs and dev tools\"); `false` for images that never compile"),
     ("monit", "mapping", "5.2.5 from its upstream tarball", "the pinned monit, installed by stage `55-monit` and proven to answer the agent (see \"monit, the agent and the audit\"); give at most one of `source`, `deb`, `binary`"),
     ("monit.version", "string", "`5.2.5`", "the version `monit -V` must print; any other needs `source`, `deb` or `binary`"),
     ("monit.source", "artifact", "5.2.5's upstream tarball", "a monit source tarball, cross-compiled for the target (needs the cross compiler, make, flex, bison; `pistemcell doctor` checks)"),

@@ -192,3 +192,34 @@ fn every_documented_path_is_a_set_key() {
         }
     }
 }
+
+#[test]
+fn dev_tools_default_on_and_operating_system_names_the_architecture() {
+    let r = load_text("", &[]).unwrap();
+    assert!(r.dev_tools);
+    assert_eq!(r.lookup("dev_tools").as_deref(), Some("true"));
+    assert_eq!(r.operating_system, "debian-bookworm-armhf");
+    assert_eq!(
+        r.lookup("stemcell.operating_system").as_deref(),
+        Some("debian-bookworm-armhf")
+    );
+    let r = load_text("dev_tools: false\narchitecture: arm64\n", &[]).unwrap();
+    assert!(!r.dev_tools);
+    assert_eq!(r.lookup("dev_tools").as_deref(), Some("false"));
+    assert_eq!(r.operating_system, "debian-bookworm-arm64");
+    let r = load_text("", &["stemcell.operating_system=ubuntu-jammy-pi"]).unwrap();
+    assert_eq!(r.operating_system, "ubuntu-jammy-pi");
+    for bad in ["''", "Debian", "deb/ian", "'a b'"] {
+        let e = load_text("", &[&format!("stemcell.operating_system={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stemcell.operating_system") && e.contains("lower-case"),
+            "{bad}: {e}"
+        );
+    }
+    let e = load_text("dev_tools: maybe\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dev_tools") && e.contains("line 1"), "{e}");
+}
