@@ -87,6 +87,11 @@ PIDFILE=$RUN_DIR/pid
 case "$1" in
   start)
     mkdir -p "$RUN_DIR" "$LOG_DIR" "$STORE_DIR"
+    # Idempotent, as a job's ctl must be: monit may start a job that already runs.
+    if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+      echo "$(date +%FT%T) start: already running as $(cat "$PIDFILE")" >> "$LOG_DIR/ctl.log"
+      exit 0
+    fi
     if [ ! -e "$STORE_DIR/marker" ]; then
       # The boot id names the boot that made it: after a reboot it must be unchanged.
       echo "first-start $(cat /proc/sys/kernel/random/boot_id)" > "$STORE_DIR/marker.tmp"
@@ -96,6 +101,13 @@ case "$1" in
     /var/vcap/packages/pstc-hello/bin/pstc-hello 0.0.0.0 "$PORT" "$STORE_DIR/marker" \
       >> "$LOG_DIR/pstc-web.stdout.log" 2>> "$LOG_DIR/pstc-web.stderr.log" &
     echo $! > "$PIDFILE"
+    sleep 1
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+      echo "$(date +%FT%T) start: pstc-hello exited at once: $(tail -n 3 "$LOG_DIR/pstc-web.stderr.log" | tr '\n' ' ')" >> "$LOG_DIR/ctl.log"
+      sync
+      exit 1
+    fi
+    echo "$(date +%FT%T) start: running as $(cat "$PIDFILE"), marker $(cat "$STORE_DIR/marker")" >> "$LOG_DIR/ctl.log"
     ;;
   stop)
     if [ -f "$PIDFILE" ]; then
