@@ -74,7 +74,8 @@ pub fn go_env(arch: Arch, cpu: Cpu) -> Vec<(&'static str, &'static str)> {
     }
 }
 
-fn go_env_text(arch: Arch, cpu: Cpu) -> String {
+/// The Go target environment as `K=V` words, for messages and cache keys.
+pub fn go_env_text(arch: Arch, cpu: Cpu) -> String {
     go_env(arch, cpu)
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -92,59 +93,67 @@ pub fn goarm_of(bytes: &[u8]) -> Option<u8> {
         .map(|b| b - b'0')
 }
 
-/// Checks that the agent at `path` runs on the target; `given` describes it for messages.
-pub fn check_binary(path: &Path, given: &str, arch: Arch, cpu: Cpu) -> Result<(), AgentError> {
-    let needed = match arch {
+/// What the target needs, for messages: `linux/arm64`, or 32-bit hard-float ARM at the floor.
+pub fn needed(arch: Arch, cpu: Cpu) -> String {
+    match arch {
         Arch::Arm64 => "linux/arm64".to_string(),
         Arch::Armhf => format!("linux/arm (32-bit, hard float, {cpu:?} or older)").to_lowercase(),
-    };
-    let misfit = |why: String| AgentError::Misfit {
-        given: given.to_string(),
-        why,
-        needed: needed.clone(),
-        goenv: go_env_text(arch, cpu),
-    };
-    let bytes = std::fs::read(path).map_err(|e| AgentError::Input(format!("{given}: {e}")))?;
+    }
+}
+
+/// Why the Go program at `path` cannot run on the target (`Ok(None)` when it can): it must be
+/// an ELF executable, native AArch64 on arm64, fit the audit's machine and float checks, and
+/// for an ARMv6 floor carry ARMv6 attributes or `GOARM<=6`. `Err` when it cannot be read.
+pub fn misfit_of(path: &Path, given: &str, arch: Arch, cpu: Cpu) -> Result<Option<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{given}: {e}"))?;
     let mut cursor = std::io::Cursor::new(&bytes[..]);
-    let Some(info) = crate::audit::elf::read(&mut cursor)
-        .map_err(|e| AgentError::Input(format!("{given}: {e}")))?
+    let Some(info) = crate::audit::elf::read(&mut cursor).map_err(|e| format!("{given}: {e}"))?
     else {
-        return Err(misfit("it is not an ELF executable".into()));
+        return Ok(Some("it is not an ELF executable".into()));
     };
     if info.kind != 2 && info.kind != 3 {
-        return Err(misfit(format!(
+        return Ok(Some(format!(
             "it is an ELF file of type {}, not an executable",
             info.kind
         )));
     }
     // The audit lets 32-bit ARM helpers onto arm64 images; the agent itself must be native.
     if arch == Arch::Arm64 && info.machine != crate::audit::elf::EM_AARCH64 {
-        return Err(misfit(format!(
+        return Ok(Some(format!(
             "machine: {}-bit {}; needs 64-bit LE AArch64",
             info.bits,
             crate::audit::elf::machine_name(info.machine)
         )));
     }
-    if let Some(why) = artifact::misfit(path, arch, cpu).map_err(AgentError::Input)? {
-        return Err(misfit(why));
+    if let Some(why) = artifact::misfit(path, arch, cpu)? {
+        return Ok(Some(why));
     }
     // Go records no ARM build attributes; its build information names GOARM.
     if arch == Arch::Armhf && cpu == Cpu::Armv6 && info.cpu_arch.is_none() {
-        match goarm_of(&bytes) {
-            Some(6) | Some(5) => {}
-            Some(v) => {
-                return Err(misfit(format!(
-                    "it was built with GOARM={v}: it dies with SIGILL on an ARMv6 Pi (Zero/1)"
-                )))
-            }
-            None => {
-                return Err(misfit(
-                    "it records neither ARM build attributes nor GOARM, so it cannot be shown to run on ARMv6".into(),
-                ))
-            }
-        }
+        return Ok(match goarm_of(&bytes) {
+            Some(6) | Some(5) => None,
+            Some(v) => Some(format!(
+                "it was built with GOARM={v}: it dies with SIGILL on an ARMv6 Pi (Zero/1)"
+            )),
+            None => Some(
+                "it records neither ARM build attributes nor GOARM, so it cannot be shown to run on ARMv6".into(),
+            ),
+        });
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Checks that the agent at `path` runs on the target; `given` describes it for messages.
+pub fn check_binary(path: &Path, given: &str, arch: Arch, cpu: Cpu) -> Result<(), AgentError> {
+    match misfit_of(path, given, arch, cpu).map_err(AgentError::Input)? {
+        None => Ok(()),
+        Some(why) => Err(AgentError::Misfit {
+            given: given.to_string(),
+            why,
+            needed: needed(arch, cpu),
+            goenv: go_env_text(arch, cpu),
+        }),
+    }
 }
 
 /// The built-in agent stage.
@@ -291,8 +300,13 @@ impl Stage for AgentStage {
 /// location (`git+URL@COMMIT`, without credentials) for a remote git source; never a build
 /// machine's directory (a `file://` repository is named by its last component).
 pub fn source_origin(s: &crate::spec::inputs::AgentSource) -> String {
+    tree_origin(s, "bosh-agent")
+}
+
+/// [`source_origin`] for the program `module` (a path source is a "`module` source tree").
+pub fn tree_origin(s: &crate::spec::inputs::AgentSource, module: &str) -> String {
     let Some((url, rev)) = s.git_rev() else {
-        return "bosh-agent source tree".into();
+        return format!("{module} source tree");
     };
     if let Some(path) = url.strip_prefix("file://") {
         let name = path
