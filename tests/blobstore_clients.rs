@@ -323,6 +323,11 @@ fn the_real_clients_build_from_their_pinned_commits() {
                 p.name, p.module
             ));
             sets.push(format!("blobstore_clients.{}.source.rev={}", p.name, p.rev));
+            // Only the default source has a default version.
+            sets.push(format!(
+                "blobstore_clients.{}.source.version={}",
+                p.name, p.version
+            ));
             let ctx = context(&sets, &dir);
             let t = std::time::Instant::now();
             run(&ctx, &root).unwrap();

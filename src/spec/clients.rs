@@ -141,11 +141,14 @@ pub fn resolve_clients(spec: &BTreeMap<String, ClientSpec>) -> Result<Vec<Client
                 b.check(&format!("{field}.binary"))?;
                 Agent::Binary(b)
             }
-            (false, None, s) => Agent::Source(resolve(
-                s.unwrap_or_default(),
-                &field,
-                (p.git, p.rev, p.version),
-            )?),
+            (false, None, s) => {
+                let mut s = resolve(s.unwrap_or_default(), &field, (p.git, p.rev, p.version))?;
+                // The pinned commit from another repository (a mirror) is the same release.
+                if s.rev.as_deref() == Some(p.rev) {
+                    s.version.get_or_insert_with(|| p.version.into());
+                }
+                Agent::Source(s)
+            }
         };
         out.push(Client {
             provider: *p,
@@ -220,6 +223,27 @@ mod tests {
         };
         let e = resolve_clients(&with("s3", bad)).unwrap_err();
         assert!(e.contains("blobstore_clients.s3.binary.sha256"), "{e}");
+    }
+
+    #[test]
+    fn a_mirror_of_the_pinned_commit_reports_the_pinned_version() {
+        let mirror = |rev: &str| ClientSpec {
+            source: Some(AgentSource {
+                git: Some("file:///srv/mirror/bosh-s3cli".into()),
+                rev: Some(rev.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let version = |c: ClientSpec| match &resolve_clients(&with("s3", c)).unwrap()[1].input {
+            Agent::Source(s) => s.version.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            version(mirror(PROVIDERS[1].rev)).as_deref(),
+            Some("0.0.324")
+        );
+        assert_eq!(version(mirror(&"a".repeat(40))), None);
     }
 
     #[test]

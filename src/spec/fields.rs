@@ -70,7 +70,7 @@ pub const FIELDS: &[(&str, &str, &str, &str)] = &[
     ("blobstore_clients.*.source.git", "URL", "the provider's cloudfoundry repository", "a git repository (https, http, ssh, git or file URL), fetched at `rev` once into `CACHE/blobstore-src`, then used without the network"),
     ("blobstore_clients.*.source.rev", "40 hex digits", "the pinned release's commit", "the commit to build from `git`: a full id"),
     ("blobstore_clients.*.source.go", "path", "`go` on PATH", "the Go toolchain (>= 1.25) to build with"),
-    ("blobstore_clients.*.source.version", "string", "`0.0.0-dev`; the pinned release's version for the default source", "the version the client reports (`-X main.version`, as upstream's CI sets it)"),
+    ("blobstore_clients.*.source.version", "string", "`0.0.0-dev`; the pinned release's version when `rev` is its commit", "the version the client reports (`-X main.version`, as upstream's CI sets it)"),
     ("blobstore_clients.*.skip", "bool", "`false`", "leave this provider's client out (an agent given that blobstore then fails to start)"),
     ("replacements", "map of rootfs path to artifact", "`{}`", "files swapped in before the audit (an ARM build of a known offender); keys are absolute rootfs paths"),
     ("replacements.*.url", "URL", "none", "where to download the file"),

@@ -10,7 +10,6 @@
 //! `agent.json` come from the data stages.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::context::BuildContext;
 use crate::pipeline::{PipelineError, Stage};
@@ -18,6 +17,9 @@ use crate::spec::{Agent, Arch, Cpu};
 use crate::steps::agent_build::{self, version_label};
 use crate::steps::agent_fetch::{self, FetchError};
 use crate::steps::artifact::{self, ArtifactError};
+
+pub(super) use crate::steps::gobuild::logged;
+pub use crate::steps::gobuild::{go_env, go_env_text};
 
 /// The stage's name: after the runit services, before the infrastructure stages.
 pub const NAME: &str = "56-agent";
@@ -37,7 +39,7 @@ pub enum AgentError {
     Artifact(#[from] ArtifactError),
     /// The source tree could not be fetched by git.
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(Box<FetchError>),
     /// The binary is not for the target.
     #[error("{given} is not a BOSH agent this image can run: {why}\n  give an agent built for {needed}: `agent.source.path` (a bosh-agent tree, built here with {goenv}) or `agent.binary`")]
     Misfit {
@@ -65,24 +67,6 @@ pub enum AgentError {
     Install(String),
 }
 
-/// The Go target environment for an architecture and CPU floor.
-pub fn go_env(arch: Arch, cpu: Cpu) -> Vec<(&'static str, &'static str)> {
-    match (arch, cpu) {
-        (Arch::Arm64, _) => vec![("GOOS", "linux"), ("GOARCH", "arm64")],
-        (Arch::Armhf, Cpu::Armv6) => vec![("GOOS", "linux"), ("GOARCH", "arm"), ("GOARM", "6")],
-        (Arch::Armhf, _) => vec![("GOOS", "linux"), ("GOARCH", "arm"), ("GOARM", "7")],
-    }
-}
-
-/// The Go target environment as `K=V` words, for messages and cache keys.
-pub fn go_env_text(arch: Arch, cpu: Cpu) -> String {
-    go_env(arch, cpu)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The `GOARM` a Go binary was built with, from its embedded build information.
 pub fn goarm_of(bytes: &[u8]) -> Option<u8> {
     let needle = b"\tGOARM=";
@@ -91,6 +75,12 @@ pub fn goarm_of(bytes: &[u8]) -> Option<u8> {
         .get(i + needle.len())
         .filter(|b| b.is_ascii_digit())
         .map(|b| b - b'0')
+}
+
+impl From<FetchError> for AgentError {
+    fn from(e: FetchError) -> Self {
+        AgentError::Fetch(Box::new(e))
+    }
 }
 
 /// What the target needs, for messages: `linux/arm64`, or 32-bit hard-float ARM at the floor.
@@ -323,32 +313,6 @@ pub fn tree_origin(s: &crate::spec::inputs::AgentSource, module: &str) -> String
         None => rest,
     };
     format!("git+{scheme}://{rest}@{rev}")
-}
-
-/// Runs `cmd`, appending its output to `log`.
-pub(super) fn logged(cmd: &mut Command, log: &Path) -> Result<(), String> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = file.try_clone().map_err(|e| e.to_string())?;
-    let argv = crate::cmd::argv_of(cmd);
-    let status = cmd
-        .stdout(file)
-        .stderr(err)
-        .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run `{argv}`: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        Err(format!(
-            "`{argv}` failed ({status}):\n{}",
-            crate::cmd::tail(&text, 15)
-        ))
-    }
 }
 
 #[cfg(test)]

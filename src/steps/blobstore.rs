@@ -41,19 +41,17 @@ pub enum ClientError {
     Artifact(#[from] ArtifactError),
     /// A source tree could not be fetched by git.
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(Box<FetchError>),
     /// Building from source failed.
     #[error(transparent)]
     Build(#[from] GoBuildError),
     /// The binary is not for the target.
-    #[error("{given} is not a {program} this image can run: {why}\n  give one built for {needed}: `{field}.source.path` (its source tree, built here with {goenv}), or `{field}.binary`, or leave the provider out with `{field}.skip: true`")]
+    #[error("{given} is not a bosh-blobstore-{provider} this image can run: {why}\n  give one built for {needed}: `blobstore_clients.{provider}.source.path` (its source tree, built here with {goenv}), or `blobstore_clients.{provider}.binary`, or leave the provider out with `blobstore_clients.{provider}.skip: true`")]
     Misfit {
         /// What was given.
         given: String,
-        /// The client's name.
-        program: String,
-        /// Its spec field.
-        field: String,
+        /// The provider (`dav`).
+        provider: &'static str,
         /// What is wrong with it.
         why: String,
         /// What the target needs.
@@ -69,6 +67,12 @@ pub enum ClientError {
         /// What failed.
         reason: String,
     },
+}
+
+impl From<FetchError> for ClientError {
+    fn from(e: FetchError) -> Self {
+        ClientError::Fetch(Box::new(e))
+    }
 }
 
 /// What a closed network can do instead of fetching `p`'s client.
@@ -121,8 +125,7 @@ pub fn check_binary(
         None => Ok(()),
         Some(why) => Err(ClientError::Misfit {
             given: given.into(),
-            program: p.program(),
-            field: p.field(),
+            provider: p.name,
             why,
             needed: needed(arch, cpu),
             goenv: go_env_text(arch, cpu),

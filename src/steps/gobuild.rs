@@ -17,11 +17,55 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::agent::{go_env, logged};
 use super::go_source::Origin;
 use crate::context::BuildContext;
 use crate::pipeline::tree::{self, Kind, TreeError};
 use crate::spec::inputs::AgentSource;
+use crate::spec::{Arch, Cpu};
+
+/// The Go target environment for an architecture and CPU floor.
+pub fn go_env(arch: Arch, cpu: Cpu) -> Vec<(&'static str, &'static str)> {
+    match (arch, cpu) {
+        (Arch::Arm64, _) => vec![("GOOS", "linux"), ("GOARCH", "arm64")],
+        (Arch::Armhf, Cpu::Armv6) => vec![("GOOS", "linux"), ("GOARCH", "arm"), ("GOARM", "6")],
+        (Arch::Armhf, _) => vec![("GOOS", "linux"), ("GOARCH", "arm"), ("GOARM", "7")],
+    }
+}
+
+/// The Go target environment as `K=V` words, for messages and cache keys.
+pub fn go_env_text(arch: Arch, cpu: Cpu) -> String {
+    go_env(arch, cpu)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `cmd`, appending its output to `log`.
+pub fn logged(cmd: &mut Command, log: &Path) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = file.try_clone().map_err(|e| e.to_string())?;
+    let argv = crate::cmd::argv_of(cmd);
+    let status = cmd
+        .stdout(file)
+        .stderr(err)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run `{argv}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        Err(format!(
+            "`{argv}` failed ({status}):\n{}",
+            crate::cmd::tail(&text, 15)
+        ))
+    }
+}
 
 /// What differs between the Go programs built here.
 #[derive(Debug, Clone)]
