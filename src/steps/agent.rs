@@ -304,6 +304,10 @@ pub fn tree_origin(s: &crate::spec::inputs::AgentSource, module: &str) -> String
             .rsplit('/')
             .next()
             .unwrap_or(path);
+        // A mirror's generic name (`.../cloudfoundry+bosh-davcli/repo`) says which program.
+        if !name.contains(module) {
+            return format!("git repository {name} ({module}) at commit {rev}");
+        }
         return format!("git repository {name} at commit {rev}");
     }
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
@@ -342,6 +346,13 @@ mod tests {
         assert_eq!(
             source_origin(&with("file:///home/me/src/bosh-agent/")),
             format!("git repository bosh-agent at commit {rev}")
+        );
+        assert_eq!(
+            tree_origin(
+                &with("file:///srv/mirror/cloudfoundry+bosh-davcli/repo"),
+                "bosh-davcli"
+            ),
+            format!("git repository repo (bosh-davcli) at commit {rev}")
         );
     }
 
