@@ -1,6 +1,7 @@
 //! `doctor`'s findings for the blobstore clients (stage `57-blobstore-clients`): each
 //! client's tree (fetched already, its repository reachable, or a local checkout) or binary,
-//! and a Go a client names for itself (the agent's finding covers the default Go).
+//! a Go a client names for itself, and the default Go when the agent is not built here (the
+//! agent's finding covers it otherwise), with `--fix`'s remedies (git, Go).
 
 use std::path::Path;
 
@@ -14,6 +15,8 @@ const CHECK: &str = "blobstore";
 /// One finding per blobstore client the spec installs, and one per Go a client names.
 pub fn check(spec: &Resolved, cache: &Path) -> Vec<Finding> {
     let mut out = Vec::new();
+    let agent_from_source = matches!(spec.agent, Ok(Agent::Source(_)));
+    let mut default_go_checked = false;
     for c in &spec.blobstore_clients {
         let (p, name, field) = (&c.provider, c.provider.program(), c.provider.field());
         let s = match &c.input {
@@ -77,6 +80,13 @@ pub fn check(spec: &Resolved, cache: &Path) -> Vec<Finding> {
             out.push(match gobuild::check_go(&program, s) {
                 Ok(version) => finding(Level::Ok, "go", format!("{version} builds {name}")),
                 Err(e) => finding(Level::Fail, "go", format!("{field}.source.go: {e}")),
+            });
+        } else if !agent_from_source && !default_go_checked {
+            // The agent's finding covers the default Go only when the agent is built here.
+            default_go_checked = true;
+            out.push(match gobuild::check_go(&program, s) {
+                Ok(version) => finding(Level::Ok, "go", format!("{version} builds {name}")),
+                Err(e) => super::go_missing(&e, std::env::consts::ARCH),
             });
         }
     }
