@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::profile::{self, Profile, ProfileError};
 
+pub mod clients;
 mod fields;
+pub mod go_source;
 pub mod inputs;
 mod names;
 mod read;
@@ -281,6 +283,9 @@ pub struct Spec {
     /// The BOSH agent: `binary` or `source`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentSpec>,
+    /// The blobstore clients by provider (`dav`, `s3`, `gcs`, `azure-storage`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blobstore_clients: BTreeMap<String, clients::ClientSpec>,
     /// Files swapped in before the audit: rootfs path to an ARM artifact.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub replacements: BTreeMap<String, Artifact>,
@@ -335,6 +340,8 @@ pub struct Resolved {
     pub monit: Monit,
     /// The agent input, or why there is none.
     pub agent: Result<Agent, String>,
+    /// The blobstore clients to install, in provider order.
+    pub blobstore_clients: Vec<clients::Client>,
     /// Files swapped in before the audit.
     pub replacements: BTreeMap<String, Artifact>,
     /// Accepted audit exceptions: the profile's, then the spec's.
@@ -514,6 +521,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
     if let (Err(e), Some(_)) = (&agent, &spec.agent) {
         return Err(invalid(e.clone()));
     }
+    let blobstore_clients = clients::resolve_clients(&spec.blobstore_clients).map_err(&invalid)?;
     inputs::check_audit(&spec.replacements, spec.audit.as_ref()).map_err(&invalid)?;
     let image = spec.image.unwrap_or_default();
     image.check().map_err(&invalid)?;
@@ -558,6 +566,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         dev_tools: spec.dev_tools.unwrap_or(true),
         monit,
         agent,
+        blobstore_clients,
         replacements: spec.replacements.clone(),
         audit_allow,
         image,

@@ -481,7 +481,12 @@ fn default_spec_rootfs_has_the_bosh_os() {
     let rootfs = tmp.path().join("rootfs");
     let monit = builtins::debian_monit(&mirror);
     let agent = builtins::arm_agent(tmp.path());
-    let sets = builtins::sets(&monit, &agent, true);
+    let Some(go) = support::clients::go() else {
+        return;
+    };
+    // The blobstore clients from stand-in trees (the defaults would fetch from GitHub).
+    let mut sets = builtins::sets(&monit, &agent, true);
+    sets.extend(support::clients::sets(tmp.path(), &go));
     let out = builtins::pistemcell(
         &work,
         &cache,

@@ -23,7 +23,7 @@ const CMD_END: &str = "<!-- command-reference:end -->";
 /// Words that stand for a variable part in a troubleshooting row's quoted message.
 const PLACEHOLDERS: &[&str] = &[
     "N", "NN", "X", "ARCH", "CPU", "HOST", "NAME", "STAGE", "WORK", "FILE", "DIR", "PATH", "URL",
-    "HEX", "KEY", "VERSION", "FIELD",
+    "HEX", "KEY", "VERSION", "FIELD", "PROVIDER",
 ];
 
 /// Serialises rewriting README.md between the tests that bless it.

@@ -10,6 +10,7 @@ use crate::spec::{Arch, Resolved};
 use archive::keyring_missing;
 
 mod archive;
+mod clients;
 pub mod fix;
 pub mod go;
 pub mod reach;
@@ -167,6 +168,7 @@ pub fn check(spec: &Resolved, cli_mirror: Option<&str>, work: &Path, cache: &Pat
     out.extend(archive::keyring_check(spec));
     out.extend(archive::mirror_check(spec, cli_mirror));
     out.extend(inputs_check(spec, cache));
+    out.extend(clients::check(spec, cache));
     out.push(disk_check(work));
     out
 }

@@ -68,6 +68,8 @@ pub fn agent(url: &str, rev: &str) -> Finding {
             Level::Warn,
             "agent",
             crate::steps::agent_fetch::FetchError::Unavailable {
+                field: "agent.source".into(),
+                hint: crate::steps::agent_fetch::OFFLINE_HINT.into(),
                 url: url.into(),
                 rev: rev.into(),
                 reason,

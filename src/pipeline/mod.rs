@@ -319,8 +319,8 @@ pub fn ordered(mut stages: Vec<Box<dyn Stage>>) -> Result<Vec<Box<dyn Stage>>, P
     Ok(stages)
 }
 
-/// The whole pipeline: the built-in stages (bootstrap, monit, agent, audit) and every data
-/// stage under `source`, in name order.
+/// The whole pipeline: the built-in stages (bootstrap, monit, agent, blobstore clients, audit)
+/// and every data stage under `source`, in name order.
 pub fn stages(
     ctx: &BuildContext,
     source: &StageSource,
@@ -331,6 +331,7 @@ pub fn stages(
         Box::new(crate::steps::agent::AgentStage {
             assets_dir: source.assets_dir.clone(),
         }),
+        Box::new(crate::steps::blobstore::BlobstoreClientsStage),
         Box::new(crate::steps::audit::AuditStage),
     ];
     for s in stage::load_all(source, &ctx.spec)? {

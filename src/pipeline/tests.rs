@@ -101,7 +101,16 @@ fn stages_load_in_name_order_and_files_and_hidden_entries_are_ignored() {
     let names: Vec<&str> = all.iter().map(|s| s.name()).collect();
     assert_eq!(
         names,
-        [BOOTSTRAP, "10-a", "20-b", "30-c", "55-monit", "56-agent", "95-audit"]
+        [
+            BOOTSTRAP,
+            "10-a",
+            "20-b",
+            "30-c",
+            "55-monit",
+            "56-agent",
+            "57-blobstore-clients",
+            "95-audit"
+        ]
     );
 }
 

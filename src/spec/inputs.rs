@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::go_source::{check_git_url, is_commit_id, AgentSource};
+
 /// The monit version BOSH stemcells carry (newer ones refuse the agent's requests).
 pub const MONIT_DEFAULT_VERSION: &str = "5.2.5";
 /// Where monit 5.2.5's source tarball is published upstream.
@@ -208,45 +210,6 @@ pub struct AgentSpec {
     pub source: Option<AgentSource>,
 }
 
-/// A bosh-agent source tree: a local directory (`path`) or a git repository at a commit
-/// (`git` and `rev`), exactly one of them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AgentSource {
-    /// The directory holding bosh-agent's `go.mod` (with its `vendor/`); empty when `git` is
-    /// given.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub path: String,
-    /// A git URL of bosh-agent, fetched at `rev` into the cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git: Option<String>,
-    /// The commit to fetch from `git`: its full 40-hex-digit id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rev: Option<String>,
-    /// The `go` binary; default `go` on PATH.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub go: Option<String>,
-    /// The version the agent reports (`bosh-agent -v`); default `0.0.0-dev` (the default
-    /// source's: its release).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-}
-
-impl AgentSource {
-    /// The git URL and commit, when the tree is fetched by git.
-    pub fn git_rev(&self) -> Option<(&str, &str)> {
-        Some((self.git.as_deref()?, self.rev.as_deref()?))
-    }
-
-    /// Where the tree comes from, for messages: `URL at commit REV`, or the path.
-    pub fn describe(&self) -> String {
-        match self.git_rev() {
-            Some((g, r)) => format!("{g} at commit {r}"),
-            None => self.path.clone(),
-        }
-    }
-}
-
 /// The resolved agent input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Agent {
@@ -273,56 +236,12 @@ pub fn resolve_agent(spec: Option<&AgentSpec>) -> Result<Agent, String> {
 /// Checks `agent.source`; with neither `path` nor `git` (as when only `go` is set) it is the
 /// default: bosh-agent's pinned release by git. Empty strings count as not given, so
 /// `--set agent.source.git= --set agent.source.rev=` clears a spec's git source.
-fn resolve_agent_source(mut s: AgentSource) -> Result<AgentSource, String> {
-    s.git = s.git.filter(|g| !g.is_empty());
-    s.rev = s.rev.filter(|r| !r.is_empty());
-    let refused = match (s.path.is_empty(), s.git.clone(), s.rev.clone()) {
-        (true, None, None) => {
-            s.git = Some(AGENT_DEFAULT_GIT.into());
-            s.rev = Some(AGENT_DEFAULT_REV.into());
-            s.version.get_or_insert_with(|| AGENT_DEFAULT_VERSION.into());
-            None
-        }
-        (false, None, None) => None,
-        (false, Some(g), _) => Some(format!(
-            "`agent.source` gives both `path: {}` and `git: {g}`; keep one (a local tree, or a repository fetched at `rev`)",
-            s.path
-        )),
-        (false, None, Some(_)) => Some(
-            "`agent.source.rev` goes with `agent.source.git`, not with `path`; remove it".into(),
-        ),
-        (true, None, Some(r)) => Some(format!(
-            "`agent.source.rev: {r}` needs `agent.source.git`, the repository's URL (e.g. {AGENT_DEFAULT_GIT})"
-        )),
-        (true, Some(g), None) => Some(format!(
-            "`agent.source.git: {g}` needs `agent.source.rev`, the full 40-hex-digit commit id to build (a tag can move; `git rev-list -n1 TAG` in a clone gives its commit)"
-        )),
-        (true, Some(g), Some(r)) => {
-            check_git_url(&g).map_err(|why| format!("`agent.source.git: {g}`: {why}"))?;
-            s.rev = Some(r.to_ascii_lowercase());
-            (!is_commit_id(&r)).then(|| format!(
-                "`agent.source.rev: {r}` is not a full commit id (40 hex digits): a tag or branch can move, the commit pins the content; `git rev-list -n1 TAG` in a clone, or `git ls-remote {g} TAG`, gives it"
-            ))
-        }
-    };
-    refused.map_or(Ok(s), Err)
-}
-
-/// Whether `rev` is a full commit id: 40 hex digits.
-pub fn is_commit_id(rev: &str) -> bool {
-    rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// Checks that `url` is a git URL this build fetches from: https, http, ssh, git or file.
-pub fn check_git_url(url: &str) -> Result<(), String> {
-    let ok = ["https://", "http://", "ssh://", "git://", "file://"]
-        .iter()
-        .any(|p| url.starts_with(p) && url.len() > p.len());
-    if ok && !url.chars().any(char::is_whitespace) {
-        Ok(())
-    } else {
-        Err("expected an https://, http://, ssh://, git:// or file:// URL (for a local tree, give `agent.source.path` instead)".into())
-    }
+fn resolve_agent_source(s: AgentSource) -> Result<AgentSource, String> {
+    super::go_source::resolve(
+        s,
+        "agent",
+        (AGENT_DEFAULT_GIT, AGENT_DEFAULT_REV, AGENT_DEFAULT_VERSION),
+    )
 }
 
 /// The archive state a spec is pinned to: the signed Release's sha256 (and, for messages,

@@ -10,7 +10,6 @@
 //! `agent.json` come from the data stages.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::context::BuildContext;
 use crate::pipeline::{PipelineError, Stage};
@@ -18,6 +17,9 @@ use crate::spec::{Agent, Arch, Cpu};
 use crate::steps::agent_build::{self, version_label};
 use crate::steps::agent_fetch::{self, FetchError};
 use crate::steps::artifact::{self, ArtifactError};
+
+pub(super) use crate::steps::gobuild::logged;
+pub use crate::steps::gobuild::{go_env, go_env_text};
 
 /// The stage's name: after the runit services, before the infrastructure stages.
 pub const NAME: &str = "56-agent";
@@ -37,7 +39,7 @@ pub enum AgentError {
     Artifact(#[from] ArtifactError),
     /// The source tree could not be fetched by git.
     #[error(transparent)]
-    Fetch(#[from] FetchError),
+    Fetch(Box<FetchError>),
     /// The binary is not for the target.
     #[error("{given} is not a BOSH agent this image can run: {why}\n  give an agent built for {needed}: `agent.source.path` (a bosh-agent tree, built here with {goenv}) or `agent.binary`")]
     Misfit {
@@ -65,23 +67,6 @@ pub enum AgentError {
     Install(String),
 }
 
-/// The Go target environment for an architecture and CPU floor.
-pub fn go_env(arch: Arch, cpu: Cpu) -> Vec<(&'static str, &'static str)> {
-    match (arch, cpu) {
-        (Arch::Arm64, _) => vec![("GOOS", "linux"), ("GOARCH", "arm64")],
-        (Arch::Armhf, Cpu::Armv6) => vec![("GOOS", "linux"), ("GOARCH", "arm"), ("GOARM", "6")],
-        (Arch::Armhf, _) => vec![("GOOS", "linux"), ("GOARCH", "arm"), ("GOARM", "7")],
-    }
-}
-
-fn go_env_text(arch: Arch, cpu: Cpu) -> String {
-    go_env(arch, cpu)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The `GOARM` a Go binary was built with, from its embedded build information.
 pub fn goarm_of(bytes: &[u8]) -> Option<u8> {
     let needle = b"\tGOARM=";
@@ -92,59 +77,73 @@ pub fn goarm_of(bytes: &[u8]) -> Option<u8> {
         .map(|b| b - b'0')
 }
 
-/// Checks that the agent at `path` runs on the target; `given` describes it for messages.
-pub fn check_binary(path: &Path, given: &str, arch: Arch, cpu: Cpu) -> Result<(), AgentError> {
-    let needed = match arch {
+impl From<FetchError> for AgentError {
+    fn from(e: FetchError) -> Self {
+        AgentError::Fetch(Box::new(e))
+    }
+}
+
+/// What the target needs, for messages: `linux/arm64`, or 32-bit hard-float ARM at the floor.
+pub fn needed(arch: Arch, cpu: Cpu) -> String {
+    match arch {
         Arch::Arm64 => "linux/arm64".to_string(),
         Arch::Armhf => format!("linux/arm (32-bit, hard float, {cpu:?} or older)").to_lowercase(),
-    };
-    let misfit = |why: String| AgentError::Misfit {
-        given: given.to_string(),
-        why,
-        needed: needed.clone(),
-        goenv: go_env_text(arch, cpu),
-    };
-    let bytes = std::fs::read(path).map_err(|e| AgentError::Input(format!("{given}: {e}")))?;
+    }
+}
+
+/// Why the Go program at `path` cannot run on the target (`Ok(None)` when it can): it must be
+/// an ELF executable, native AArch64 on arm64, fit the audit's machine and float checks, and
+/// for an ARMv6 floor carry ARMv6 attributes or `GOARM<=6`. `Err` when it cannot be read.
+pub fn misfit_of(path: &Path, given: &str, arch: Arch, cpu: Cpu) -> Result<Option<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{given}: {e}"))?;
     let mut cursor = std::io::Cursor::new(&bytes[..]);
-    let Some(info) = crate::audit::elf::read(&mut cursor)
-        .map_err(|e| AgentError::Input(format!("{given}: {e}")))?
+    let Some(info) = crate::audit::elf::read(&mut cursor).map_err(|e| format!("{given}: {e}"))?
     else {
-        return Err(misfit("it is not an ELF executable".into()));
+        return Ok(Some("it is not an ELF executable".into()));
     };
     if info.kind != 2 && info.kind != 3 {
-        return Err(misfit(format!(
+        return Ok(Some(format!(
             "it is an ELF file of type {}, not an executable",
             info.kind
         )));
     }
     // The audit lets 32-bit ARM helpers onto arm64 images; the agent itself must be native.
     if arch == Arch::Arm64 && info.machine != crate::audit::elf::EM_AARCH64 {
-        return Err(misfit(format!(
+        return Ok(Some(format!(
             "machine: {}-bit {}; needs 64-bit LE AArch64",
             info.bits,
             crate::audit::elf::machine_name(info.machine)
         )));
     }
-    if let Some(why) = artifact::misfit(path, arch, cpu).map_err(AgentError::Input)? {
-        return Err(misfit(why));
+    if let Some(why) = artifact::misfit(path, arch, cpu)? {
+        return Ok(Some(why));
     }
     // Go records no ARM build attributes; its build information names GOARM.
     if arch == Arch::Armhf && cpu == Cpu::Armv6 && info.cpu_arch.is_none() {
-        match goarm_of(&bytes) {
-            Some(6) | Some(5) => {}
-            Some(v) => {
-                return Err(misfit(format!(
-                    "it was built with GOARM={v}: it dies with SIGILL on an ARMv6 Pi (Zero/1)"
-                )))
-            }
-            None => {
-                return Err(misfit(
-                    "it records neither ARM build attributes nor GOARM, so it cannot be shown to run on ARMv6".into(),
-                ))
-            }
-        }
+        return Ok(match goarm_of(&bytes) {
+            Some(6) | Some(5) => None,
+            Some(v) => Some(format!(
+                "it was built with GOARM={v}: it dies with SIGILL on an ARMv6 Pi (Zero/1)"
+            )),
+            None => Some(
+                "it records neither ARM build attributes nor GOARM, so it cannot be shown to run on ARMv6".into(),
+            ),
+        });
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Checks that the agent at `path` runs on the target; `given` describes it for messages.
+pub fn check_binary(path: &Path, given: &str, arch: Arch, cpu: Cpu) -> Result<(), AgentError> {
+    match misfit_of(path, given, arch, cpu).map_err(AgentError::Input)? {
+        None => Ok(()),
+        Some(why) => Err(AgentError::Misfit {
+            given: given.to_string(),
+            why,
+            needed: needed(arch, cpu),
+            goenv: go_env_text(arch, cpu),
+        }),
+    }
 }
 
 /// The built-in agent stage.
@@ -291,8 +290,13 @@ impl Stage for AgentStage {
 /// location (`git+URL@COMMIT`, without credentials) for a remote git source; never a build
 /// machine's directory (a `file://` repository is named by its last component).
 pub fn source_origin(s: &crate::spec::inputs::AgentSource) -> String {
+    tree_origin(s, "bosh-agent")
+}
+
+/// [`source_origin`] for the program `module` (a path source is a "`module` source tree").
+pub fn tree_origin(s: &crate::spec::inputs::AgentSource, module: &str) -> String {
     let Some((url, rev)) = s.git_rev() else {
-        return "bosh-agent source tree".into();
+        return format!("{module} source tree");
     };
     if let Some(path) = url.strip_prefix("file://") {
         let name = path
@@ -300,6 +304,10 @@ pub fn source_origin(s: &crate::spec::inputs::AgentSource) -> String {
             .rsplit('/')
             .next()
             .unwrap_or(path);
+        // A mirror's generic name (`.../cloudfoundry+bosh-davcli/repo`) says which program.
+        if !name.contains(module) {
+            return format!("git repository {name} ({module}) at commit {rev}");
+        }
         return format!("git repository {name} at commit {rev}");
     }
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
@@ -309,32 +317,6 @@ pub fn source_origin(s: &crate::spec::inputs::AgentSource) -> String {
         None => rest,
     };
     format!("git+{scheme}://{rest}@{rev}")
-}
-
-/// Runs `cmd`, appending its output to `log`.
-pub(super) fn logged(cmd: &mut Command, log: &Path) -> Result<(), String> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = file.try_clone().map_err(|e| e.to_string())?;
-    let argv = crate::cmd::argv_of(cmd);
-    let status = cmd
-        .stdout(file)
-        .stderr(err)
-        .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run `{argv}`: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        Err(format!(
-            "`{argv}` failed ({status}):\n{}",
-            crate::cmd::tail(&text, 15)
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -364,6 +346,13 @@ mod tests {
         assert_eq!(
             source_origin(&with("file:///home/me/src/bosh-agent/")),
             format!("git repository bosh-agent at commit {rev}")
+        );
+        assert_eq!(
+            tree_origin(
+                &with("file:///srv/mirror/cloudfoundry+bosh-davcli/repo"),
+                "bosh-davcli"
+            ),
+            format!("git repository repo (bosh-davcli) at commit {rev}")
         );
     }
 

@@ -115,6 +115,10 @@ pub fn assert_builtins(rootfs: &Path, agent: &Path, stderr: &str) {
     for (path, want) in [
         ("var/vcap/bosh/bin/monit", None),
         ("var/vcap/bosh/bin/bosh-agent", Some(agent)),
+        ("var/vcap/bosh/bin/bosh-blobstore-dav", None),
+        ("var/vcap/bosh/bin/bosh-blobstore-s3", None),
+        ("var/vcap/bosh/bin/bosh-blobstore-gcs", None),
+        ("var/vcap/bosh/bin/bosh-blobstore-azure-storage", None),
     ] {
         let p = rootfs.join(path);
         let m = std::fs::metadata(&p).unwrap_or_else(|e| panic!("/{path}: {e}"));

@@ -151,8 +151,8 @@ pub fn rebuild_is_identical(
     );
 }
 
-/// The stemcell's SBOMs list exactly what `dpkg-query -W` lists in the rootfs, plus monit and
-/// the agent with the sha256 of the files installed; both pass the reference validators.
+/// The stemcell's SBOMs list exactly what `dpkg-query -W` lists in the rootfs, plus monit, the
+/// agent and the blobstore clients with the sha256 of the files installed; both pass the reference validators.
 pub fn check_sboms(stemcell: &Path, rootfs: &Path, dir: &Path) {
     let x = dir.join("sboms");
     std::fs::create_dir_all(&x).unwrap();
@@ -208,6 +208,13 @@ pub fn check_sboms(stemcell: &Path, rootfs: &Path, dir: &Path) {
     for (name, path) in [
         ("monit", "var/vcap/bosh/bin/monit"),
         ("bosh-agent", "var/vcap/bosh/bin/bosh-agent"),
+        ("bosh-blobstore-dav", "var/vcap/bosh/bin/bosh-blobstore-dav"),
+        ("bosh-blobstore-s3", "var/vcap/bosh/bin/bosh-blobstore-s3"),
+        ("bosh-blobstore-gcs", "var/vcap/bosh/bin/bosh-blobstore-gcs"),
+        (
+            "bosh-blobstore-azure-storage",
+            "var/vcap/bosh/bin/bosh-blobstore-azure-storage",
+        ),
     ] {
         let c = pkgs
             .iter()
@@ -220,7 +227,8 @@ pub fn check_sboms(stemcell: &Path, rootfs: &Path, dir: &Path) {
 }
 
 /// The stemcell's provenance.json: every installed package's .deb with its sha256, the
-/// archive's signed Release digest and date, monit and the agent, every stage's key.
+/// archive's signed Release digest and date, monit, the agent and the blobstore clients, every
+/// stage's key.
 pub fn check_provenance(stemcell: &Path, rootfs: &Path, dir: &Path) {
     let x = dir.join("provenance");
     std::fs::create_dir_all(&x).unwrap();
@@ -261,7 +269,17 @@ pub fn check_provenance(stemcell: &Path, rootfs: &Path, dir: &Path) {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(comps, ["bosh-agent", "monit"]);
+    assert_eq!(
+        comps,
+        [
+            "bosh-agent",
+            "bosh-blobstore-azure-storage",
+            "bosh-blobstore-dav",
+            "bosh-blobstore-gcs",
+            "bosh-blobstore-s3",
+            "monit"
+        ]
+    );
     let stages = v["stages"].as_array().unwrap();
     assert!(
         stages.iter().any(

@@ -2,6 +2,8 @@
 //! Debian-format archive, and a small HTTP server on 127.0.0.1 that serves it.
 #![allow(dead_code)]
 
+pub mod clients;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
