@@ -549,11 +549,17 @@ fn default_spec_rootfs_has_the_bosh_os() {
                     format!("monit.source.sha256={sha}"),
                 ]);
             }
+            // The deploy proof needs the real dav client: from its git mirror, when given.
+            let real_dav = boot::real_dav_sets();
+            if let Some(dav) = &real_dav {
+                real.retain(|s| !s.starts_with("blobstore_clients.dav."));
+                real.extend(dav.iter().cloned());
+            }
             let dir = tmp.path().join("real-agent");
             let out = builtins::pistemcell(&work, &cache, &mirror, &real, &["build", "--stemcell-dir", dir.to_str().unwrap()]);
             check(out.status.success(), format!("the build with a real agent failed:\n{}", String::from_utf8_lossy(&out.stderr)));
             let real_stemcell = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            boot::check_real_agent(&real_stemcell, &work, tmp.path());
+            boot::check_real_agent(&real_stemcell, &work, tmp.path(), real_dav.is_some());
         }
         None => eprintln!("SKIPPED the boot test's agent checks with a real agent: set PISTEMCELL_TEST_AGENT_SRC and PISTEMCELL_TEST_GO (a bosh-agent checkout and Go >= 1.25) or PISTEMCELL_TEST_AGENT_BIN (an ARM bosh-agent)"),
     }
