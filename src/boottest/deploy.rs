@@ -93,7 +93,7 @@ pub const STEPS: &[(&str, &str)] = &[
     ("start", "start, then get_state reports job_state running"),
     ("job-answers", "the compiled program answers on its forwarded port"),
     ("drain-stop", "drain, stop, unmount_disk"),
-    ("reboot", "reboot with the same disks: the agent answers ping again"),
+    ("reboot", "clean poweroff, power on with the same disks: the agent answers ping again"),
     ("remount", "the disk mounted again, start: the job runs and reads what it wrote before the reboot"),
     ("fetch-logs", "fetch_logs: the job's logs arrive in the blobstore"),
 ];
@@ -181,7 +181,18 @@ impl Session<'_> {
     }
 
     fn reboot(&mut self, d: &D) -> Result<String, String> {
-        self.machine.stop(Duration::from_secs(20));
+        let down = Instant::now();
+        let clean = self
+            .machine
+            .shutdown(&self.cfg.dir, Duration::from_secs(120));
+        if !clean {
+            self.machine.stop(Duration::from_secs(20));
+            return Err(format!(
+                "the guest did not power off within {:.0} s of the probe's `poweroff` (a VM whose disks are cut mid-write is no proof)",
+                down.elapsed().as_secs_f64()
+            ));
+        }
+        let down = down.elapsed();
         let dir = self.cfg.dir.join("after-reboot");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         self.cfg.dir = dir.clone();
@@ -191,7 +202,8 @@ impl Session<'_> {
         self.wait_for("ping after the reboot", |_| {
             Ok(d.ping().is_ok().then(|| {
                 format!(
-                    "pong {:.1} s after power-on",
+                    "clean poweroff in {:.1} s; pong {:.1} s after power-on",
+                    down.as_secs_f64(),
                     powered.elapsed().as_secs_f64()
                 )
             }))

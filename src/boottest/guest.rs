@@ -19,6 +19,8 @@ pub const MODE: &str = "var/lib/pistemcell/boot-test/mode";
 pub const PORT_PROBE: &str = "pistemcell.probe";
 /// The virtio serial port the agent's log streams on.
 pub const PORT_AGENT_LOG: &str = "pistemcell.agentlog";
+/// The virtio serial port the host sends the probe commands on (`poweroff`).
+pub const PORT_CONTROL: &str = "pistemcell.control";
 /// The prefix of every probe line.
 pub const TAG: &str = "PSTC";
 /// The guest's address on qemu's user network, and its gateway and DNS.
@@ -61,6 +63,13 @@ exec 3>"$(port {PORT_PROBE})"
 say() {{ echo "{TAG} $*" >&3; }}
 ( exec >"$(port {PORT_AGENT_LOG})"; mkdir -p /var/vcap/bosh/log
   exec tail -n +1 -F /var/vcap/bosh/log/current 2>/dev/null ) &
+# Commands from the host: `poweroff` shuts the guest down cleanly (its disks written), as a
+# reboot of a real VM does.
+( while read -r cmd; do
+    case "$cmd" in
+      poweroff) say poweroff-requested; sync; systemctl --no-block poweroff || poweroff -f ;;
+    esac
+  done <"$(port {PORT_CONTROL})" ) &
 say probe started uptime=$(cut -d' ' -f1 /proc/uptime)
 say root source=$(findmnt -no SOURCE /) fstype=$(findmnt -no FSTYPE /) options=$(findmnt -no OPTIONS /)
 say kernel $(uname -r)

@@ -335,6 +335,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         forwards: job_port
             .map(|p| vec![(p, deploy::JOB_PORT)])
             .unwrap_or_default(),
+        control: opts.deploy,
         memory_mib: opts.memory_mib,
         cpus: std::thread::available_parallelism().map_or(2, |n| n.get()),
         dir: dir.to_path_buf(),

@@ -32,6 +32,8 @@ pub struct VmConfig {
     pub persistent: Option<PathBuf>,
     /// More forwards: host port (on 127.0.0.1) to guest port.
     pub forwards: Vec<(u16, u16)>,
+    /// Whether the probe gets a control port (a unix socket in `dir`) to power the guest off.
+    pub control: bool,
     /// Memory in MiB.
     pub memory_mib: u32,
     /// Virtual CPUs.
@@ -141,6 +143,7 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
             "virtserialport,chardev=agentlog,name={}",
             guest::PORT_AGENT_LOG
         ))
+        .args(control_args(c)?)
         .stdin(Stdio::null())
         .stdout(Stdio::from(
             File::create(c.dir.join("qemu.log"))
@@ -151,6 +154,29 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
                 .map_err(|e| BootTestError::Vm(format!("qemu.err: {e}")))?,
         ));
     Ok(cmd)
+}
+
+/// The unix socket (in the log directory) that reaches the probe's control port.
+pub const CONTROL_SOCKET: &str = "control.sock";
+
+fn control_args(c: &VmConfig) -> Result<Vec<String>, BootTestError> {
+    if !c.control {
+        return Ok(Vec::new());
+    }
+    let sock = c.dir.join(CONTROL_SOCKET);
+    // sockaddr_un holds 108 bytes with the terminating NUL.
+    if sock.as_os_str().len() > 107 {
+        return Err(BootTestError::Vm(format!(
+            "the control socket {} is longer than a unix socket path may be (107 bytes); give a shorter --work-dir",
+            sock.display()
+        )));
+    }
+    Ok(vec![
+        "-chardev".into(),
+        format!("socket,id=control,path={},server=on,wait=off", sock.display()),
+        "-device".into(),
+        format!("virtserialport,chardev=control,name={}", guest::PORT_CONTROL),
+    ])
 }
 
 /// A running VM; powered off on drop.
@@ -198,6 +224,26 @@ impl Vm {
     /// qemu's peak resident memory so far, KiB.
     pub fn peak_kib(&self) -> u64 {
         self.peak_kib
+    }
+
+    /// Asks the guest to power itself off through the probe's control port (its filesystems
+    /// written and unmounted, as a real VM's reboot does) and waits up to `grace` for qemu to
+    /// exit; returns whether it did. `dir` is the VM's log directory.
+    pub fn shutdown(&mut self, dir: &Path, grace: std::time::Duration) -> bool {
+        use std::io::Write;
+        let sent = std::os::unix::net::UnixStream::connect(dir.join(CONTROL_SOCKET))
+            .and_then(|mut s| s.write_all(b"poweroff\n"));
+        if sent.is_err() {
+            return false;
+        }
+        let until = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < until {
+            if self.exited().is_some() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        false
     }
 
     /// Stops qemu with SIGTERM, which flushes its disk images (a qcow2 overlay killed hard
@@ -356,6 +402,7 @@ mod tests {
             mbus_port: 4242,
             persistent: None,
             forwards: Vec::new(),
+            control: false,
             memory_mib: 1024,
             cpus: 2,
             dir: std::env::temp_dir(),
@@ -373,6 +420,7 @@ mod tests {
         let d = VmConfig {
             persistent: Some("p.raw".into()),
             forwards: vec![(5000, 2345)],
+            control: true,
             ..c
         };
         let argv = crate::cmd::argv_of(&command(&d).unwrap());
