@@ -64,12 +64,19 @@ say() {{ echo "{TAG} $*" >&3; }}
 ( exec >"$(port {PORT_AGENT_LOG})"; mkdir -p /var/vcap/bosh/log
   exec tail -n +1 -F /var/vcap/bosh/log/current 2>/dev/null ) &
 # Commands from the host: `poweroff` shuts the guest down cleanly (its disks written), as a
-# reboot of a real VM does.
-( while read -r cmd; do
-    case "$cmd" in
-      poweroff) say poweroff-requested; sync; systemctl --no-block poweroff || poweroff -f ;;
-    esac
-  done <"$(port {PORT_CONTROL})" ) &
+# reboot of a real VM does. A virtio port reads as end-of-file while no host is connected to
+# it: read it again every second.
+( control=$(port {PORT_CONTROL})
+  [ "$control" = /dev/null ] && exit 0
+  while sleep 1; do
+    while read -r cmd; do
+      case "$cmd" in
+        # --force: processes killed and filesystems unmounted without stopping each unit (a
+        # unit's stop timeout under emulation is minutes); sync first all the same.
+        poweroff) say poweroff-requested; sync; systemctl --force poweroff || poweroff -f ;;
+      esac
+    done <"$control"
+  done ) &
 say probe started uptime=$(cut -d' ' -f1 /proc/uptime)
 say root source=$(findmnt -no SOURCE /) fstype=$(findmnt -no FSTYPE /) options=$(findmnt -no OPTIONS /)
 say kernel $(uname -r)

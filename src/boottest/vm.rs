@@ -173,9 +173,15 @@ fn control_args(c: &VmConfig) -> Result<Vec<String>, BootTestError> {
     }
     Ok(vec![
         "-chardev".into(),
-        format!("socket,id=control,path={},server=on,wait=off", sock.display()),
+        format!(
+            "socket,id=control,path={},server=on,wait=off",
+            sock.display()
+        ),
         "-device".into(),
-        format!("virtserialport,chardev=control,name={}", guest::PORT_CONTROL),
+        format!(
+            "virtserialport,chardev=control,name={}",
+            guest::PORT_CONTROL
+        ),
     ])
 }
 
@@ -231,15 +237,21 @@ impl Vm {
     /// exit; returns whether it did. `dir` is the VM's log directory.
     pub fn shutdown(&mut self, dir: &Path, grace: std::time::Duration) -> bool {
         use std::io::Write;
-        let sent = std::os::unix::net::UnixStream::connect(dir.join(CONTROL_SOCKET))
-            .and_then(|mut s| s.write_all(b"poweroff\n"));
-        if sent.is_err() {
+        let Ok(mut control) = std::os::unix::net::UnixStream::connect(dir.join(CONTROL_SOCKET))
+        else {
             return false;
-        }
+        };
+        // The guest reads the port only while a host is connected, and opens it anew each
+        // second: the connection stays open and the command is repeated until qemu exits.
         let until = std::time::Instant::now() + grace;
+        let mut next = std::time::Instant::now();
         while std::time::Instant::now() < until {
             if self.exited().is_some() {
                 return true;
+            }
+            if std::time::Instant::now() >= next {
+                let _ = control.write_all(b"poweroff\n");
+                next = std::time::Instant::now() + std::time::Duration::from_secs(2);
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
