@@ -376,10 +376,29 @@ fn fetch_logs(s: &mut Session, d: &D) -> Result<String, String> {
             blob.blobstore_id
         )
     })?;
+    let names = s
+        .dav
+        .tgz_names(&blob.blobstore_id)
+        .map_err(|e| format!("the logs tarball {}: {e}", blob.blobstore_id))?;
+    let job_logs: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with(&format!("{JOB}/")))
+        .collect();
+    if job_logs.is_empty() {
+        return Err(format!(
+            "the logs tarball {} holds no {JOB}/ logs: {names:?}",
+            blob.blobstore_id
+        ));
+    }
     Ok(format!(
-        "logs tarball {} ({} bytes) in the blobstore",
+        "logs tarball {} ({} bytes) in the blobstore with {}",
         blob.blobstore_id,
-        bytes.len()
+        bytes.len(),
+        job_logs
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 
