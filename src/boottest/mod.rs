@@ -466,8 +466,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     });
     let deploy_cause = proof
         .first_failure()
-        .map(|_| checks.last_agent_error.clone())
-        .flatten()
+        .and_then(|_| checks.last_agent_error.clone())
         .map(|e| format!("the agent's last error: {e}"));
     let cause = foreign.or(deploy_cause).or_else(|| {
         checks
