@@ -65,8 +65,6 @@ pub struct Session<'a> {
     pub checks: &'a mut Checks,
     /// One line per step as it ends.
     pub progress: &'a dyn Fn(&str),
-    /// The agent's id.
-    pub agent_id: &'a str,
 }
 
 /// Starts the blobstore in the scratch dir.
@@ -263,8 +261,11 @@ pub fn run(s: &mut Session, proof: &mut Steps) -> Result<(), BootTestError> {
 type D<'a> = Director<&'a mbus::Mbus>;
 
 fn check_answer(a: &str) -> Result<String, String> {
-    match a.strip_prefix("pstc-hello ") {
-        Some(m) if !m.is_empty() && m != "none" => Ok(format!("answered `{a}`")),
+    let prefix = TestRelease::expected_answer(Some(""));
+    match a.strip_prefix(prefix.as_str()) {
+        Some(m) if !m.is_empty() && a != TestRelease::expected_answer(None) => {
+            Ok(format!("answered `{a}`"))
+        }
         _ => Err(format!(
             "answered `{a}`, not `pstc-hello MARKER` (the marker the job writes on /var/vcap/store at its first start)"
         )),

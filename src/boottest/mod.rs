@@ -432,7 +432,6 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
             logs,
             checks: &mut checks,
             progress,
-            agent_id: &agent_id,
         };
         if let Some(why) = &facts.no_agent {
             deploy::skip_all(&mut proof, why);

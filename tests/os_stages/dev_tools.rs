@@ -4,7 +4,6 @@
 //! `dev_tools_file_list.txt` equal to the image's list.
 
 use std::path::Path;
-use std::process::Command;
 
 use super::{check, Root, F};
 
@@ -47,16 +46,14 @@ pub fn assert_dev_tools(r: &Root) {
 /// `operating_system` names the architecture.
 pub fn assert_stemcell_lists(stemcell: &Path, rootfs: &Path, dir: &Path) {
     let x = dir.join("members");
-    std::fs::create_dir_all(&x).unwrap();
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(stemcell)
-        .args(["-C"])
-        .arg(&x)
-        .args(["dev_tools_file_list.txt", "stemcell.MF"])
-        .status()
-        .unwrap();
-    check(st.success(), "the stemcell has no dev_tools_file_list.txt");
+    check(
+        super::stemcell_image::extract_members(
+            stemcell,
+            &x,
+            &["dev_tools_file_list.txt", "stemcell.MF"],
+        ),
+        "the stemcell has no dev_tools_file_list.txt",
+    );
     let member = std::fs::read_to_string(x.join("dev_tools_file_list.txt")).unwrap();
     let image = Root::new(rootfs).read("/var/vcap/bosh/etc/dev_tools_file_list");
     check(

@@ -20,20 +20,25 @@ impl Drop for MountedRoot {
     }
 }
 
+/// Extracts `members` of the stemcell into `into` (made if needed); whether tar succeeded.
+pub fn extract_members(stemcell: &Path, into: &Path, members: &[&str]) -> bool {
+    std::fs::create_dir_all(into).unwrap();
+    Command::new("tar")
+        .arg("-xzf")
+        .arg(stemcell)
+        .arg("-C")
+        .arg(into)
+        .args(members)
+        .status()
+        .unwrap()
+        .success()
+}
+
 /// Extracts the stemcell's image into `dir`, checks its table and boot partition, and mounts
 /// its root partition.
 pub fn open(stemcell: &Path, dir: &Path) -> MountedRoot {
     let x = dir.join("stemcell");
-    std::fs::create_dir_all(&x).unwrap();
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(stemcell)
-        .args(["-C"])
-        .arg(&x)
-        .arg("image")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    assert!(extract_members(stemcell, &x, &["image"]));
     let img = x.join("image");
 
     // util-linux reads the table we wrote: msdos, FAT32 (LBA) then Linux, 4 MiB aligned.
