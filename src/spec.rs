@@ -15,11 +15,13 @@ mod fields;
 pub mod go_source;
 pub mod inputs;
 mod names;
+pub mod raw;
 mod read;
 pub mod reference;
 mod set;
 
 pub use fields::FIELDS;
+pub use names::{check_url, valid_package_name};
 pub use read::SPEC_MAX;
 
 pub use inputs::{
@@ -277,6 +279,9 @@ pub struct Spec {
     /// Compilers and build tools (stage `12-dev-tools`); default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_tools: Option<bool>,
+    /// The `raw` infrastructure's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<raw::RawSpec>,
     /// The monit pin: `version` and one of `source`, `deb`, `binary`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monit: Option<MonitSpec>,
@@ -336,6 +341,8 @@ pub struct Resolved {
     pub operating_system: String,
     /// Whether the image gets compilers and build tools.
     pub dev_tools: bool,
+    /// `raw.partition_card`: whether a raw stemcell's agent partitions its SD card.
+    pub partition_card: bool,
     /// The monit pin.
     pub monit: Monit,
     /// The agent input, or why there is none.
@@ -368,6 +375,7 @@ impl Resolved {
             "stemcell.version" => self.stemcell_version.clone(),
             "stemcell.operating_system" => self.operating_system.clone(),
             "dev_tools" => self.dev_tools.to_string(),
+            "raw.partition_card" => self.partition_card.to_string(),
             "monit.version" => self.monit.version.clone(),
             _ => return None,
         })
@@ -525,6 +533,8 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
     inputs::check_audit(&spec.replacements, spec.audit.as_ref()).map_err(&invalid)?;
     let image = spec.image.unwrap_or_default();
     image.check().map_err(&invalid)?;
+    let partition_card =
+        raw::partition_card(spec.raw.as_ref(), infrastructure).map_err(&invalid)?;
     let mut audit_allow = profile.audit_allow.clone();
     audit_allow.extend(spec.audit.iter().flat_map(|a| a.allow.iter().cloned()));
     for (field, value) in [
@@ -564,6 +574,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         stemcell_version,
         operating_system,
         dev_tools: spec.dev_tools.unwrap_or(true),
+        partition_card,
         monit,
         agent,
         blobstore_clients,
@@ -574,24 +585,6 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         profile,
         source,
     })
-}
-
-/// Whether `name` is a valid Debian package name (policy 5.6.1).
-pub fn valid_package_name(name: &str) -> bool {
-    name.len() >= 2
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
-}
-
-/// Checks that a mirror URL has a scheme pistemcell can fetch from.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://") {
-        Ok(())
-    } else {
-        Err("expected an http://, https:// or file:// URL".into())
-    }
 }
 
 #[cfg(test)]

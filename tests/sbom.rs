@@ -56,6 +56,7 @@ fn rootfs(root: &Path) {
             kind: "source".into(),
             origin: "https://example.invalid/monit-5.2.5.tar.gz".into(),
             input_sha256: "ab".repeat(32),
+            patches: Vec::new(),
         },
     )
     .unwrap();

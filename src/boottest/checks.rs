@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
+use super::card::{self, DataPlan};
 use super::guest::{ProbeLine, EPHEMERAL_SERIAL};
 
 /// How long the agent's process must stay up before the service check passes.
 pub const AGENT_UP_SECS: u64 = 10;
 /// Agent restarts that make a crash loop.
 pub const CRASH_LOOP_RESTARTS: usize = 4;
+/// How long after the agent first answers `ping` a disk check may still wait: the agent
+/// serves its mbus only after its bootstrap, disks included, so this is the probe's lag only.
+pub const DISK_AFTER_PING_SECS: u64 = 6;
 
 /// The checks, in the order they usually pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,17 +29,20 @@ pub enum CheckId {
     GetState,
     /// `/var/vcap/data` is ext4 on the ephemeral disk.
     EphemeralDisk,
+    /// `/var/vcap/data` is ext4 on a partition the agent added to the SD card, with swap.
+    DataPartition,
 }
 
 impl CheckId {
     /// Every check.
-    pub const ALL: [CheckId; 6] = [
+    pub const ALL: [CheckId; 7] = [
         CheckId::KernelRoot,
         CheckId::AgentStarted,
         CheckId::Monit,
         CheckId::Ping,
         CheckId::GetState,
         CheckId::EphemeralDisk,
+        CheckId::DataPartition,
     ];
 
     /// A short machine name.
@@ -47,6 +54,7 @@ impl CheckId {
             CheckId::Ping => "ping",
             CheckId::GetState => "get-state",
             CheckId::EphemeralDisk => "ephemeral-disk",
+            CheckId::DataPartition => "card-data-partition",
         }
     }
 
@@ -59,6 +67,9 @@ impl CheckId {
             CheckId::Ping => "agent answers ping over its HTTPS mbus",
             CheckId::GetState => "get_state reports version and job state",
             CheckId::EphemeralDisk => "/var/vcap/data is ext4 on the ephemeral disk",
+            CheckId::DataPartition => {
+                "the agent made swap and ext4 /var/vcap/data on the SD card after root"
+            }
         }
     }
 
@@ -66,8 +77,13 @@ impl CheckId {
     pub fn needs_agent(self) -> bool {
         matches!(
             self,
-            CheckId::Ping | CheckId::GetState | CheckId::EphemeralDisk
+            CheckId::Ping | CheckId::GetState | CheckId::EphemeralDisk | CheckId::DataPartition
         )
+    }
+
+    /// Whether it checks where the agent put `/var/vcap/data`.
+    pub fn is_disk(self) -> bool {
+        matches!(self, CheckId::EphemeralDisk | CheckId::DataPartition)
     }
 }
 
@@ -104,15 +120,28 @@ pub struct Checks {
     first_probe: Option<Duration>,
     root_mounted: Option<Duration>,
     monit_bad_since: Option<Duration>,
+    plan: DataPlan,
+    card_data: Option<card::Data>,
+    card_layout: Vec<card::Part>,
 }
 
 impl Checks {
-    /// Every check pending, or skipped with `skip_agent` as the reason when there is no real agent.
-    pub fn new(pinned_monit: Option<String>, skip_agent: Option<&str>) -> Checks {
+    /// Every check pending, or skipped with `skip_agent` as the reason when there is no real
+    /// agent; of the two disk checks, the one `plan` says cannot pass is skipped, saying why.
+    pub fn new(pinned_monit: Option<String>, skip_agent: Option<&str>, plan: DataPlan) -> Checks {
+        let disk_skip = |c: CheckId| -> Option<String> {
+            match (&plan, c) {
+                (DataPlan::Skipped(why), c) if c.is_disk() => Some(why.clone()),
+                (DataPlan::EphemeralDisk, CheckId::DataPartition) => Some("the VM has an ephemeral disk: the agent puts /var/vcap/data there (card-data-partition is for raw SD-card stemcells)".into()),
+                (DataPlan::RootCard(_), CheckId::EphemeralDisk) => Some("a Pi has only its SD card: the image's agent.json (CreatePartitionIfNoEphemeralDisk) puts /var/vcap/data on the card (card-data-partition)".into()),
+                _ => None,
+            }
+        };
         let status = CheckId::ALL
             .iter()
-            .map(|&c| match skip_agent {
-                Some(why) if c.needs_agent() => (c, Status::Skipped(why.to_string())),
+            .map(|&c| match (skip_agent, disk_skip(c)) {
+                (Some(why), _) if c.needs_agent() => (c, Status::Skipped(why.to_string())),
+                (_, Some(why)) => (c, Status::Skipped(why)),
                 _ => (c, Status::Pending),
             })
             .collect();
@@ -128,6 +157,9 @@ impl Checks {
             first_probe: None,
             root_mounted: None,
             monit_bad_since: None,
+            plan,
+            card_data: None,
+            card_layout: Vec::new(),
         }
     }
 
@@ -224,6 +256,16 @@ impl Checks {
         if line.contains(" ERROR ") || line.contains("ERROR -") || line.contains("[ERROR]") {
             self.last_agent_error = Some(line.trim().to_string());
         }
+        if line.contains("ERROR - App setup ") {
+            // The agent's bootstrap failed: it exits now, and every restart fails the same way.
+            let why = format!("the agent's bootstrap failed and it exits: {}", line.trim());
+            for id in CheckId::ALL.into_iter().filter(|c| c.needs_agent()) {
+                self.fail(id, at, why.clone());
+            }
+            if !self.agent_seen() {
+                self.fail(CheckId::AgentStarted, at, why);
+            }
+        }
         if line.contains("Exec format error") || line.contains("exec format error") {
             let m = self
                 .agent_machine
@@ -240,6 +282,36 @@ impl Checks {
     /// A probe line at `at`.
     pub fn probe(&mut self, l: &ProbeLine, at: Duration) {
         let since_probe = at.saturating_sub(*self.first_probe.get_or_insert(at));
+        self.probe_line(l, at, since_probe);
+        self.disk_after_ping(at);
+    }
+
+    /// Once the agent answers `ping` its bootstrap is over: a disk check still pending a few
+    /// seconds later (the probe's lag) fails at once, with the agent's last error.
+    fn disk_after_ping(&mut self, at: Duration) {
+        let Status::Passed(pong, _) = self.get(CheckId::Ping).clone() else {
+            return;
+        };
+        if at < pong + Duration::from_secs(DISK_AFTER_PING_SECS) {
+            return;
+        }
+        let error = self
+            .last_agent_error
+            .clone()
+            .unwrap_or_else(|| "none logged".into());
+        let seen = match &self.card_data {
+            Some(d) => format!("/var/vcap/data is {} on {}", d.fstype, d.source),
+            None => "/var/vcap/data is not a mount".to_string(),
+        };
+        for id in [CheckId::EphemeralDisk, CheckId::DataPartition] {
+            if self.pending(id) {
+                let why = format!("the agent answered ping at {:.1} s, so its bootstrap (disks included) is over, but {seen}; the agent's last error: {error}", pong.as_secs_f64());
+                self.fail(id, at, why);
+            }
+        }
+    }
+
+    fn probe_line(&mut self, l: &ProbeLine, at: Duration, since_probe: Duration) {
         match l.key.as_str() {
             "root" => {
                 let (src, fstype, opts) = (l.get("source"), l.get("fstype"), l.get("options"));
@@ -342,6 +414,24 @@ impl Checks {
                     }
                 }
             }
+            "data" if matches!(self.plan, DataPlan::RootCard(_)) => {
+                self.card_data = Some(card::Data {
+                    source: l.get("source").into(),
+                    fstype: l.get("fstype").into(),
+                    disk: l.get("disk").into(),
+                    swap: l
+                        .get("swap")
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                });
+                self.judge_card(at);
+            }
+            "layout" => {
+                self.card_layout = card::parse_layout(l.get("parts"));
+                self.judge_card(at);
+            }
             "data" => {
                 let (src, fstype, serial) = (l.get("source"), l.get("fstype"), l.get("serial"));
                 let swap = l.get("swap").trim_end_matches(',');
@@ -363,6 +453,22 @@ impl Checks {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Checks {
+    /// The card check, once the probe reported both the data mount and the card's layout.
+    fn judge_card(&mut self, at: Duration) {
+        let (DataPlan::RootCard(c), Some(d)) = (&self.plan, &self.card_data) else {
+            return;
+        };
+        if self.card_layout.is_empty() {
+            return;
+        }
+        match card::judge(c, d, &self.card_layout) {
+            Ok(detail) => self.pass(CheckId::DataPartition, at, detail),
+            Err(why) => self.fail(CheckId::DataPartition, at, why),
         }
     }
 }
@@ -425,182 +531,5 @@ pub fn diagnose(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::guest::parse_line;
-    use super::*;
-
-    fn s(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
-    #[test]
-    fn the_agent_must_stay_up_and_a_crash_loop_fails() {
-        let mut c = Checks::new(Some("5.2.5".into()), None);
-        c.probe(&parse_line("PSTC agent pid=10 age=3").unwrap(), s(20));
-        assert!(c.pending(CheckId::AgentStarted));
-        c.probe(&parse_line("PSTC agent pid=10 age=11").unwrap(), s(28));
-        assert_eq!(
-            c.get(CheckId::AgentStarted),
-            &Status::Passed(s(28), "pid 10, up 11 s".into())
-        );
-
-        // Up once, then exiting: the checks that wait on it fail at once.
-        let mut c = Checks::new(None, None);
-        c.probe(&parse_line("PSTC agent pid=10 age=12").unwrap(), s(30));
-        for (i, pid) in ["11", "12", "13", "14"].iter().enumerate() {
-            c.probe(
-                &parse_line(&format!("PSTC agent pid={pid} age=2")).unwrap(),
-                s(40 + i as u64),
-            );
-        }
-        assert!(matches!(c.get(CheckId::AgentStarted), Status::Passed(..)));
-        assert!(
-            matches!(c.get(CheckId::Ping), Status::Failed(_, m) if m.contains("keeps exiting"))
-        );
-
-        let mut c = Checks::new(None, None);
-        for i in 0..4 {
-            let l = "PSTC agent none sv=down:_/etc/sv/agent:_1s,_normally_up,_want_up";
-            c.probe(&parse_line(l).unwrap(), s(i));
-        }
-        assert!(
-            matches!(c.get(CheckId::AgentStarted), Status::Failed(_, m) if m.contains("does not stay up"))
-        );
-
-        let mut c = Checks::new(None, None);
-        for (i, pid) in ["1", "2", "3", "4", "5"].iter().enumerate() {
-            c.probe(
-                &parse_line(&format!("PSTC agent pid={pid} age=1")).unwrap(),
-                s(i as u64),
-            );
-        }
-        assert!(
-            matches!(c.get(CheckId::AgentStarted), Status::Failed(_, m) if m.contains("does not stay up"))
-        );
-    }
-
-    #[test]
-    fn a_foreign_agent_binary_fails_by_its_elf_machine() {
-        let mut c = Checks::new(None, Some("no agent"));
-        c.expect_arch("armhf");
-        c.probe(
-            &parse_line("PSTC agent-elf machine=40 class=1").unwrap(),
-            s(9),
-        );
-        assert!(c.pending(CheckId::AgentStarted));
-        c.probe(
-            &parse_line("PSTC agent-elf machine=62 class=2").unwrap(),
-            s(9),
-        );
-        match c.get(CheckId::AgentStarted) {
-            Status::Failed(_, m) => assert!(
-                m.contains("exec format error")
-                    && m.contains("64-bit x86-64")
-                    && m.contains("needs a 32-bit ARM ELF"),
-                "{m}"
-            ),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn an_x86_agent_fails_naming_exec_format_error() {
-        let mut c = Checks::new(None, Some("no agent"));
-        c.probe(
-            &parse_line("PSTC agent-elf machine=62 class=2").unwrap(),
-            s(9),
-        );
-        c.agent_log("2026-12-04_10:00:01 ./run: line 7: /var/vcap/bosh/bin/bosh-agent: cannot execute binary file: Exec format error", s(12));
-        match c.get(CheckId::AgentStarted) {
-            Status::Failed(_, m) => assert!(
-                m.contains("exec format error") && m.contains("64-bit x86-64"),
-                "{m}"
-            ),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(c.get(CheckId::Ping), Status::Skipped(_)));
-    }
-
-    #[test]
-    fn monit_must_be_the_pinned_version_and_serve_http() {
-        let mut c = Checks::new(Some("5.2.5".into()), None);
-        c.probe(
-            &parse_line("PSTC monit pid=7 version=5.33.0 http=200").unwrap(),
-            s(30),
-        );
-        assert!(matches!(c.get(CheckId::Monit), Status::Failed(_, m) if m.contains("pins 5.2.5")));
-        let mut c = Checks::new(Some("5.2.5".into()), None);
-        c.probe(
-            &parse_line("PSTC monit pid=7 version=5.2.5 http=none").unwrap(),
-            s(30),
-        );
-        assert!(c.pending(CheckId::Monit));
-        c.probe(
-            &parse_line("PSTC monit pid=7 version=5.2.5 http=200").unwrap(),
-            s(32),
-        );
-        assert!(matches!(c.get(CheckId::Monit), Status::Passed(t, _) if *t == s(32)));
-    }
-
-    #[test]
-    fn the_data_dir_must_be_ext4_on_the_ephemeral_disk() {
-        let mut c = Checks::new(None, None);
-        c.probe(
-            &parse_line("PSTC data source=/dev/vdb2 fstype=ext4 disk=vdb serial=other swap=")
-                .unwrap(),
-            s(40),
-        );
-        assert!(c.pending(CheckId::EphemeralDisk));
-        c.probe(&parse_line(&format!("PSTC data source=/dev/vdb2 fstype=ext4 disk=vdb serial={EPHEMERAL_SERIAL} swap=/dev/vdb1,")).unwrap(), s(41));
-        assert!(
-            matches!(c.get(CheckId::EphemeralDisk), Status::Passed(_, m) if m.contains("swap /dev/vdb1"))
-        );
-    }
-
-    #[test]
-    fn a_read_only_root_or_a_panic_fails_the_first_check() {
-        let mut c = Checks::new(None, None);
-        c.console(
-            "[    0.000000] Linux version 6.1.0-50-armmp (debian-kernel@…)",
-            s(1),
-        );
-        c.console(
-            "[    7.5] EXT4-fs (vda2): mounted filesystem with ordered data mode.",
-            s(8),
-        );
-        c.probe(
-            &parse_line("PSTC root source=/dev/vda2 fstype=ext4 options=rw,relatime").unwrap(),
-            s(9),
-        );
-        assert!(
-            matches!(c.get(CheckId::KernelRoot), Status::Passed(t, m) if m.contains("6.1.0-50-armmp") && *t == s(8))
-        );
-        let mut c = Checks::new(None, None);
-        c.console(
-            "[    3.1] Kernel panic - not syncing: VFS: Unable to mount root fs",
-            s(3),
-        );
-        assert!(matches!(c.get(CheckId::KernelRoot), Status::Failed(..)));
-    }
-
-    #[test]
-    fn diagnosis_names_the_syslog_group_and_the_agents_own_error() {
-        let log = vec![
-            "a".to_string(),
-            "[Main] 2026/12/04 ERROR - App setup Running bootstrap: Setting up logging: chown: invalid group: 'root:syslog'".to_string(),
-        ];
-        assert!(diagnose(&log, None, &[]).unwrap().contains("syslog"));
-        let chown = "[main] ERROR - App setup Running bootstrap: Setting up log dir: Chowning root log dir: chown: invalid group: 'root:syslog'";
-        let d = diagnose(&[], Some(chown), &[]).unwrap();
-        assert!(
-            d.starts_with("the image lacks") && d.contains("root:syslog"),
-            "{d}"
-        );
-        let log = vec!["[main] ERROR - Platform not found: debian".to_string()];
-        assert_eq!(
-            diagnose(&log, None, &[]).unwrap(),
-            "the agent's last error: [main] ERROR - Platform not found: debian"
-        );
-        assert_eq!(diagnose(&[], None, &[]), None);
-    }
-}
+#[path = "checks_tests.rs"]
+mod tests;

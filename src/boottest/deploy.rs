@@ -227,7 +227,7 @@ pub fn run(s: &mut Session, proof: &mut Steps) -> Result<(), BootTestError> {
                 compiled = Some(blob);
                 detail
             }),
-            "mount-disk" => mount(&d, true),
+            "mount-disk" => mount(&d, Some(&s.cfg.persistent_device())),
             "apply" => match &compiled {
                 Some(c) => apply(s, &d, &release, c),
                 None => Err("no compiled package".into()),
@@ -302,9 +302,10 @@ fn compile(s: &mut Session, d: &D, release: &TestRelease) -> Result<(BlobRef, St
     Ok((blob, detail))
 }
 
-fn mount(d: &D, add: bool) -> Result<String, String> {
-    if add {
-        let hint = json!({"id": guest::PERSISTENT_SERIAL, "path": "/dev/vdc", "volume_id": guest::PERSISTENT_SERIAL});
+/// Adds the persistent disk (at `add`, its device in the guest) when given, then mounts it.
+fn mount(d: &D, add: Option<&str>) -> Result<String, String> {
+    if let Some(path) = add {
+        let hint = json!({"id": guest::PERSISTENT_SERIAL, "path": path, "volume_id": guest::PERSISTENT_SERIAL});
         d.add_persistent_disk(DISK_CID, &hint)
             .map_err(|e| e.to_string())?;
     }
@@ -354,7 +355,7 @@ fn remount(s: &mut Session, d: &D, marker: &str) -> Result<String, String> {
     let listed = d.list_disk().map_err(|e| e.to_string())?;
     let how = match listed.iter().any(|c| c == DISK_CID) {
         true => "the agent mounted the disk again at boot".to_string(),
-        false => mount(d, false).map(|_| "mount_disk mounted it again".to_string())?,
+        false => mount(d, None).map(|_| "mount_disk mounted it again".to_string())?,
     };
     d.start().map_err(|e| e.to_string())?;
     s.wait_running(d)?;

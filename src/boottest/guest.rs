@@ -90,6 +90,7 @@ pid_of() {{
 }}
 monit_started=
 monit_seen=
+layout_src=
 while true; do
   up=$(cut -d' ' -f1 /proc/uptime)
   a=$(pid_of "$agent")
@@ -126,6 +127,17 @@ while true; do
     disk=$(lsblk -no PKNAME "$src" 2>/dev/null | head -1)
     say data source=$src fstype=$(findmnt -no FSTYPE /var/vcap/data) disk=$disk \
       serial=$(cat /sys/block/$disk/serial 2>/dev/null) swap=$(swapon --show=NAME --noheadings | tr '\n' ',')
+    # The data disk's partitions (number:start:sectors:MBR type:filesystem), once per mount.
+    if [ "$src" != "$layout_src" ]; then
+      parts=
+      for d in /sys/block/$disk/$disk*; do
+        [ -r "$d/partition" ] || continue
+        p=/dev/${{d##*/}}
+        parts="$parts$(cat "$d/partition"):$(cat "$d/start"):$(cat "$d/size"):$(blkid -p -s PART_ENTRY_TYPE -o value "$p" 2>/dev/null):$(blkid -p -s TYPE -o value "$p" 2>/dev/null),"
+      done
+      say layout disk=$disk parts=${{parts%,}}
+      layout_src=$src
+    fi
   fi
   sleep 2
 done
@@ -170,14 +182,24 @@ pub fn mbus_cert() -> Result<MbusCert, rcgen::Error> {
     })
 }
 
+/// The disks the settings name: the system disk's device, and the ephemeral disk's device
+/// when the VM has one (found by its serial).
+pub struct GuestDisks {
+    /// `/dev/vda` or `/dev/mmcblk0`.
+    pub system: String,
+    /// The ephemeral disk's device (`/dev/vdb`), or `None`: the agent has only the system disk.
+    pub ephemeral: Option<String>,
+}
+
 /// The agent's settings: the agent id, one preconfigured network on qemu's user network, the
-/// ephemeral disk (by serial, with its device path), the HTTPS mbus, and the blobstore: the
-/// agent's own local one, or `blobstore` (the deploy proof's dav server).
+/// disks, the HTTPS mbus, and the blobstore: the agent's own local one, or `blobstore` (the
+/// deploy proof's dav server).
 pub fn settings(
     agent_id: &str,
     user: &str,
     password: &str,
     cert: &MbusCert,
+    disks: &GuestDisks,
     blobstore: Option<serde_json::Value>,
 ) -> String {
     let mut v = json!({
@@ -190,16 +212,15 @@ pub fn settings(
             "gateway": "10.0.2.2", "dns": ["10.0.2.3"], "default": ["dns", "gateway"],
             "mac": GUEST_MAC, "preconfigured": true,
         }},
-        "disks": {
-            "system": "/dev/vda",
-            "ephemeral": {"id": EPHEMERAL_SERIAL, "path": "/dev/vdb"},
-            "persistent": {},
-        },
+        "disks": {"system": disks.system, "persistent": {}},
         "ntp": [],
         "env": {"bosh": {
             "mbus": {"cert": {"ca": cert.ca, "certificate": cert.certificate, "private_key": cert.private_key}},
         }},
     });
+    if let Some(path) = &disks.ephemeral {
+        v["disks"]["ephemeral"] = json!({"id": EPHEMERAL_SERIAL, "path": path});
+    }
     if let Some(b) = blobstore {
         v["blobstore"] = b;
         // A compilation VM keeps its compilers (the director sets this for every other VM).
@@ -278,11 +299,25 @@ mod tests {
     fn settings_carry_the_mbus_and_the_certificate() {
         let c = mbus_cert().unwrap();
         assert!(c.ca.contains("BEGIN CERTIFICATE") && c.private_key.contains("PRIVATE KEY"));
+        let disks = GuestDisks {
+            system: "/dev/vda".into(),
+            ephemeral: Some("/dev/vdb".into()),
+        };
         let s: serde_json::Value =
-            serde_json::from_str(&settings("id-1", "u", "p", &c, None)).unwrap();
+            serde_json::from_str(&settings("id-1", "u", "p", &c, &disks, None)).unwrap();
         assert_eq!(s["mbus"], "https://u:p@0.0.0.0:6868");
         assert_eq!(s["env"]["bosh"]["mbus"]["cert"]["ca"], c.ca.as_str());
         assert_eq!(s["networks"]["default"]["preconfigured"], true);
         assert_eq!(s["disks"]["ephemeral"]["id"], EPHEMERAL_SERIAL);
+        assert_eq!(s["disks"]["ephemeral"]["path"], "/dev/vdb");
+        // A Pi's card alone: no ephemeral disk at all (the agent then partitions the card).
+        let card = GuestDisks {
+            system: "/dev/mmcblk0".into(),
+            ephemeral: None,
+        };
+        let s: serde_json::Value =
+            serde_json::from_str(&settings("id-1", "u", "p", &c, &card, None)).unwrap();
+        assert_eq!(s["disks"]["system"], "/dev/mmcblk0");
+        assert!(s["disks"].get("ephemeral").is_none(), "{s}");
     }
 }

@@ -2,9 +2,12 @@
 //! `virt` machine) and checks, with the time since power-on of each, that the kernel mounts
 //! the root, the service manager starts the agent, monit runs as the pinned version, and,
 //! with a real agent in the image, that it answers `ping` and `get_state` over its HTTPS mbus
-//! and made `/var/vcap/data` on the ephemeral disk. The stemcell is only read: the VM boots a
-//! copy-on-write overlay of its image, and every file the test needs is written there.
+//! and made `/var/vcap/data` on the ephemeral disk, or, for a raw SD-card stemcell booted from
+//! an emulated SD card larger than its image, on partitions it added to the card. The stemcell
+//! is only read: the VM boots a copy-on-write overlay of its image, and every file the test
+//! needs is written there.
 
+pub mod card;
 pub mod checks;
 pub mod deploy;
 pub mod disk;
@@ -144,6 +147,8 @@ struct ImageFacts {
     no_agent: Option<String>,
     /// Where agent.json's File settings source reads.
     settings_path: Option<String>,
+    /// agent.json itself.
+    agent_json: Option<serde_json::Value>,
 }
 
 fn read_image(root: &Path) -> ImageFacts {
@@ -161,7 +166,7 @@ fn read_image(root: &Path) -> ImageFacts {
         Ok(true) => None,
         Ok(false) => Some("the image's /var/vcap/bosh/bin/bosh-agent is not a bosh-agent build (no github.com/cloudfoundry/bosh-agent in it); these checks need the real agent".into()),
     };
-    let settings_path = crate::rootfs::inside::read_text(
+    let agent_json = crate::rootfs::inside::read_text(
         root,
         "var/vcap/bosh/agent.json",
         crate::untrusted::SMALL_MAX,
@@ -169,8 +174,8 @@ fn read_image(root: &Path) -> ImageFacts {
     )
     .ok()
     .flatten()
-    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    .and_then(|v| {
+    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let settings_path = agent_json.as_ref().and_then(|v| {
         v["Infrastructure"]["Settings"]["Sources"]
             .as_array()?
             .iter()
@@ -183,6 +188,7 @@ fn read_image(root: &Path) -> ImageFacts {
         agent_version: version("bosh-agent"),
         no_agent,
         settings_path,
+        agent_json,
     }
 }
 
@@ -209,6 +215,18 @@ fn agent_is_real(root: &Path) -> Result<bool, String> {
         keep = (needle.len() - 1).min(end);
         buf.copy_within(end - keep..end, 0);
     }
+}
+
+/// Where the image's agent puts `/var/vcap/data` in this VM: on the card booted as an SD card
+/// (its partitions as the image has them, in 512-byte sectors), or on an ephemeral disk.
+fn data_plan(facts: &ImageFacts, d: &disk::Disk, on_sd: bool) -> card::DataPlan {
+    let sectors = |(at, len): (u64, u64)| (at / 512, len / 512);
+    let card = on_sd.then(|| card::Card {
+        disk: "mmcblk0".into(),
+        boot: sectors(d.boot),
+        root: sectors(d.root),
+    });
+    card::plan(facts.agent_json.as_ref(), card)
 }
 
 /// Where the image's fstab mounts the FAT boot partition (`/boot/firmware`), if it does.
@@ -250,9 +268,21 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         files.kernel_name, files.initramfs_name
     );
 
-    // The overlay, with the test's settings and probe.
+    // The overlay, with the test's settings and probe. A raw stemcell is the SD card a Pi
+    // boots: an emulated card (qemu's sd-card on an SDHCI controller, /dev/mmcblk0 in the
+    // guest) larger than the image, as a real card is.
+    let on_sd = d.infrastructure == "raw";
     let overlay_path = dir.join("overlay.qcow2");
-    overlay::create(&d.image, &overlay_path)?;
+    let card_bytes = match on_sd {
+        true => {
+            let len = std::fs::metadata(&d.image)
+                .map_err(|e| BootTestError::Vm(format!("{}: {e}", d.image.display())))?
+                .len();
+            Some(overlay::card_size(len, opts.ephemeral_bytes))
+        }
+        false => None,
+    };
+    overlay::create(&d.image, &overlay_path, card_bytes)?;
     let cert = guest::mbus_cert()
         .map_err(|e| BootTestError::Overlay(format!("making the mbus certificate: {e}")))?;
     let token = random_hex(8);
@@ -287,7 +317,12 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
             BootTestError::Unsupported("its /var/vcap/bosh/agent.json has no File settings source to write the test's settings to".into())
         })?;
         let blobstore = dav.as_ref().map(|d| d.settings(deploy::GUEST_HOST));
-        let text = guest::settings(&agent_id, &user, &password, &cert, blobstore);
+        let plan = data_plan(&facts, &d, on_sd);
+        let disks = guest::GuestDisks {
+            system: if on_sd { "/dev/mmcblk0" } else { "/dev/vda" }.into(),
+            ephemeral: (plan == card::DataPlan::EphemeralDisk).then(|| "/dev/vdb".into()),
+        };
+        let text = guest::settings(&agent_id, &user, &password, &cert, &disks, blobstore);
         match fat_mount_point(&m.root).and_then(|mp| {
             let rel = settings
                 .strip_prefix(&mp)?
@@ -309,15 +344,22 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         };
         m.write(guest::MODE, mode.as_bytes(), 0o644)?;
         m.close()?;
-        facts
+        (facts, plan)
     };
+    let (facts, plan) = facts;
 
-    let ephemeral = dir.join("ephemeral.raw");
-    std::fs::File::create(&ephemeral)
-        .and_then(|f| f.set_len(opts.ephemeral_bytes))
-        .map_err(|e| {
-            BootTestError::Vm(format!("the ephemeral disk {}: {e}", ephemeral.display()))
-        })?;
+    let ephemeral = match plan {
+        card::DataPlan::EphemeralDisk => {
+            let e = dir.join("ephemeral.raw");
+            std::fs::File::create(&e)
+                .and_then(|f| f.set_len(opts.ephemeral_bytes))
+                .map_err(|err| {
+                    BootTestError::Vm(format!("the ephemeral disk {}: {err}", e.display()))
+                })?;
+            Some(e)
+        }
+        _ => None,
+    };
     let port = vm::free_port()?;
     let (persistent, job_port) = match opts.deploy {
         true => (Some(deploy::persistent_disk(dir)?), Some(vm::free_port()?)),
@@ -329,6 +371,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         initramfs,
         root_partuuid: d.root_partuuid(),
         overlay: overlay_path,
+        root_on_sd: on_sd,
         ephemeral,
         mbus_port: port,
         persistent,
@@ -343,7 +386,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     let mbus = mbus::Mbus::new(port, &user, &password, &cert.ca).map_err(BootTestError::Vm)?;
     // `start` answers once monit is reconfigured and restarted: slow under emulation.
     let deploy_mbus = mbus.clone().with_timeout(Duration::from_secs(120));
-    let mut checks = Checks::new(facts.monit_pin.clone(), facts.no_agent.as_deref());
+    let mut checks = Checks::new(facts.monit_pin.clone(), facts.no_agent.as_deref(), plan);
     checks.expect_arch(&d.arch);
     progress(&format!("powering on: {kernel_note}"));
     let mut machine = vm::Vm::start(&cfg)?;

@@ -19,15 +19,23 @@ fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> BootTestError {
     move |e| BootTestError::Overlay(format!("{msg}: {e}"))
 }
 
-/// Creates `overlay` (qcow2) on top of the raw `image`.
-pub fn create(image: &Path, overlay: &Path) -> Result<(), BootTestError> {
+/// Creates `overlay` (qcow2) on top of the raw `image`; `size` (bytes) makes the disk larger
+/// than the image, as an SD card is larger than what is written to it.
+pub fn create(image: &Path, overlay: &Path, size: Option<u64>) -> Result<(), BootTestError> {
     crate::cmd::run(
         Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
             .arg(image)
-            .arg(overlay),
+            .arg(overlay)
+            .args(size.map(|s| s.to_string())),
     )?;
     Ok(())
+}
+
+/// The SD card a raw image is written to: the smallest power of two (qemu's SD cards are)
+/// that holds the image and `free` bytes more.
+pub fn card_size(image_len: u64, free: u64) -> u64 {
+    image_len.saturating_add(free).next_power_of_two()
 }
 
 /// The overlay exported as a raw file over FUSE by qemu-storage-daemon; stopped (and the FUSE

@@ -1,5 +1,7 @@
 //! The VM: qemu-system-arm (armhf) or qemu-system-aarch64 (arm64) on the `virt` machine,
-//! software emulation on every core, the overlay and an empty ephemeral disk as virtio disks,
+//! software emulation on every core, the overlay as a virtio disk (or, for a raw SD-card
+//! stemcell, as an SD card on an SDHCI controller: `/dev/mmcblk0`, as a Pi sees its card) and
+//! an empty ephemeral disk as a virtio disk where the image's agent wants one,
 //! user-mode networking with the guest's 6868 forwarded to 127.0.0.1 only, the serial console
 //! and the probe's two virtio serial ports written to files the host follows. The VM is a guard:
 //! powered off (killed) on drop, whatever happened.
@@ -24,8 +26,10 @@ pub struct VmConfig {
     pub root_partuuid: String,
     /// The qcow2 overlay.
     pub overlay: PathBuf,
-    /// The empty ephemeral disk (raw).
-    pub ephemeral: PathBuf,
+    /// Whether the overlay is an SD card (`/dev/mmcblk0`) instead of a virtio disk (`/dev/vda`).
+    pub root_on_sd: bool,
+    /// The empty ephemeral disk (raw), if the image's agent is given one.
+    pub ephemeral: Option<PathBuf>,
     /// The host port forwarded to the guest's 6868 (on 127.0.0.1).
     pub mbus_port: u16,
     /// A persistent disk (raw), given after the ephemeral disk: `vdc` in the guest.
@@ -83,8 +87,8 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
             "root=PARTUUID={} rw rootwait console=ttyAMA0 panic=-1",
             c.root_partuuid
         ))
-        // On virt the last virtio disk given is vda: the persistent disk (vdc) and the
-        // ephemeral disk (vdb) first, so root is vda.
+        // On virt the last virtio disk given is vda: the persistent disk and the ephemeral
+        // disk first, so root is vda (see `persistent_device`).
         .args(c.persistent.iter().flat_map(|p| {
             [
                 "-drive".to_string(),
@@ -96,22 +100,23 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
                 ),
             ]
         }))
-        .arg("-drive")
-        .arg(format!(
-            "if=none,id=eph,format=raw,file={}",
-            c.ephemeral.display()
-        ))
-        .arg("-device")
-        .arg(format!(
-            "virtio-blk-device,drive=eph,serial={}",
-            guest::EPHEMERAL_SERIAL
-        ))
+        .args(c.ephemeral.iter().flat_map(|e| {
+            [
+                "-drive".to_string(),
+                format!("if=none,id=eph,format=raw,file={}", e.display()),
+                "-device".to_string(),
+                format!(
+                    "virtio-blk-device,drive=eph,serial={}",
+                    guest::EPHEMERAL_SERIAL
+                ),
+            ]
+        }))
         .arg("-drive")
         .arg(format!(
             "if=none,id=root,format=qcow2,file={}",
             c.overlay.display()
         ))
-        .args(["-device", "virtio-blk-device,drive=root"])
+        .args(root_device_args(c))
         .arg("-netdev")
         .arg(format!(
             "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:6868{}",
@@ -154,6 +159,37 @@ pub fn command(c: &VmConfig) -> Result<Command, BootTestError> {
                 .map_err(|e| BootTestError::Vm(format!("qemu.err: {e}")))?,
         ));
     Ok(cmd)
+}
+
+/// The root disk's device: a virtio disk, or an SD card on a PCI SDHCI controller (the
+/// kernel's sdhci-pci and mmc_block name it `/dev/mmcblk0`, as a Pi's own card).
+fn root_device_args(c: &VmConfig) -> Vec<String> {
+    match c.root_on_sd {
+        true => vec![
+            "-device".into(),
+            "sdhci-pci,id=sdhci".into(),
+            "-device".into(),
+            "sd-card,drive=root".into(),
+        ],
+        false => vec!["-device".into(), "virtio-blk-device,drive=root".into()],
+    }
+}
+
+impl VmConfig {
+    /// The guest's device for the persistent disk: virtio disks are named in the reverse of
+    /// the order given, and the persistent disk is given first.
+    pub fn persistent_device(&self) -> String {
+        let after = usize::from(self.ephemeral.is_some()) + usize::from(!self.root_on_sd);
+        format!("/dev/vd{}", char::from(b'a' + after as u8))
+    }
+
+    /// The guest's device for the root disk.
+    pub fn root_device(&self) -> &'static str {
+        match self.root_on_sd {
+            true => "/dev/mmcblk0",
+            false => "/dev/vda",
+        }
+    }
 }
 
 /// The unix socket (in the log directory) that reaches the probe's control port.
@@ -410,7 +446,8 @@ mod tests {
             initramfs: "i".into(),
             root_partuuid: "c84cad11-02".into(),
             overlay: "o.qcow2".into(),
-            ephemeral: "e.raw".into(),
+            root_on_sd: false,
+            ephemeral: Some("e.raw".into()),
             mbus_port: 4242,
             persistent: None,
             forwards: Vec::new(),
@@ -443,5 +480,19 @@ mod tests {
             argv.matches("hostfwd=tcp:").count(),
             argv.matches("hostfwd=tcp:127.0.0.1:").count()
         );
+        assert_eq!(d.persistent_device(), "/dev/vdc");
+
+        // A raw SD-card stemcell: the overlay is the card, no ephemeral disk; the persistent
+        // disk is then the only virtio disk.
+        let r = VmConfig {
+            root_on_sd: true,
+            ephemeral: None,
+            ..d
+        };
+        let argv = crate::cmd::argv_of(&command(&r).unwrap());
+        assert!(argv.contains("-device sdhci-pci,id=sdhci -device sd-card,drive=root"));
+        assert!(!argv.contains("drive=eph") && !argv.contains("virtio-blk-device,drive=root"));
+        assert_eq!(r.persistent_device(), "/dev/vda");
+        assert_eq!(r.root_device(), "/dev/mmcblk0");
     }
 }

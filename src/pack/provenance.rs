@@ -45,7 +45,7 @@ pub fn document(spec: &Resolved, rootfs: &Path, stages: &[(String, String)], epo
         .map(|c| {
             json!({
                 "name": c.name, "version": c.version, "path": c.path, "kind": c.kind,
-                "origin": c.origin, "input_sha256": c.input_sha256,
+                "origin": c.origin, "input_sha256": c.input_sha256, "patches": c.patches,
             })
         })
         .collect();

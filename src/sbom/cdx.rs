@@ -50,6 +50,18 @@ pub fn document(inv: &Inventory) -> Value {
         if r.origin.contains("://") {
             c["externalReferences"] = json!([{ "type": "distribution", "url": r.origin }]);
         }
+        if !r.patches.is_empty() {
+            // The project's own changes to upstream's source, each with its sha256.
+            let patches: Vec<_> = r
+                .patches
+                .iter()
+                .map(|p| {
+                    let name = p.split(' ').next().unwrap_or(p);
+                    json!({ "type": "unofficial", "diff": { "url": format!("assets/agent/patches/{name}") } })
+                })
+                .collect();
+            c["pedigree"] = json!({ "patches": patches, "notes": format!("patched by pistemcell: {}", r.patches.join("; ")) });
+        }
         components.push(c);
     }
     json!({

@@ -79,7 +79,7 @@ pub fn document(inv: &Inventory) -> Value {
             "licenseConcluded": "NOASSERTION",
             "licenseDeclared": "NOASSERTION",
             "copyrightText": "NOASSERTION",
-            "sourceInfo": format!("{} from {} (input sha256 {}), installed as {}", r.kind, r.origin, r.input_sha256, r.path),
+            "sourceInfo": format!("{} from {} (input sha256 {}){}, installed as {}", r.kind, r.origin, r.input_sha256, patched(&r.patches), r.path),
             "externalRefs": [{
                 "referenceCategory": "PACKAGE-MANAGER",
                 "referenceType": "purl",
@@ -114,4 +114,12 @@ pub fn document(inv: &Inventory) -> Value {
         "packages": packages,
         "relationships": relationships,
     })
+}
+
+/// `, patched with NAME sha256:HEX; …` for a component built with the project's patches.
+fn patched(patches: &[String]) -> String {
+    match patches.is_empty() {
+        true => String::new(),
+        false => format!(", patched with {}", patches.join("; ")),
+    }
 }

@@ -5,6 +5,24 @@
 
 use std::fmt::Write;
 
+/// Whether `name` is a valid Debian package name (policy 5.6.1).
+pub fn valid_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+}
+
+/// Checks that a mirror URL has a scheme pistemcell can fetch from.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://") {
+        Ok(())
+    } else {
+        Err("expected an http://, https:// or file:// URL".into())
+    }
+}
+
 /// `` `a`, `b` or `c` ``.
 pub(crate) fn list(words: &[&str]) -> String {
     let mut out = String::new();

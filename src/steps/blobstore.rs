@@ -181,6 +181,7 @@ fn component(ctx: &BuildContext, c: &Client) -> super::record::Component {
             kind: "binary".into(),
             origin: super::record::origin_of(a),
             input_sha256: a.digest(),
+            patches: Vec::new(),
         },
         Agent::Source(s) => super::record::Component {
             name: p.program(),
@@ -192,6 +193,7 @@ fn component(ctx: &BuildContext, c: &Client) -> super::record::Component {
                 .ok()
                 .and_then(|l| gobuild::tree_digest(Path::new(&l.path)).ok())
                 .unwrap_or_default(),
+            patches: Vec::new(),
         },
     }
 }

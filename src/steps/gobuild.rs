@@ -2,7 +2,7 @@
 //! the host's Go toolchain.
 //!
 //! The user's tree is never modified: it is copied to `WORK/NAME-src.partial`, the program's
-//! patches (the agent's `assets/agent/patches/*.patch`, for `GOARCH=arm` only) are applied to
+//! patches (the agent's `assets/agent/patches/*.patch`, for every architecture) are applied to
 //! the copy, and `go build` runs offline from the tree's `vendor/` (`GOFLAGS=-mod=vendor`,
 //! `GOPROXY=off`, `GOTOOLCHAIN=local`, `CGO_ENABLED=0`, `-trimpath -buildvcs=false -ldflags=-s -w
 //! -X VERSION_VAR=VERSION`: two builds of one tree give byte-identical binaries). Go's caches and

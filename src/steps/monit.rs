@@ -176,6 +176,7 @@ fn install(ctx: &BuildContext, root: &Path) -> Result<(), MonitError> {
             kind: kind.to_string(),
             origin: super::record::origin_of(m.from.artifact()),
             input_sha256: m.from.artifact().digest(),
+            patches: Vec::new(),
         },
     )
     .map_err(MonitError::Other)?;

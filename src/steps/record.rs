@@ -46,6 +46,8 @@ pub struct Component {
     pub origin: String,
     /// The sha256 of the input it was made from.
     pub input_sha256: String,
+    /// The project's patches applied to its source (`NAME sha256:HEX`), in order.
+    pub patches: Vec<String>,
 }
 
 /// Where an artifact came from, without the build machine's directories.
@@ -68,7 +70,7 @@ pub fn write(root: &Path, c: &Component) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(&c.name);
     let one_line = |s: &str| s.replace('\n', " ");
-    let text = format!(
+    let mut text = format!(
         "Name: {}\nVersion: {}\nPath: {}\nKind: {}\nOrigin: {}\nInput-SHA256: {}\n",
         one_line(&c.name),
         one_line(&c.version),
@@ -77,6 +79,14 @@ pub fn write(root: &Path, c: &Component) -> Result<PathBuf, String> {
         one_line(&c.origin),
         one_line(&c.input_sha256)
     );
+    if !c.patches.is_empty() {
+        let list: Vec<String> = c
+            .patches
+            .iter()
+            .map(|p| one_line(p).replace(';', ","))
+            .collect();
+        text.push_str(&format!("Patches: {}\n", list.join("; ")));
+    }
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
@@ -95,7 +105,20 @@ pub fn parse(text: &str) -> Option<Component> {
         kind: f("Kind").unwrap_or_default(),
         origin: f("Origin").unwrap_or_default(),
         input_sha256: f("Input-SHA256").unwrap_or_default(),
+        patches: f("Patches")
+            .map(|l| l.split("; ").map(str::to_string).collect())
+            .unwrap_or_default(),
     })
+}
+
+/// The record of patch file `path`: `NAME sha256:HEX`.
+pub fn patch_entry(path: &Path) -> String {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let sha = crate::archive::cache::file_sha256(path).unwrap_or_else(|_| "unreadable".into());
+    format!("{name} sha256:{sha}")
 }
 
 impl Component {
@@ -200,11 +223,28 @@ mod tests {
             kind: "source".into(),
             origin: origin_of(&a),
             input_sha256: a.digest(),
+            patches: Vec::new(),
         };
         assert_eq!(c.origin, "file monit-5.2.5.tar.gz");
         write(t.path(), &c).unwrap();
-        assert_eq!(read_all(t.path()), vec![c]);
+        assert_eq!(read_all(t.path()), vec![c.clone()]);
         assert!(read_all(&t.path().join("none")).is_empty());
         assert_eq!(read_checked(t.path()).unwrap(), read_all(t.path()));
+        // A patched build keeps its patches, in order.
+        let patched = Component {
+            name: "bosh-agent".into(),
+            patches: vec![
+                "0001-a.patch sha256:aa".into(),
+                "0002-b.patch sha256:bb".into(),
+            ],
+            ..c
+        };
+        write(t.path(), &patched).unwrap();
+        let text = std::fs::read_to_string(t.path().join(DIR).join("bosh-agent")).unwrap();
+        assert!(
+            text.contains("Patches: 0001-a.patch sha256:aa; 0002-b.patch sha256:bb\n"),
+            "{text}"
+        );
+        assert!(read_all(t.path()).contains(&patched));
     }
 }
