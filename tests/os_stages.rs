@@ -414,7 +414,9 @@ pub fn assert_bosh_os(root: &Path, infrastructure: &str) {
             assert_bakery_disks(&r, &pkgs);
         }
         "raw" => {
-            assert_eq!(linux["SkipDiskSetup"], json("true"));
+            // The agent partitions the card at first boot (raw.partition_card, default true).
+            assert_eq!(linux["CreatePartitionIfNoEphemeralDisk"], json("true"));
+            assert_eq!(linux["SkipDiskSetup"], serde_norway::Value::Null);
             // The agent's sfdisk partitioner misreads util-linux 2.38 and wipes persistent disks.
             assert_eq!(linux["PartitionerType"], json("parted"));
             assert_eq!(sources, &file_source("/boot/firmware/bosh/settings.json"));
@@ -535,6 +537,16 @@ fn default_spec_rootfs_has_the_bosh_os() {
         tmp.path(),
     );
     boot::check_default(stemcell, &work, tmp.path());
+    // The raw SD-card stemcell from the same build (only the stages from 71-infra-raw on run):
+    // its OS, and its boot from an emulated SD card.
+    let mut raw_sets = sets.clone();
+    raw_sets.push("infrastructure=raw".into());
+    let raw_root = tmp.path().join("raw-rootfs");
+    let out = builtins::pistemcell(&work, &cache, &mirror, &raw_sets, &["build", "--output", raw_root.to_str().unwrap()]);
+    check(out.status.success(), format!("the raw build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_bosh_os(&raw_root, "raw");
+    let raw_stemcell = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    boot::check_raw(&raw_stemcell, &work);
     match boot::real_agent_sets() {
         Some(agent) => {
             // The full proof: the real agent (and monit from source, when given) in a stemcell.
@@ -560,6 +572,14 @@ fn default_spec_rootfs_has_the_bosh_os() {
             check(out.status.success(), format!("the build with a real agent failed:\n{}", String::from_utf8_lossy(&out.stderr)));
             let real_stemcell = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             boot::check_real_agent(&real_stemcell, &work, tmp.path(), real_dav.is_some());
+            // The raw SD-card stemcell with the real agent: it partitions the card.
+            real.push("infrastructure=raw".into());
+            let dir = tmp.path().join("real-raw");
+            let out = builtins::pistemcell(&work, &cache, &mirror, &real, &["build", "--stemcell-dir", dir.to_str().unwrap()]);
+            check(out.status.success(), format!("the raw build with a real agent failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+            let real_raw = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            let unpatched = boot::unpatched_agent("armhf", tmp.path());
+            boot::check_real_raw(&real_raw, &work, tmp.path(), unpatched.as_deref());
         }
         None => eprintln!("SKIPPED the boot test's agent checks with a real agent: set PISTEMCELL_TEST_AGENT_SRC and PISTEMCELL_TEST_GO (a bosh-agent checkout and Go >= 1.25) or PISTEMCELL_TEST_AGENT_BIN (an ARM bosh-agent)"),
     }

@@ -223,3 +223,26 @@ fn dev_tools_default_on_and_operating_system_names_the_architecture() {
         .to_string();
     assert!(e.contains("dev_tools") && e.contains("line 1"), "{e}");
 }
+
+#[test]
+fn raw_partition_card_defaults_on_and_belongs_to_raw() {
+    let r = load_text("infrastructure: raw\n", &[]).unwrap();
+    assert!(r.partition_card);
+    assert_eq!(r.lookup("raw.partition_card").as_deref(), Some("true"));
+    let r = load_text("infrastructure: raw\nraw: {partition_card: false}\n", &[]).unwrap();
+    assert!(!r.partition_card);
+    let r = load_text("", &["infrastructure=raw", "raw.partition_card=false"]).unwrap();
+    assert_eq!(r.lookup("raw.partition_card").as_deref(), Some("false"));
+    // Another infrastructure: an error naming both, not a setting silently ignored.
+    let e = load_text("raw: {partition_card: false}\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("infrastructure: raw") && e.contains("`bakery`"),
+        "{e}"
+    );
+    let e = load_text("infrastructure: raw\nraw: {partition: false}\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("partition"), "{e}");
+}

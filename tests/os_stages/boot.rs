@@ -301,3 +301,91 @@ pub fn check_real_agent(stemcell: &Path, work: &Path, dir: &Path, real_dav: bool
     );
     std::fs::remove_file(debian).unwrap();
 }
+
+/// The status, time and detail of a check.
+fn timed<'a>(report: &'a serde_json::Value, check: &str) -> (&'a str, f64, &'a str) {
+    let (st, detail) = status(report, check);
+    let c = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap();
+    (st, c["seconds"].as_f64().unwrap_or(0.0), detail)
+}
+
+/// A raw SD-card stemcell (a stand-in agent) boots from an emulated SD card larger than its
+/// image: kernel, root on `/dev/mmcblk0p2`, agent service and monit pass; the agent's checks
+/// are skipped with the reason, and the ephemeral disk's check says a Pi has only its card.
+pub fn check_raw(stemcell: &Path, work: &Path) {
+    let (r, out) = boot_test(work, stemcell);
+    let all = text(&out);
+    assert!(out.status.success(), "the raw stemcell must pass its boot test:\n{all}");
+    for c in ["kernel-root", "agent-started", "monit"] {
+        assert_eq!(status(&r, c).0, "passed", "{c}:\n{all}");
+    }
+    assert!(status(&r, "kernel-root").1.contains("/dev/mmcblk0p2 (ext4, rw)"), "{all}");
+    assert!(r["qemu"].as_str().unwrap().contains("sd-card,drive=root"), "{all}");
+    for c in ["ping", "get-state", "card-data-partition", "ephemeral-disk"] {
+        let (st, why) = status(&r, c);
+        assert_eq!(st, "skipped", "{c}:\n{all}");
+        assert!(why.contains("not a bosh-agent build"), "{c}: {why}");
+    }
+    eprintln!("boot-test of the raw stemcell passed in {} s", r["seconds"]);
+}
+
+/// A raw SD-card stemcell with the real (patched) agent: every check passes, and the agent made
+/// swap and `/var/vcap/data` on the card after the root partition. A copy whose agent lacks the
+/// project's patches fails within a minute of the agent's start, naming the root partition
+/// the agent refused. `unpatched` is such an agent binary, when the test could build one.
+pub fn check_real_raw(stemcell: &Path, work: &Path, dir: &Path, unpatched: Option<&Path>) {
+    let (r, out) = boot_test(work, stemcell);
+    let all = text(&out);
+    for c in ["kernel-root", "agent-started", "monit", "ping", "get-state", "card-data-partition"] {
+        assert_eq!(status(&r, c).0, "passed", "{c}:\n{all}");
+    }
+    let card = status(&r, "card-data-partition").1;
+    assert!(card.contains("/dev/mmcblk0p4") && card.contains("swap /dev/mmcblk0p3"), "{all}");
+    assert!(status(&r, "ephemeral-disk").1.contains("only its SD card"), "{all}");
+    eprintln!("{all}");
+    let Some(agent) = unpatched else {
+        eprintln!("SKIPPED the unpatched agent's failure on the card: no unpatched agent was built");
+        return;
+    };
+    let copy = broken_copy(stemcell, dir, "unpatched-agent", |root| {
+        std::fs::copy(agent, root.join("var/vcap/bosh/bin/bosh-agent")).unwrap();
+    });
+    let (r, out) = boot_test(work, &copy);
+    let all = text(&out);
+    assert!(!out.status.success(), "an agent without the patch must fail on the card:\n{all}");
+    let (st, at, why) = timed(&r, "card-data-partition");
+    assert_eq!(st, "failed", "{all}");
+    assert!(why.contains("invalid name/dev/mmcblk0p2"), "the cause must be named: {why}");
+    let started = r["agent_log_tail"].as_array().map_or(0, Vec::len);
+    assert!(started > 0, "{all}");
+    let (_, agent_at, _) = timed(&r, "agent-started");
+    eprintln!("the unpatched agent failed on the card at {at:.1} s (agent-started at {agent_at:.1} s): {why}");
+    std::fs::remove_file(copy).unwrap();
+}
+
+/// An ARM bosh-agent built from `PISTEMCELL_TEST_AGENT_SRC` without the project's patches,
+/// for `arch`, with `PISTEMCELL_TEST_GO`.
+pub fn unpatched_agent(arch: &str, dir: &Path) -> Option<PathBuf> {
+    let src = std::env::var("PISTEMCELL_TEST_AGENT_SRC").ok()?;
+    let go = std::env::var("PISTEMCELL_TEST_GO").ok()?;
+    let out = dir.join(format!("bosh-agent-unpatched-{arch}"));
+    let goarch = if arch == "arm64" { "arm64" } else { "arm" };
+    let st = Command::new(go)
+        .current_dir(&src)
+        .env("CGO_ENABLED", "0")
+        .env("GOARCH", goarch)
+        .env("GOARM", "7")
+        .env("GOFLAGS", "-mod=vendor")
+        .env("GOPROXY", "off")
+        .args(["build", "-trimpath", "-o"])
+        .arg(&out)
+        .arg("./main")
+        .status()
+        .ok()?;
+    st.success().then_some(out)
+}
