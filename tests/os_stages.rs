@@ -542,8 +542,20 @@ fn default_spec_rootfs_has_the_bosh_os() {
     let mut raw_sets = sets.clone();
     raw_sets.push("infrastructure=raw".into());
     let raw_root = tmp.path().join("raw-rootfs");
-    let out = builtins::pistemcell(&work, &cache, &mirror, &raw_sets, &["build", "--output", raw_root.to_str().unwrap()]);
-    check(out.status.success(), format!("the raw build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    let out = builtins::pistemcell(
+        &work,
+        &cache,
+        &mirror,
+        &raw_sets,
+        &["build", "--output", raw_root.to_str().unwrap()],
+    );
+    check(
+        out.status.success(),
+        format!(
+            "the raw build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    );
     assert_bosh_os(&raw_root, "raw");
     let raw_stemcell = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     boot::check_raw(&raw_stemcell, &work);

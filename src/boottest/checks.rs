@@ -12,6 +12,8 @@ pub const AGENT_UP_SECS: u64 = 10;
 pub const CRASH_LOOP_RESTARTS: usize = 4;
 /// How long after the agent first answers `ping` a disk check may still wait: the agent
 /// serves its mbus only after its bootstrap, disks included, so this is the probe's lag only.
+/// The probe must also have started two rounds since (a round can take 20 s when emulation
+/// is slow): the second one's mounts were read after the answer.
 pub const DISK_AFTER_PING_SECS: u64 = 6;
 
 /// The checks, in the order they usually pass.
@@ -121,6 +123,7 @@ pub struct Checks {
     root_mounted: Option<Duration>,
     monit_bad_since: Option<Duration>,
     plan: DataPlan,
+    rounds_since_pong: usize,
     card_data: Option<card::Data>,
     card_layout: Vec<card::Part>,
 }
@@ -158,6 +161,7 @@ impl Checks {
             root_mounted: None,
             monit_bad_since: None,
             plan,
+            rounds_since_pong: 0,
             card_data: None,
             card_layout: Vec::new(),
         }
@@ -292,7 +296,7 @@ impl Checks {
         let Status::Passed(pong, _) = self.get(CheckId::Ping).clone() else {
             return;
         };
-        if at < pong + Duration::from_secs(DISK_AFTER_PING_SECS) {
+        if at < pong + Duration::from_secs(DISK_AFTER_PING_SECS) || self.rounds_since_pong < 2 {
             return;
         }
         let error = self
@@ -349,6 +353,9 @@ impl Checks {
                 }
             }
             "agent" => {
+                if matches!(self.get(CheckId::Ping), Status::Passed(..)) {
+                    self.rounds_since_pong += 1;
+                }
                 let pid = l.get("pid");
                 if !pid.is_empty() {
                     if !self.agent_pids.iter().any(|p| p == pid) {

@@ -334,6 +334,9 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
             Some(rel) => m.write_boot(d.boot, &rel, text.as_bytes())?,
             None => m.write(settings.trim_start_matches('/'), text.as_bytes(), 0o600)?,
         }
+        if on_sd {
+            m.write(guest::NO_DISCARD, guest::NO_DISCARD_RULE.as_bytes(), 0o644)?;
+        }
         m.write(guest::PROBE, guest::probe().as_bytes(), 0o755)?;
         m.write(guest::UNIT, guest::unit().as_bytes(), 0o644)?;
         m.symlink(&format!("/{}", guest::UNIT), guest::UNIT_LINK)?;

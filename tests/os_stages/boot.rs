@@ -320,12 +320,23 @@ fn timed<'a>(report: &'a serde_json::Value, check: &str) -> (&'a str, f64, &'a s
 pub fn check_raw(stemcell: &Path, work: &Path) {
     let (r, out) = boot_test(work, stemcell);
     let all = text(&out);
-    assert!(out.status.success(), "the raw stemcell must pass its boot test:\n{all}");
+    assert!(
+        out.status.success(),
+        "the raw stemcell must pass its boot test:\n{all}"
+    );
     for c in ["kernel-root", "agent-started", "monit"] {
         assert_eq!(status(&r, c).0, "passed", "{c}:\n{all}");
     }
-    assert!(status(&r, "kernel-root").1.contains("/dev/mmcblk0p2 (ext4, rw)"), "{all}");
-    assert!(r["qemu"].as_str().unwrap().contains("sd-card,drive=root"), "{all}");
+    assert!(
+        status(&r, "kernel-root")
+            .1
+            .contains("/dev/mmcblk0p2 (ext4, rw)"),
+        "{all}"
+    );
+    assert!(
+        r["qemu"].as_str().unwrap().contains("sd-card,drive=root"),
+        "{all}"
+    );
     for c in ["ping", "get-state", "card-data-partition", "ephemeral-disk"] {
         let (st, why) = status(&r, c);
         assert_eq!(st, "skipped", "{c}:\n{all}");
@@ -341,15 +352,30 @@ pub fn check_raw(stemcell: &Path, work: &Path) {
 pub fn check_real_raw(stemcell: &Path, work: &Path, dir: &Path, unpatched: Option<&Path>) {
     let (r, out) = boot_test(work, stemcell);
     let all = text(&out);
-    for c in ["kernel-root", "agent-started", "monit", "ping", "get-state", "card-data-partition"] {
+    for c in [
+        "kernel-root",
+        "agent-started",
+        "monit",
+        "ping",
+        "get-state",
+        "card-data-partition",
+    ] {
         assert_eq!(status(&r, c).0, "passed", "{c}:\n{all}");
     }
     let card = status(&r, "card-data-partition").1;
-    assert!(card.contains("/dev/mmcblk0p4") && card.contains("swap /dev/mmcblk0p3"), "{all}");
-    assert!(status(&r, "ephemeral-disk").1.contains("only its SD card"), "{all}");
+    assert!(
+        card.contains("/dev/mmcblk0p4") && card.contains("swap /dev/mmcblk0p3"),
+        "{all}"
+    );
+    assert!(
+        status(&r, "ephemeral-disk").1.contains("only its SD card"),
+        "{all}"
+    );
     eprintln!("{all}");
     let Some(agent) = unpatched else {
-        eprintln!("SKIPPED the unpatched agent's failure on the card: no unpatched agent was built");
+        eprintln!(
+            "SKIPPED the unpatched agent's failure on the card: no unpatched agent was built"
+        );
         return;
     };
     let copy = broken_copy(stemcell, dir, "unpatched-agent", |root| {
@@ -357,10 +383,16 @@ pub fn check_real_raw(stemcell: &Path, work: &Path, dir: &Path, unpatched: Optio
     });
     let (r, out) = boot_test(work, &copy);
     let all = text(&out);
-    assert!(!out.status.success(), "an agent without the patch must fail on the card:\n{all}");
+    assert!(
+        !out.status.success(),
+        "an agent without the patch must fail on the card:\n{all}"
+    );
     let (st, at, why) = timed(&r, "card-data-partition");
     assert_eq!(st, "failed", "{all}");
-    assert!(why.contains("invalid name/dev/mmcblk0p2"), "the cause must be named: {why}");
+    assert!(
+        why.contains("invalid name/dev/mmcblk0p2"),
+        "the cause must be named: {why}"
+    );
     let started = r["agent_log_tail"].as_array().map_or(0, Vec::len);
     assert!(started > 0, "{all}");
     let (_, agent_at, _) = timed(&r, "agent-started");
