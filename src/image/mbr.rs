@@ -20,9 +20,16 @@ fn entry(kind: u8, start: u64, len: u64) -> [u8; 16] {
     e
 }
 
+/// Boot code: `cli; hlt; jmp $-1`, a PC that boots the card halts. The Pi firmware never
+/// runs it. It must not be empty: parted, which the agent runs to add swap and data
+/// partitions to the card, replaces an empty boot code and with it the disk identifier, and
+/// the next boot then finds no `root=PARTUUID=ID-02`.
+pub const BOOT_CODE: [u8; 4] = [0xfa, 0xf4, 0xeb, 0xfd];
+
 /// The first sector of the image for `layout`.
 pub fn mbr(layout: &Layout) -> [u8; 512] {
     let mut s = [0u8; 512];
+    s[..BOOT_CODE.len()].copy_from_slice(&BOOT_CODE);
     s[440..444].copy_from_slice(&layout.disk_id.to_le_bytes());
     s[446..462].copy_from_slice(&entry(TYPE_FAT32_LBA, layout.boot.0, layout.boot.1));
     s[462..478].copy_from_slice(&entry(TYPE_LINUX, layout.root.0, layout.root.1));
@@ -69,5 +76,35 @@ mod tests {
                 (2, TYPE_LINUX, l.root.0, l.root.1)
             ]
         );
+    }
+
+    /// What the agent does to a Pi's card at first boot: parted adds a partition. The disk
+    /// identifier (and so the root's PARTUUID in cmdline.txt and fstab) must survive it.
+    #[test]
+    fn parted_keeps_the_disk_identifier() {
+        let Some(parted) = crate::cmd::find_on_path("parted") else {
+            eprintln!("SKIPPED: no parted on PATH (the agent's partitioner; apt-get install parted)");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("card.img");
+        let l = Layout::new(0x2673d8d1, 64 << 20, 64 << 20);
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(512 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&mbr(&l), 0).unwrap();
+        drop(f);
+        let st = std::process::Command::new(parted)
+            .arg("-s")
+            .arg(&img)
+            .args(["unit", "B", "mkpart", "primary", "268435456", "536870911"])
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        let first = std::fs::read(&img).unwrap()[..512].to_vec();
+        let (id, parts) = parse(&first).unwrap();
+        assert_eq!(id, 0x2673d8d1, "parted replaced the disk identifier");
+        assert_eq!(parts.len(), 3);
+        assert_eq!(&first[..4], &BOOT_CODE);
     }
 }

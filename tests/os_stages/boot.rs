@@ -53,7 +53,18 @@ pub fn broken_copy(stemcell: &Path, dir: &Path, name: &str, edit: impl FnOnce(&P
         .status()
         .unwrap();
     assert!(st.success());
-    let img = x.join("image");
+    // A raw stemcell's image is a gzip of the disk: edited unpacked, packed again.
+    let member = x.join("image");
+    let gzipped = std::fs::read(&member).unwrap().starts_with(&[0x1f, 0x8b]);
+    let img = if gzipped { x.join("image.disk") } else { member.clone() };
+    if gzipped {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -dc '{}' > '{}'", member.display(), img.display()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
     let t: serde_json::Value = serde_json::from_slice(
         &Command::new("sfdisk")
             .arg("--json")
@@ -80,7 +91,15 @@ pub fn broken_copy(stemcell: &Path, dir: &Path, name: &str, edit: impl FnOnce(&P
     assert!(st.success(), "mounting the copy's root");
     edit(&mnt);
     assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
-    let sha1 = pistemcell::pack::stemcell::file_sha1(&img).unwrap();
+    if gzipped {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -n -1 -c '{}' > '{}' && rm '{}'", img.display(), member.display(), img.display()))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let sha1 = pistemcell::pack::stemcell::file_sha1(&member).unwrap();
     let mf = x.join("stemcell.MF");
     let text = std::fs::read_to_string(&mf).unwrap();
     let text: String = text
