@@ -263,12 +263,11 @@ impl Checks {
         if line.contains("ERROR - App setup ") {
             // The agent's bootstrap failed: it exits now, and every restart fails the same way.
             let why = format!("the agent's bootstrap failed and it exits: {}", line.trim());
+            // The service check too, unless the agent already stayed up long enough.
             for id in CheckId::ALL.into_iter().filter(|c| c.needs_agent()) {
                 self.fail(id, at, why.clone());
             }
-            if !self.agent_seen() {
-                self.fail(CheckId::AgentStarted, at, why);
-            }
+            self.fail(CheckId::AgentStarted, at, why);
         }
         if line.contains("Exec format error") || line.contains("exec format error") {
             let m = self

@@ -259,7 +259,15 @@ fn a_failed_bootstrap_fails_the_agents_checks_with_its_line() {
         );
     }
     assert!(matches!(c.get(CheckId::EphemeralDisk), Status::Skipped(_)));
+    assert!(
+        matches!(c.get(CheckId::AgentStarted), Status::Failed(_, m) if m.contains("invalid name"))
+    );
     assert!(c.failed());
+    // An agent that stayed up before its bootstrap failed keeps its service check.
+    let mut c = Checks::new(None, None, DataPlan::RootCard(card()));
+    c.probe(&parse_line("PSTC agent pid=10 age=12").unwrap(), s(40));
+    c.agent_log(line, s(41));
+    assert!(matches!(c.get(CheckId::AgentStarted), Status::Passed(..)));
     // Before the agent was ever seen up, the service check fails with it too.
     let mut c = Checks::new(None, None, DataPlan::EphemeralDisk);
     c.agent_log(line, s(30));

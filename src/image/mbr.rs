@@ -83,7 +83,9 @@ mod tests {
     #[test]
     fn parted_keeps_the_disk_identifier() {
         let Some(parted) = crate::cmd::find_on_path("parted") else {
-            eprintln!("SKIPPED: no parted on PATH (the agent's partitioner; apt-get install parted)");
+            eprintln!(
+                "SKIPPED: no parted on PATH (the agent's partitioner; apt-get install parted)"
+            );
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -100,7 +102,11 @@ mod tests {
             .args(["unit", "B", "mkpart", "primary", "268435456", "536870911"])
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         let first = std::fs::read(&img).unwrap()[..512].to_vec();
         let (id, parts) = parse(&first).unwrap();
         assert_eq!(id, 0x2673d8d1, "parted replaced the disk identifier");

@@ -56,11 +56,19 @@ pub fn broken_copy(stemcell: &Path, dir: &Path, name: &str, edit: impl FnOnce(&P
     // A raw stemcell's image is a gzip of the disk: edited unpacked, packed again.
     let member = x.join("image");
     let gzipped = std::fs::read(&member).unwrap().starts_with(&[0x1f, 0x8b]);
-    let img = if gzipped { x.join("image.disk") } else { member.clone() };
+    let img = if gzipped {
+        x.join("image.disk")
+    } else {
+        member.clone()
+    };
     if gzipped {
         let st = Command::new("sh")
             .arg("-c")
-            .arg(format!("gzip -dc '{}' > '{}'", member.display(), img.display()))
+            .arg(format!(
+                "gzip -dc '{}' > '{}'",
+                member.display(),
+                img.display()
+            ))
             .status()
             .unwrap();
         assert!(st.success());
@@ -94,7 +102,12 @@ pub fn broken_copy(stemcell: &Path, dir: &Path, name: &str, edit: impl FnOnce(&P
     if gzipped {
         let st = Command::new("sh")
             .arg("-c")
-            .arg(format!("gzip -n -1 -c '{}' > '{}' && rm '{}'", img.display(), member.display(), img.display()))
+            .arg(format!(
+                "gzip -n -1 -c '{}' > '{}' && rm '{}'",
+                img.display(),
+                member.display(),
+                img.display()
+            ))
             .status()
             .unwrap();
         assert!(st.success());
