@@ -12,6 +12,8 @@
 //! (`os_stages/builtins.rs`).
 //! `PISTEMCELL_TEST_OS_ROOTFS=DIR` checks an already built rootfs instead of building one
 //! (`PISTEMCELL_TEST_OS_INFRASTRUCTURE`, default `bakery`, names its infrastructure).
+//! `PISTEMCELL_TEST_RAW_STEMCELL=TGZ` boot-tests a raw stemcell built with the real agent
+//! instead (and `PISTEMCELL_TEST_UNPATCHED_AGENT=BIN` a copy with an unpatched agent).
 
 #[path = "os_stages/boot.rs"]
 mod boot;
@@ -467,6 +469,16 @@ fn assert_bakery_disks(r: &Root, pkgs: &BTreeSet<String>) {
 
 #[test]
 fn default_spec_rootfs_has_the_bosh_os() {
+    if let Some(tgz) = std::env::var_os("PISTEMCELL_TEST_RAW_STEMCELL") {
+        // A raw stemcell built with the real agent: the card checks, and with
+        // PISTEMCELL_TEST_UNPATCHED_AGENT (an ARM agent built without the project's patches)
+        // the failure of a copy that carries it.
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let unpatched = std::env::var_os("PISTEMCELL_TEST_UNPATCHED_AGENT").map(PathBuf::from);
+        return boot::check_real_raw(Path::new(&tgz), &work, tmp.path(), unpatched.as_deref());
+    }
     if let Some(dir) = std::env::var_os("PISTEMCELL_TEST_OS_ROOTFS") {
         let infra = std::env::var("PISTEMCELL_TEST_OS_INFRASTRUCTURE");
         return assert_bosh_os(Path::new(&dir), infra.as_deref().unwrap_or("bakery"));
