@@ -64,6 +64,24 @@ pub enum DpkgError {
         /// Last lines of output.
         tail: String,
     },
+    /// A built initramfs holds what it must not, or cannot be read.
+    #[error("checking the initramfs {path}: {source}; the build log of the initramfs is {log}")]
+    InitramfsCheck {
+        /// The initramfs.
+        path: PathBuf,
+        /// What is wrong.
+        source: super::initramfs_scan::ScanError,
+        /// Path of the full log.
+        log: PathBuf,
+    },
+    /// The host toolbox could not be taken out of the rootfs again.
+    #[error("removing the host tools from {path}: {source}; delete {path} and run the command again")]
+    HostTools {
+        /// The toolbox's directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The user pressed Ctrl-C while dpkg ran.
     #[error("interrupted (Ctrl-C) while dpkg ran; the half-configured rootfs was removed, run the command again")]
     Interrupted,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::dpkg::{script_env, DpkgError};
+use super::host_tools::{HostTools, BIN};
 use crate::progress::Reporter;
 
 /// The environment variable (and value) that defers the initramfs during package installs.
@@ -38,9 +39,12 @@ pub fn kernels_without_initramfs(root: &Path) -> Vec<String> {
 }
 
 /// Builds the initramfs of every kernel in `root` that has none, with the rootfs's own
-/// `update-initramfs` in the chroot (the caller holds the chroot mounts). Does nothing where
-/// the rootfs has no initramfs-tools (such a kernel boots without one). Returns the versions
-/// built; the output goes to `log`.
+/// `update-initramfs` in the chroot (the caller holds the chroot mounts). Where the rootfs is of
+/// another architecture, the scripts and the tools they run per file are the host's
+/// ([`HostTools`]); where that toolbox cannot be set up, everything runs emulated, as the
+/// log says. Each initramfs is then read back and must hold no x86 or host program. Does
+/// nothing where the rootfs has no initramfs-tools (such a kernel boots without one). Returns
+/// the versions built; the output goes to `log`.
 pub fn build_missing(
     root: &Path,
     log: &Path,
@@ -54,16 +58,35 @@ pub fn build_missing(
         path: log.to_path_buf(),
         source,
     })?;
+    let tools = match native_toolbox(root) {
+        Ok(t) => {
+            let _ = writeln!(file, "host tools in {BIN}: {}", t.commands.join(" "));
+            Some(t)
+        }
+        Err(why) => {
+            let _ = writeln!(file, "no host tools, everything runs emulated: {why}");
+            None
+        }
+    };
     for v in &versions {
+        let how = if tools.is_some() {
+            "with the host's shell and tools"
+        } else {
+            "emulated"
+        };
         reporter.step(&format!(
-            "building the initramfs of kernel {v} (once, after every package is configured)"
+            "building the initramfs of kernel {v} ({how}, once, after every package is configured)"
         ));
         let started = std::time::Instant::now();
         let mut cmd = Command::new("chroot");
-        cmd.arg(root)
-            .args(["update-initramfs", "-c", "-k", v])
-            .env_clear()
-            .envs(script_env());
+        cmd.arg(root).env_clear().envs(script_env());
+        if tools.is_some() {
+            cmd.args([&format!("{BIN}/sh"), "/usr/sbin/update-initramfs"])
+                .env("PATH", format!("{BIN}:/usr/sbin:/usr/bin:/sbin:/bin"));
+        } else {
+            cmd.arg("update-initramfs");
+        }
+        cmd.args(["-c", "-k", v]);
         // mkinitramfs makes a reproducible image (fixed times, no gzip name or time, one
         // compression thread) when SOURCE_DATE_EPOCH is set.
         match crate::pack::tarball::epoch_for(root) {
@@ -92,12 +115,76 @@ pub fn build_missing(
                 tail: crate::cmd::tail(&text, 25),
             });
         }
+        let members = check_built(root, v, log)?;
         reporter.detail(&format!(
-            "initramfs of {v} built in {:.0} s",
+            "initramfs of {v} built in {:.0} s ({how}; {members} files, no x86 or host program)",
             started.elapsed().as_secs_f64()
         ));
     }
+    if let Some(t) = tools {
+        t.remove().map_err(|source| DpkgError::HostTools {
+            path: root.join(super::host_tools::DIR),
+            source,
+        })?;
+    }
     Ok(versions)
+}
+
+/// The host toolbox with `mkinitramfs` added: the target's script, run by the host's shell,
+/// with the toolbox first in the `PATH` it sets.
+fn native_toolbox(root: &Path) -> Result<HostTools, super::host_tools::Unavailable> {
+    let tools = HostTools::install(root)?;
+    tools.add_script("mkinitramfs", "/usr/sbin/mkinitramfs", |body| {
+        let mut found = 0;
+        let lines: Vec<String> = body
+            .lines()
+            .map(|l| match l.strip_prefix("export PATH='") {
+                Some(rest) => {
+                    found += 1;
+                    format!("export PATH='{BIN}:{rest}")
+                }
+                None => l.to_string(),
+            })
+            .collect();
+        (found == 1).then(|| lines.join("\n") + "\n")
+    })?;
+    Ok(tools)
+}
+
+/// Reads the initramfs of kernel `version` back: it must hold no x86 program and none of the
+/// host's machine. Returns its number of files.
+fn check_built(root: &Path, version: &str, log: &Path) -> Result<usize, DpkgError> {
+    let path = root.join(format!("boot/initrd.img-{version}"));
+    let data = std::fs::read(&path).map_err(|source| DpkgError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut forbidden = vec![EM_386, EM_X86_64];
+    if let Some(host) = host_machine() {
+        forbidden.push(host);
+    }
+    forbidden.retain(|m| Some(*m) != target_machine(root));
+    super::initramfs_scan::check(&data, &forbidden).map_err(|source| DpkgError::InitramfsCheck {
+        path,
+        source,
+        log: log.to_path_buf(),
+    })
+}
+
+/// `e_machine` of 32-bit x86.
+const EM_386: u16 = 3;
+/// `e_machine` of x86-64.
+const EM_X86_64: u16 = 62;
+
+/// This program's ELF machine.
+fn host_machine() -> Option<u16> {
+    let exe = std::env::current_exe().ok()?;
+    super::elf_interp::machine_of_file(&exe)
+}
+
+/// The rootfs's ELF machine, read from its shell.
+fn target_machine(root: &Path) -> Option<u16> {
+    super::elf_interp::machine_of_file(&root.join("usr/bin/dash"))
 }
 
 /// Where [`build_missing`] writes its log for a stage labelled `label`.

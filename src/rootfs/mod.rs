@@ -2,7 +2,10 @@
 
 pub mod binfmt;
 pub mod dpkg;
+pub mod elf_interp;
 pub mod extract;
+pub mod host_tools;
 pub mod initramfs;
+pub mod initramfs_scan;
 pub mod inside;
 pub mod mounts;
