@@ -48,7 +48,12 @@ fn host_built_initramfs_equals_the_emulated_one() {
     assert!(text.starts_with("host tools in"), "{text}");
     for (name, old) in &before {
         let new = std::fs::read(boot.join(name)).unwrap();
-        assert!(new == *old, "{name} differs from the emulated build ({} vs {} bytes)", new.len(), old.len());
+        assert!(
+            new == *old,
+            "{name} differs from the emulated build ({} vs {} bytes)",
+            new.len(),
+            old.len()
+        );
     }
     // The toolbox left nothing behind.
     let mut tree_after = listing(&root);
@@ -60,7 +65,10 @@ fn host_built_initramfs_equals_the_emulated_one() {
 
 fn listing(root: &Path) -> Vec<String> {
     let out = support::sh(Command::new("find").arg(".").arg("-xdev").current_dir(root));
-    let mut v: Vec<String> = out.lines().map(|l| l.trim_start_matches("./").to_string()).collect();
+    let mut v: Vec<String> = out
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect();
     v.sort();
     v
 }

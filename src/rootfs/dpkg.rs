@@ -75,7 +75,9 @@ pub enum DpkgError {
         log: PathBuf,
     },
     /// The host toolbox could not be taken out of the rootfs again.
-    #[error("removing the host tools from {path}: {source}; delete {path} and run the command again")]
+    #[error(
+        "removing the host tools from {path}: {source}; delete {path} and run the command again"
+    )]
     HostTools {
         /// The toolbox's directory.
         path: PathBuf,

@@ -31,17 +31,35 @@ impl Layout {
 
     fn u16(&self, b: &[u8], at: usize) -> Option<u64> {
         let s: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
-        Some(if self.le { u16::from_le_bytes(s) } else { u16::from_be_bytes(s) }.into())
+        Some(
+            if self.le {
+                u16::from_le_bytes(s)
+            } else {
+                u16::from_be_bytes(s)
+            }
+            .into(),
+        )
     }
 
     fn u32(&self, b: &[u8], at: usize) -> Option<u64> {
         let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.le { u32::from_le_bytes(s) } else { u32::from_be_bytes(s) }.into())
+        Some(
+            if self.le {
+                u32::from_le_bytes(s)
+            } else {
+                u32::from_be_bytes(s)
+            }
+            .into(),
+        )
     }
 
     fn u64(&self, b: &[u8], at: usize) -> Option<u64> {
         let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
-        Some(if self.le { u64::from_le_bytes(s) } else { u64::from_be_bytes(s) })
+        Some(if self.le {
+            u64::from_le_bytes(s)
+        } else {
+            u64::from_be_bytes(s)
+        })
     }
 
     fn word(&self, b: &[u8], at: usize) -> Option<u64> {

@@ -109,7 +109,8 @@ impl HostTools {
     pub fn install(root: &Path) -> Result<HostTools, Unavailable> {
         let host_exe = std::env::current_exe()
             .map_err(|e| unavailable(format!("cannot find this program's path: {e}")))?;
-        let host = elf_interp::machine_of_file(&host_exe).ok_or_else(|| unavailable("this program is not ELF"))?;
+        let host = elf_interp::machine_of_file(&host_exe)
+            .ok_or_else(|| unavailable("this program is not ELF"))?;
         let target_sh = root.join("usr/bin/dash");
         match elf_interp::machine_of_file(&target_sh) {
             Some(m) if m == host => {
@@ -170,7 +171,8 @@ impl HostTools {
             return Err(unavailable("the host has no dash to run scripts with"));
         }
         let loader = loader.ok_or_else(|| unavailable("no host tool names a loader"))?;
-        let loader_src = std::fs::canonicalize(&loader).map_err(|e| io("finding", Path::new(&loader), e))?;
+        let loader_src =
+            std::fs::canonicalize(&loader).map_err(|e| io("finding", Path::new(&loader), e))?;
         let loader_bytes = std::fs::read(&loader_src).map_err(|e| io("reading", &loader_src, e))?;
         let loader_dst = dir.join("ld.so");
         write_exec(&loader_dst, &loader_bytes).map_err(|e| io("writing", &loader_dst, e))?;
@@ -218,13 +220,16 @@ impl HostTools {
                     )));
                 }
                 // One new level only: never a new top-level directory or a new tree.
-                std::fs::create_dir(dir).map_err(|e| {
-                    unavailable(format!("creating {}: {e}", dir.display()))
-                })?;
+                std::fs::create_dir(dir)
+                    .map_err(|e| unavailable(format!("creating {}: {e}", dir.display())))?;
                 self.created.push(dir.to_path_buf());
             }
             std::fs::copy(&src, &target).map_err(|e| {
-                unavailable(format!("copying {} to {}: {e}", src.display(), target.display()))
+                unavailable(format!(
+                    "copying {} to {}: {e}",
+                    src.display(),
+                    target.display()
+                ))
             })?;
         }
         Ok(())
@@ -306,4 +311,142 @@ fn write_exec(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, bytes)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// A rootfs whose shell is a 32-bit ARM program and which has `cp` and `cat` (as stubs).
+    fn foreign_root(dir: &Path) {
+        for d in ["usr/bin", "usr/sbin", "usr/lib", "etc", "tmp"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        for d in ["bin", "sbin", "lib"] {
+            std::os::unix::fs::symlink(format!("usr/{d}"), dir.join(d)).unwrap();
+        }
+        foreign_root_shell(dir);
+        for c in ["sh", "cp", "cat"] {
+            std::fs::write(dir.join("usr/bin").join(c), b"stub").unwrap();
+        }
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let out = Command::new("find")
+            .arg(".")
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn host_tools_run_in_a_foreign_rootfs_and_leave_nothing_behind() {
+        if !is_root() {
+            eprintln!("skipped: needs root (chroot)");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        foreign_root(t.path());
+        let before = listing(t.path());
+        let tools = HostTools::install(t.path()).unwrap();
+        // Only what both sides have: the target has no zstd, so neither does the toolbox.
+        assert_eq!(tools.commands, ["cat", "cp", "sh"]);
+        let out = Command::new("chroot")
+            .arg(t.path())
+            .args([
+                &format!("{BIN}/sh"),
+                "-c",
+                "PATH=/.pistemcell-host/bin cp --version",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("coreutils"));
+        tools
+            .add_script("hello", "/usr/bin/script", |b| Some(b.to_string()))
+            .unwrap_err();
+        std::fs::write(
+            t.path().join("usr/bin/script"),
+            "#!/bin/sh\necho hi from $0\n",
+        )
+        .unwrap();
+        tools
+            .add_script("hello", "/usr/bin/script", |b| {
+                Some(b.replace("hi", "hello"))
+            })
+            .unwrap();
+        let out = Command::new("chroot")
+            .arg(t.path())
+            .arg(format!("{BIN}/hello"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("hello from {BIN}/hello\n")
+        );
+        std::fs::remove_file(t.path().join("usr/bin/script")).unwrap();
+        tools.remove().unwrap();
+        assert_eq!(before, listing(t.path()));
+    }
+
+    #[test]
+    fn refuses_where_it_would_mix_with_the_target() {
+        if !is_root() {
+            eprintln!("skipped: needs root (chroot)");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        foreign_root(t.path());
+        // A native rootfs (its shell is this host's): nothing to do.
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        std::fs::write(t.path().join("usr/bin/dash"), &exe[..64]).unwrap();
+        let e = HostTools::install(t.path()).unwrap_err();
+        assert!(e.0.contains("natively"), "{e}");
+        foreign_root_shell(t.path());
+        // The host's library directory already exists in the target.
+        let libc = Command::new("ldd").arg("/bin/sh").output().unwrap();
+        let text = String::from_utf8_lossy(&libc.stdout).into_owned();
+        let path = text
+            .lines()
+            .find_map(|l| {
+                l.split_once(" => ")
+                    .map(|(_, p)| p.split(" (").next().unwrap().to_string())
+            })
+            .unwrap();
+        let dir = std::fs::canonicalize(path)
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let inside = t.path().join(dir.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&inside).unwrap();
+        let before = listing(t.path());
+        let e = HostTools::install(t.path()).unwrap_err();
+        assert!(e.0.contains("exists in the rootfs"), "{e}");
+        assert_eq!(before, listing(t.path()));
+    }
+
+    fn foreign_root_shell(dir: &Path) {
+        let mut dash = vec![0u8; 64];
+        dash[..4].copy_from_slice(b"\x7fELF");
+        dash[4] = 1;
+        dash[5] = 1;
+        dash[18..20].copy_from_slice(&40u16.to_le_bytes());
+        std::fs::write(dir.join("usr/bin/dash"), dash).unwrap();
+    }
 }

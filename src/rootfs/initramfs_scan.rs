@@ -157,7 +157,19 @@ mod tests {
     fn member(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
         let namesize = name.len() + 1;
         let fields = [
-            0, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, namesize as u32, 0,
+            0,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            0,
+            0,
+            namesize as u32,
+            0,
         ];
         out.extend_from_slice(b"070701");
         for f in fields {
@@ -209,7 +221,10 @@ mod tests {
             e.finish().unwrap()
         };
         for (label, f) in [
-            ("plain", &(|d: &[u8]| d.to_vec()) as &dyn Fn(&[u8]) -> Vec<u8>),
+            (
+                "plain",
+                &(|d: &[u8]| d.to_vec()) as &dyn Fn(&[u8]) -> Vec<u8>,
+            ),
             ("gzip", &gz),
             ("zstd", &zst),
             ("xz", &xz),
@@ -236,7 +251,10 @@ mod tests {
             Err(ScanError::Foreign { .. })
         ));
         let e = check(b"BZh91AY&SY", &[62]).unwrap_err().to_string();
-        assert!(e.contains("unknown compression") && e.contains("COMPRESS="), "{e}");
+        assert!(
+            e.contains("unknown compression") && e.contains("COMPRESS="),
+            "{e}"
+        );
         let mut cut = archive(&[("a", b"x".to_vec())]);
         cut.truncate(150);
         assert!(check(&cut, &[62]).is_err());
