@@ -35,13 +35,16 @@ fn host_built_initramfs_equals_the_emulated_one() {
     let started = std::time::Instant::now();
     {
         let _mounts = pistemcell::rootfs::mounts::ChrootMounts::setup(&root).unwrap();
+        let tools = pistemcell::rootfs::host_tools::HostTools::install(&root).unwrap();
         let built = pistemcell::rootfs::initramfs::build_missing(
             &root,
+            Some(&tools),
             &log,
             &pistemcell::progress::Reporter::new(pistemcell::progress::Verbosity::Quiet),
         )
         .unwrap();
         assert_eq!(built.len(), before.len());
+        tools.remove().unwrap();
     }
     eprintln!("built in {:.1} s", started.elapsed().as_secs_f64());
     let text = std::fs::read_to_string(&log).unwrap();

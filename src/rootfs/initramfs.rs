@@ -47,6 +47,7 @@ pub fn kernels_without_initramfs(root: &Path) -> Vec<String> {
 /// the versions built; the output goes to `log`.
 pub fn build_missing(
     root: &Path,
+    tools: Option<&HostTools>,
     log: &Path,
     reporter: &Reporter,
 ) -> Result<Vec<String>, DpkgError> {
@@ -58,13 +59,17 @@ pub fn build_missing(
         path: log.to_path_buf(),
         source,
     })?;
-    let tools = match native_toolbox(root) {
-        Ok(t) => {
+    let tools = match tools.map(add_mkinitramfs) {
+        Some(Ok(t)) => {
             let _ = writeln!(file, "host tools in {BIN}: {}", t.commands.join(" "));
             Some(t)
         }
-        Err(why) => {
+        Some(Err(why)) => {
             let _ = writeln!(file, "no host tools, everything runs emulated: {why}");
+            None
+        }
+        None => {
+            let _ = writeln!(file, "no host tools, everything runs emulated");
             None
         }
     };
@@ -121,19 +126,12 @@ pub fn build_missing(
             started.elapsed().as_secs_f64()
         ));
     }
-    if let Some(t) = tools {
-        t.remove().map_err(|source| DpkgError::HostTools {
-            path: root.join(super::host_tools::DIR),
-            source,
-        })?;
-    }
     Ok(versions)
 }
 
-/// The host toolbox with `mkinitramfs` added: the target's script, run by the host's shell,
-/// with the toolbox first in the `PATH` it sets.
-fn native_toolbox(root: &Path) -> Result<HostTools, super::host_tools::Unavailable> {
-    let tools = HostTools::install(root)?;
+/// Adds `mkinitramfs` to the host toolbox: the target's script, run by the host's shell, with
+/// the toolbox first in the `PATH` it sets.
+fn add_mkinitramfs(tools: &HostTools) -> Result<&HostTools, super::host_tools::Unavailable> {
     tools.add_script("mkinitramfs", "/usr/sbin/mkinitramfs", |body| {
         let mut found = 0;
         let lines: Vec<String> = body
@@ -216,6 +214,7 @@ mod tests {
         let log = t.path().join("log");
         let r = build_missing(
             t.path(),
+            None,
             &log,
             &Reporter::new(crate::progress::Verbosity::Quiet),
         )

@@ -1,6 +1,7 @@
 //! The target root filesystem: safe extraction, mounts as RAII guards, emulation, dpkg.
 
 pub mod binfmt;
+pub mod deferred;
 pub mod dpkg;
 pub mod elf_interp;
 pub mod extract;

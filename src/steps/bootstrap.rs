@@ -16,7 +16,9 @@ use crate::archive::packages::Package;
 use crate::archive::resolve::{self, Universe, Variant};
 use crate::context::BuildContext;
 use crate::deb::Deb;
-use crate::rootfs::{binfmt, dpkg, extract, mounts};
+use crate::rootfs::deferred::Deferred;
+use crate::rootfs::host_tools::HostTools;
+use crate::rootfs::{binfmt, dpkg, extract, initramfs, mounts};
 use crate::spec::{Resolved, VariantSpec};
 use crate::workdir::WorkDir;
 
@@ -315,9 +317,32 @@ pub fn configure(
         let _mounts = mounts::ChrootMounts::setup(root)?;
         check_runs(root)?;
         let _policy = dpkg::PolicyRcD::install(root)?;
+        let deferred = Deferred::install(root, mode)?;
         dpkg::install(root, debs, mode, &log, &ctx.reporter)?;
-        let log = crate::rootfs::initramfs::log_path(&ctx.log_dir()?, label);
-        crate::rootfs::initramfs::build_missing(root, &log, &ctx.reporter)?;
+        // The host's tools, for what runs once after dpkg (see rootfs::host_tools).
+        let needed = deferred.called() || !initramfs::kernels_without_initramfs(root).is_empty();
+        let tools = match needed.then(|| HostTools::install(root)) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(why)) => {
+                ctx.reporter
+                    .detail(&format!("{label}: the host's tools cannot be used: {why}"));
+                None
+            }
+            None => None,
+        };
+        for c in deferred.finish(tools.as_ref(), &log)? {
+            ctx.reporter.detail(&format!(
+                "{label}: ran {c} once, after every package was configured"
+            ));
+        }
+        let log = initramfs::log_path(&ctx.log_dir()?, label);
+        initramfs::build_missing(root, tools.as_ref(), &log, &ctx.reporter)?;
+        if let Some(t) = tools {
+            t.remove().map_err(|source| dpkg::DpkgError::HostTools {
+                path: root.join(crate::rootfs::host_tools::DIR),
+                source,
+            })?;
+        }
     }
     crate::interrupt::check()?;
     Ok(())
