@@ -601,3 +601,111 @@ fn the_rendered_plan_shows_states_and_reasons() {
         "40-w     skipped    d (when.infrastructures [warden] excludes bakery)"
     );
 }
+
+/// A stage whose prebuild takes a while and logs when it starts and ends; its run logs too.
+struct Prebuilt {
+    name: &'static str,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Stage for Prebuilt {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn description(&self) -> &str {
+        "a stage with host-only work"
+    }
+    fn applies(&self, _: &BuildContext) -> bool {
+        true
+    }
+    fn manifest(&self, _: &BuildContext) -> Result<Vec<(String, String)>, PipelineError> {
+        Ok(vec![("p".into(), self.name.into())])
+    }
+    fn has_prebuild(&self) -> bool {
+        true
+    }
+    fn prebuild(&self, _: &BuildContext) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} prebuild start", self.name));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} prebuild end", self.name));
+    }
+    fn run(&self, _: &BuildContext, root: &Path) -> Result<(), PipelineError> {
+        self.log.lock().unwrap().push(format!("{} run", self.name));
+        fs::write(root.join(self.name), "x").unwrap();
+        Ok(())
+    }
+}
+
+/// A stage that runs for a while (as emulated dpkg does) and logs it.
+struct Slow {
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Stage for Slow {
+    fn name(&self) -> &str {
+        "10-slow"
+    }
+    fn description(&self) -> &str {
+        "a slow stage"
+    }
+    fn applies(&self, _: &BuildContext) -> bool {
+        true
+    }
+    fn manifest(&self, _: &BuildContext) -> Result<Vec<(String, String)>, PipelineError> {
+        Ok(vec![("slow".into(), "1".into())])
+    }
+    fn run(&self, _: &BuildContext, root: &Path) -> Result<(), PipelineError> {
+        self.log.lock().unwrap().push("slow start".into());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        fs::write(root.join("slow"), "x").unwrap();
+        self.log.lock().unwrap().push("slow end".into());
+        Ok(())
+    }
+}
+
+#[test]
+fn prebuilds_run_in_the_background_and_each_stage_waits_for_its_own() {
+    let e = Env::new();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ctx = e.ctx(Infrastructure::Bakery);
+    let stages: Vec<Box<dyn Stage>> = pipeline::ordered(vec![
+        Box::new(Base {
+            version: "1",
+            bash: false,
+        }),
+        Box::new(Slow { log: log.clone() }),
+        Box::new(Prebuilt {
+            name: "20-p",
+            log: log.clone(),
+        }),
+        Box::new(Prebuilt {
+            name: "30-q",
+            log: log.clone(),
+        }),
+    ])
+    .unwrap();
+    let work = open_work(&e.path("work"));
+    pipeline::run(&ctx, &work, &stages, &e.opts()).unwrap();
+    let got = log.lock().unwrap().clone();
+    let at = |s: &str| {
+        got.iter()
+            .position(|l| l == s)
+            .unwrap_or_else(|| panic!("{s}: {got:?}"))
+    };
+    // The first prebuild overlaps the slow stage before it.
+    assert!(at("20-p prebuild start") < at("slow end"), "{got:?}");
+    // Each stage runs only after its own prebuild ended.
+    assert!(at("20-p prebuild end") < at("20-p run"), "{got:?}");
+    assert!(at("30-q prebuild end") < at("30-q run"), "{got:?}");
+    assert!(e.path("work/rootfs/30-q").exists());
+    // Cached stages do no host-only work again.
+    log.lock().unwrap().clear();
+    pipeline::run(&ctx, &work, &stages, &e.opts()).unwrap();
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+}

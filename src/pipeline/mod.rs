@@ -194,7 +194,7 @@ pub enum PipelineError {
 }
 
 /// One stage of the pipeline.
-pub trait Stage {
+pub trait Stage: Sync {
     /// The stage name, `NN-name`; the pipeline is ordered by it.
     fn name(&self) -> &str;
     /// One line for humans.
@@ -211,6 +211,14 @@ pub trait Stage {
     /// starts, so a missing input stops the build before the first stage runs.
     fn prepare(&self, _ctx: &BuildContext) -> Result<(), PipelineError> {
         Ok(())
+    }
+    /// Host-only work `run` would do first (building the stage's programs into their
+    /// content-addressed caches), started in the background while the stages before run. It
+    /// never touches the rootfs; what fails here is left for `run` to do again and report.
+    fn prebuild(&self, _ctx: &BuildContext) {}
+    /// Whether [`Stage::prebuild`] has anything to do for this stage.
+    fn has_prebuild(&self) -> bool {
+        false
     }
     /// Changes the tree at `root` (the first stage receives an empty directory).
     fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError>;

@@ -9,6 +9,8 @@
 //! next build resumes after the last complete stage.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use super::key::{self, Inputs, Manifest};
@@ -324,58 +326,78 @@ fn run_once(
         Some(_) => active[restore.unwrap_or(first)],
         None => 0,
     };
-    for (i, p) in planned.iter().enumerate().take(stop).skip(start) {
-        let line = |outcome, seconds, snapshot_seconds| StageRun {
-            name: p.name.clone(),
-            outcome,
-            seconds,
-            snapshot_seconds,
-            key: p.key().map(str::to_string).unwrap_or_default(),
-        };
-        let pos = active.iter().position(|&a| a == i);
-        let (Some(pos), Some(manifest)) = (pos, p.manifest.as_ref()) else {
-            if let CacheState::Skipped { reason } = &p.state {
-                ctx.reporter
-                    .detail(&format!("{}: skipped, {reason}", p.name));
+    // Host-only work of the stages about to run (their programs' builds) starts now, in the
+    // background, while the stages before them run (emulated dpkg leaves a core idle).
+    let to_run: Vec<usize> = active
+        .iter()
+        .enumerate()
+        .filter(|&(pos, &i)| {
+            pos >= skip_until && Some(pos) != restore && pos <= last && stages[i].has_prebuild()
+        })
+        .map(|(_, &i)| i)
+        .collect();
+    let background = Background::new(to_run);
+    std::thread::scope(|scope| -> Result<(), PipelineError> {
+        scope.spawn(|| background.work(ctx, stages));
+        let result = (|| -> Result<(), PipelineError> {
+            for (i, p) in planned.iter().enumerate().take(stop).skip(start) {
+                let line = |outcome, seconds, snapshot_seconds| StageRun {
+                    name: p.name.clone(),
+                    outcome,
+                    seconds,
+                    snapshot_seconds,
+                    key: p.key().map(str::to_string).unwrap_or_default(),
+                };
+                let pos = active.iter().position(|&a| a == i);
+                let (Some(pos), Some(manifest)) = (pos, p.manifest.as_ref()) else {
+                    if let CacheState::Skipped { reason } = &p.state {
+                        ctx.reporter
+                            .detail(&format!("{}: skipped, {reason}", p.name));
+                    }
+                    report.push(line(Outcome::Skipped, 0.0, 0.0));
+                    continue;
+                };
+                if Some(pos) == restore {
+                    let t = Instant::now();
+                    ctx.reporter.step(&format!("{}: cached, restoring", p.name));
+                    store.restore(&manifest.key, &p.name, &root)?;
+                    let secs = t.elapsed().as_secs_f64();
+                    ctx.reporter
+                        .step(&format!("{}: restored in {secs:.1} s", p.name));
+                    report.push(line(Outcome::Restored, secs, 0.0));
+                    continue;
+                }
+                if pos < skip_until {
+                    ctx.reporter.step(&format!("{}: cached", p.name));
+                    report.push(line(Outcome::Cached, 0.0, 0.0));
+                    continue;
+                }
+                crate::interrupt::check()?;
+                let why = match &p.state {
+                    CacheState::Stale { why } if !opts.force => format!(" ({})", why.join(", ")),
+                    _ => String::new(),
+                };
+                ctx.reporter.step(&format!("{}: running{why}", p.name));
+                let t = Instant::now();
+                background.wait_for(i);
+                stages[i].run(ctx, &root)?;
+                let secs = t.elapsed().as_secs_f64();
+                crate::interrupt::check()?;
+                let t = Instant::now();
+                let saved = store.save(&root, manifest)?;
+                let snap = t.elapsed().as_secs_f64();
+                ctx.reporter.step(&format!(
+                    "{}: done in {secs:.1} s (snapshot {snap:.1} s, {:.1} MB)",
+                    p.name,
+                    saved.compressed as f64 / 1e6
+                ));
+                report.push(line(Outcome::Ran, secs, snap));
             }
-            report.push(line(Outcome::Skipped, 0.0, 0.0));
-            continue;
-        };
-        if Some(pos) == restore {
-            let t = Instant::now();
-            ctx.reporter.step(&format!("{}: cached, restoring", p.name));
-            store.restore(&manifest.key, &p.name, &root)?;
-            let secs = t.elapsed().as_secs_f64();
-            ctx.reporter
-                .step(&format!("{}: restored in {secs:.1} s", p.name));
-            report.push(line(Outcome::Restored, secs, 0.0));
-            continue;
-        }
-        if pos < skip_until {
-            ctx.reporter.step(&format!("{}: cached", p.name));
-            report.push(line(Outcome::Cached, 0.0, 0.0));
-            continue;
-        }
-        crate::interrupt::check()?;
-        let why = match &p.state {
-            CacheState::Stale { why } if !opts.force => format!(" ({})", why.join(", ")),
-            _ => String::new(),
-        };
-        ctx.reporter.step(&format!("{}: running{why}", p.name));
-        let t = Instant::now();
-        stages[i].run(ctx, &root)?;
-        let secs = t.elapsed().as_secs_f64();
-        crate::interrupt::check()?;
-        let t = Instant::now();
-        let saved = store.save(&root, manifest)?;
-        let snap = t.elapsed().as_secs_f64();
-        ctx.reporter.step(&format!(
-            "{}: done in {secs:.1} s (snapshot {snap:.1} s, {:.1} MB)",
-            p.name,
-            saved.compressed as f64 / 1e6
-        ));
-        report.push(line(Outcome::Ran, secs, snap));
-    }
+            Ok(())
+        })();
+        background.stop();
+        result
+    })?;
     if let Some((stage, missing)) = stopped {
         // The partial tree is dropped (removed): the output stays as it was.
         let ran = report
@@ -439,4 +461,60 @@ fn commit(tree: crate::workdir::PartialTree, output: &Path) -> Result<(), Pipeli
 /// `CACHE/stages` and removes the rest (`pistemcell clean --keep N`); returns what was removed.
 pub fn evict(cache_dir: &Path, keep: usize) -> Result<Vec<PathBuf>, PipelineError> {
     Store::open(cache_dir)?.evict(keep)
+}
+
+/// The background worker running the stages' [`Stage::prebuild`]s in pipeline order.
+struct Background {
+    stages: Vec<usize>,
+    /// How many prebuilds have ended (`usize::MAX` once the worker is gone).
+    done: Mutex<usize>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+impl Background {
+    fn new(stages: Vec<usize>) -> Background {
+        Background {
+            stages,
+            done: Mutex::new(0),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs every prebuild in turn, until told to stop or interrupted.
+    fn work(&self, ctx: &BuildContext, stages: &[Box<dyn Stage>]) {
+        struct Gone<'a>(&'a Background);
+        impl Drop for Gone<'_> {
+            fn drop(&mut self) {
+                *self.0.done.lock().unwrap_or_else(|e| e.into_inner()) = usize::MAX;
+                self.0.changed.notify_all();
+            }
+        }
+        let _gone = Gone(self);
+        for &i in &self.stages {
+            if self.stop.load(Ordering::Relaxed) || crate::interrupt::requested() {
+                return;
+            }
+            stages[i].prebuild(ctx);
+            *self.done.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits until stage `i`'s prebuild (if it has one) has ended.
+    fn wait_for(&self, i: usize) {
+        let Some(k) = self.stages.iter().position(|&s| s == i) else {
+            return;
+        };
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while *done <= k {
+            done = self.changed.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Asks the worker to start nothing more.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }

@@ -229,6 +229,16 @@ impl Stage for AgentStage {
         }
         Ok(())
     }
+    fn has_prebuild(&self) -> bool {
+        true
+    }
+    fn prebuild(&self, ctx: &BuildContext) {
+        if let Ok(Agent::Source(s)) = agent_of(ctx) {
+            if let Ok(local) = agent_fetch::localize(&ctx.cache_dir, s) {
+                let _ = agent_build::build(ctx, &local, &self.assets_dir);
+            }
+        }
+    }
     fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError> {
         let spec = &ctx.spec;
         let (binary, given) = match agent_of(ctx).map_err(wrap)? {

@@ -275,6 +275,17 @@ impl Stage for BlobstoreClientsStage {
             Err(wrap(ClientError::Input(problems.join("; also: "))))
         }
     }
+    fn has_prebuild(&self) -> bool {
+        true
+    }
+    fn prebuild(&self, ctx: &BuildContext) {
+        for c in &ctx.spec.blobstore_clients {
+            if crate::interrupt::requested() {
+                return;
+            }
+            let _ = binary_of(ctx, c);
+        }
+    }
     fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError> {
         for c in &ctx.spec.blobstore_clients {
             let (binary, given) = binary_of(ctx, c).map_err(wrap)?;

@@ -131,6 +131,17 @@ impl Stage for MonitStage {
             .map_err(|e| wrap(e.into()))?;
         Ok(())
     }
+    fn has_prebuild(&self) -> bool {
+        true
+    }
+    fn prebuild(&self, ctx: &BuildContext) {
+        let m = &ctx.spec.monit;
+        if let MonitFrom::Source(_) = &m.from {
+            if let Ok(fetched) = artifact::fetch(&ctx.cache_dir, &field(m), m.from.artifact()) {
+                let _ = super::monit_build::build(ctx, &fetched);
+            }
+        }
+    }
     fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError> {
         install(ctx, root).map_err(wrap)
     }
