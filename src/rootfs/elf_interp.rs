@@ -85,6 +85,13 @@ pub fn machine_of_file(path: &std::path::Path) -> Option<u16> {
     machine(&head[..n])
 }
 
+/// This program's ELF machine: read from `/proc/self/exe`, which stays readable when the
+/// binary is replaced while it runs (its path then ends in " (deleted)").
+pub fn host_machine() -> Option<u16> {
+    machine_of_file(std::path::Path::new("/proc/self/exe"))
+        .or_else(|| machine_of_file(&std::env::current_exe().ok()?))
+}
+
 /// Where the interpreter path lies in the file: offset and size (with its NUL), when the file
 /// has a `PT_INTERP` segment inside it.
 fn interp_range(b: &[u8]) -> Option<(usize, usize)> {

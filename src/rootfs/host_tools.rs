@@ -107,10 +107,8 @@ impl HostTools {
     /// lacks dash or its loader, a library directory of the host exists in the target, or
     /// a copied tool does not start.
     pub fn install(root: &Path) -> Result<HostTools, Unavailable> {
-        let host_exe = std::env::current_exe()
-            .map_err(|e| unavailable(format!("cannot find this program's path: {e}")))?;
-        let host = elf_interp::machine_of_file(&host_exe)
-            .ok_or_else(|| unavailable("this program is not ELF"))?;
+        let host = elf_interp::host_machine()
+            .ok_or_else(|| unavailable("cannot read this program's ELF header"))?;
         let target_sh = root.join("usr/bin/dash");
         match elf_interp::machine_of_file(&target_sh) {
             Some(m) if m == host => {

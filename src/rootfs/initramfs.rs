@@ -158,7 +158,7 @@ fn check_built(root: &Path, version: &str, log: &Path) -> Result<usize, DpkgErro
         source,
     })?;
     let mut forbidden = vec![EM_386, EM_X86_64];
-    if let Some(host) = host_machine() {
+    if let Some(host) = super::elf_interp::host_machine() {
         forbidden.push(host);
     }
     forbidden.retain(|m| Some(*m) != target_machine(root));
@@ -173,12 +173,6 @@ fn check_built(root: &Path, version: &str, log: &Path) -> Result<usize, DpkgErro
 const EM_386: u16 = 3;
 /// `e_machine` of x86-64.
 const EM_X86_64: u16 = 62;
-
-/// This program's ELF machine.
-fn host_machine() -> Option<u16> {
-    let exe = std::env::current_exe().ok()?;
-    super::elf_interp::machine_of_file(&exe)
-}
 
 /// The rootfs's ELF machine, read from its shell.
 fn target_machine(root: &Path) -> Option<u16> {

@@ -320,12 +320,14 @@ pub fn configure(
         let deferred = Deferred::install(root, mode)?;
         dpkg::install(root, debs, mode, &log, &ctx.reporter)?;
         // The host's tools, for what runs once after dpkg (see rootfs::host_tools).
-        let needed = deferred.called() || !initramfs::kernels_without_initramfs(root).is_empty();
+        let needed = !binfmt::native(ctx.spec.arch)
+            && (deferred.called() || !initramfs::kernels_without_initramfs(root).is_empty());
         let tools = match needed.then(|| HostTools::install(root)) {
             Some(Ok(t)) => Some(t),
             Some(Err(why)) => {
-                ctx.reporter
-                    .detail(&format!("{label}: the host's tools cannot be used: {why}"));
+                ctx.reporter.warn(&format!(
+                    "{label}: the host's tools cannot be used, so the initramfs and deferred commands run emulated (minutes instead of seconds): {why}"
+                ));
                 None
             }
             None => None,
