@@ -24,7 +24,14 @@ command -v /usr/bin/time >/dev/null || { echo "missing GNU time: apt-get install
 cargo build --quiet --release
 bin=$PWD/target/release/pistemcell
 scratch=$(mktemp -d /var/tmp/pistemcell-build-bench.XXXXXX)
-trap 'rm -rf "$scratch"' EXIT
+# On exit, a build killed with the script may have left its chroot mounts: release them first,
+# and never let rm cross into another filesystem.
+cleanup() {
+  awk -v s="$scratch/" 'index($2, s) == 1 {print $2}' /proc/self/mounts | sort -r |
+    while read -r m; do umount -l "$m" || true; done
+  rm -rf --one-file-system "$scratch"
+}
+trap cleanup EXIT
 sets=()
 if [ -n "$sets_file" ]; then
   while IFS= read -r line || [ -n "$line" ]; do
