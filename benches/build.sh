@@ -57,7 +57,7 @@ run() { # NAME BUILD-ARGS...
   # The stage breakdown: every stage that ran, and the image and pack steps.
   grep -E ': (done in|built in|cached)|image:|stemcell:|proof passed|initramfs of|ran .* once' \
     "$scratch/$name.log" | sed -e 's/^/   /' | grep -v ': cached' || true
-  echo "   stages cached: $(grep -c ': cached' "$scratch/$name.log" || true)"
+  echo "   stages cached: $(grep -cE '] [0-9]{2}-[a-z0-9-]+: cached$' "$scratch/$name.log" || true)"
 }
 
 run cold

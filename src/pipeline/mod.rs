@@ -11,6 +11,7 @@
 
 pub mod env;
 pub mod key;
+pub mod layer;
 pub mod runner;
 pub mod script;
 pub mod snapshot;

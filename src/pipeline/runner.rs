@@ -14,6 +14,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use super::key::{self, Inputs, Manifest};
+use super::layer;
 use super::snapshot::Store;
 use super::{PipelineError, Stage};
 use crate::context::BuildContext;
@@ -340,6 +341,9 @@ fn run_once(
     std::thread::scope(|scope| -> Result<(), PipelineError> {
         scope.spawn(|| background.work(ctx, stages));
         let result = (|| -> Result<(), PipelineError> {
+            // The key of the last applicable stage passed: a stage whose parent's snapshot is
+            // in the store saves a layer on it.
+            let mut parent_key: Option<String> = None;
             for (i, p) in planned.iter().enumerate().take(stop).skip(start) {
                 let line = |outcome, seconds, snapshot_seconds| StageRun {
                     name: p.name.clone(),
@@ -357,6 +361,7 @@ fn run_once(
                     report.push(line(Outcome::Skipped, 0.0, 0.0));
                     continue;
                 };
+                let parent = parent_key.replace(manifest.key.clone());
                 if Some(pos) == restore {
                     let t = Instant::now();
                     ctx.reporter.step(&format!("{}: cached, restoring", p.name));
@@ -380,14 +385,27 @@ fn run_once(
                 ctx.reporter.step(&format!("{}: running{why}", p.name));
                 let t = Instant::now();
                 background.wait_for(i);
+                let base = parent.filter(|k| store.has(k));
+                let t_list = Instant::now();
+                let before = match &base {
+                    Some(_) => Some(layer::listing(&root)?),
+                    None => None,
+                };
+                let listed = t_list.elapsed();
                 stages[i].run(ctx, &root)?;
-                let secs = t.elapsed().as_secs_f64();
+                let secs = t.elapsed().as_secs_f64() - listed.as_secs_f64();
                 crate::interrupt::check()?;
                 let t = Instant::now();
-                let saved = store.save(&root, manifest)?;
-                let snap = t.elapsed().as_secs_f64();
+                let (saved, kind) = match (&base, &before) {
+                    (Some(b), Some(l)) => {
+                        let d = layer::delta(&root, l)?;
+                        (store.save_layer(&root, manifest, b, &d)?, "layer")
+                    }
+                    _ => (store.save(&root, manifest)?, "full"),
+                };
+                let snap = t.elapsed().as_secs_f64() + listed.as_secs_f64();
                 ctx.reporter.step(&format!(
-                    "{}: done in {secs:.1} s (snapshot {snap:.1} s, {:.1} MB)",
+                    "{}: done in {secs:.1} s (snapshot {snap:.1} s, {kind} {:.1} MB)",
                     p.name,
                     saved.compressed as f64 / 1e6
                 ));

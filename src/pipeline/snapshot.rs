@@ -1,5 +1,7 @@
 //! The stage cache: after each stage the rootfs is saved as `CACHE/stages/KEY.tar.zst`
-//! with `KEY.manifest.yml` (the stage's named inputs) beside it.
+//! with `KEY.manifest.yml` (the stage's named inputs) beside it. When the parent's snapshot is
+//! in the store, the tar holds only what the stage changed and `KEY.layer` names the base and
+//! what to remove (see `layer`).
 //!
 //! Nothing half-written survives: the tar is written to a locked temporary file in the same
 //! directory and renamed into place, then the manifest likewise; a snapshot counts only once
@@ -15,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::key::Manifest;
+use super::layer;
 use super::tarwrite::{self, TarStats};
+use super::tree::TreeError;
 use super::PipelineError;
 use crate::rootfs::extract::{self, ExtractStats};
 
@@ -24,6 +28,11 @@ pub const ZSTD_LEVEL: i32 = 2;
 
 /// Prefix of temporary files in the store.
 const TEMP_PREFIX: &str = ".tmp.";
+/// One snapshot of a restore chain: its key and, for a layer, what it removes.
+type ChainLink = (String, Option<layer::Removals>);
+
+/// How many layers a snapshot may stand on.
+const MAX_CHAIN: usize = 64;
 /// A snapshot tar without a manifest older than this is a leftover and may be evicted.
 const ORPHAN_AGE: Duration = Duration::from_secs(600);
 
@@ -147,14 +156,88 @@ impl Store {
         self.dir.join(format!("{key}.manifest.yml"))
     }
 
-    /// Whether a complete snapshot of `key` exists.
+    /// The layer file of `key` (only layers have one: see [`super::layer`]).
+    pub fn layer_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.layer"))
+    }
+
+    /// The base key and removals of `key` when it is a layer; `Err` when its layer file is
+    /// there but unreadable.
+    fn layer_of(&self, key: &str) -> Result<Option<(String, layer::Removals)>, String> {
+        match fs::read(self.layer_path(key)) {
+            Ok(bytes) => layer::decode(&bytes)
+                .map(Some)
+                .ok_or_else(|| format!("{} is malformed", self.layer_path(key).display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.layer_path(key).display())),
+        }
+    }
+
+    /// The chain that restores `key`: `key` first, down to the full snapshot at the bottom.
+    fn chain(&self, key: &str) -> Result<Vec<ChainLink>, String> {
+        let mut out = Vec::new();
+        let mut current = key.to_string();
+        loop {
+            if out.len() > MAX_CHAIN || out.iter().any(|(k, _)| *k == current) {
+                return Err(format!(
+                    "the layers below {key} form a loop or are too deep"
+                ));
+            }
+            match self.layer_of(&current)? {
+                Some((base, remove)) => {
+                    out.push((current, Some(remove)));
+                    current = base;
+                }
+                None => {
+                    out.push((current, None));
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
+    /// Whether a complete snapshot of `key` exists (for a layer: with every layer below it).
     pub fn has(&self, key: &str) -> bool {
-        self.manifest_path(key).is_file() && self.tar_path(key).is_file()
+        match self.chain(key) {
+            Ok(chain) => chain
+                .iter()
+                .all(|(k, _)| self.manifest_path(k).is_file() && self.tar_path(k).is_file()),
+            Err(_) => false,
+        }
     }
 
     /// Saves the tree at `root` as the snapshot of `manifest.key` (replacing one there).
     pub fn save(&self, root: &Path, manifest: &Manifest) -> Result<Saved, PipelineError> {
+        self.write(manifest, None, |b| tarwrite::write_tree(root, b))
+    }
+
+    /// Saves what the stage changed in `root` (`delta`) as a layer on the snapshot `base`.
+    pub fn save_layer(
+        &self,
+        root: &Path,
+        manifest: &Manifest,
+        base: &str,
+        delta: &layer::Delta,
+    ) -> Result<Saved, PipelineError> {
+        let layer = layer::encode(base, &delta.remove);
+        self.write(manifest, Some(layer), |b| {
+            layer::write_delta(root, delta, b)
+        })
+    }
+
+    /// Writes the tar (by `fill`), the layer file when given, then the manifest, each to a
+    /// temporary file renamed into place.
+    fn write(
+        &self,
+        manifest: &Manifest,
+        layer: Option<Vec<u8>>,
+        fill: impl FnOnce(
+            &mut tar::Builder<zstd::Encoder<'static, BufWriter<File>>>,
+        ) -> Result<TarStats, TreeError>,
+    ) -> Result<Saved, PipelineError> {
         let path = self.tar_path(&manifest.key);
+        // A snapshot being replaced stops counting first.
+        let _ = fs::remove_file(self.manifest_path(&manifest.key));
         let temp = Temp::create(&self.dir, &format!("{}.tar.zst", manifest.key))?;
         let tar = {
             let fail = |e: io::Error| PipelineError::Snapshot {
@@ -171,12 +254,11 @@ impl Store {
                 .map_err(fail)?;
             enc.multithread(2).map_err(fail)?;
             let mut builder = tar::Builder::new(enc);
-            let stats =
-                tarwrite::write_tree(root, &mut builder).map_err(|e| PipelineError::Snapshot {
-                    stage: manifest.stage.clone(),
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let stats = fill(&mut builder).map_err(|e| PipelineError::Snapshot {
+                stage: manifest.stage.clone(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             let enc = builder.into_inner().map_err(fail)?;
             enc.finish().map_err(fail)?.flush().map_err(fail)?;
             stats
@@ -187,6 +269,22 @@ impl Store {
             .and_then(|f| f.metadata().ok())
             .map_or(0, |m| m.len());
         temp.persist(&path)?;
+        let lpath = self.layer_path(&manifest.key);
+        match layer {
+            Some(bytes) => {
+                let mut ltemp = Temp::create(&self.dir, &format!("{}.layer", manifest.key))?;
+                if let Some(f) = ltemp.file.as_mut() {
+                    f.write_all(&bytes).map_err(io_err("write", &lpath))?;
+                }
+                ltemp.persist(&lpath)?;
+            }
+            None => match fs::remove_file(&lpath) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("remove", &lpath)(e))
+                }
+                _ => {}
+            },
+        }
         let text = serde_norway::to_string(manifest).map_err(|e| PipelineError::Snapshot {
             stage: manifest.stage.clone(),
             path: path.clone(),
@@ -206,32 +304,46 @@ impl Store {
         })
     }
 
-    /// Extracts the snapshot of `key` (taken after `stage`) into the empty directory `root`.
+    /// Extracts the snapshot of `key` (taken after `stage`) into the empty directory `root`:
+    /// for a layer, the full snapshot below it and then every layer up to `key`. An error
+    /// names the snapshot that failed (which the caller removes, so it is built again).
     pub fn restore(
         &self,
         key: &str,
         stage: &str,
         root: &Path,
     ) -> Result<ExtractStats, PipelineError> {
-        let path = self.tar_path(key);
-        let fail = |reason: String| PipelineError::Restore {
+        let fail = |k: &str, reason: String| PipelineError::Restore {
             stage: stage.to_string(),
-            key: key.to_string(),
-            path: path.clone(),
+            key: k.to_string(),
+            path: self.tar_path(k),
             reason,
         };
-        let file = File::open(&path).map_err(|e| fail(e.to_string()))?;
-        let dec = zstd::Decoder::new(file).map_err(|e| fail(e.to_string()))?;
-        let stats = extract::extract_tar(tar::Archive::new(dec), root, &path.display().to_string())
-            .map_err(|e| fail(e.to_string()))?;
-        // Recently used snapshots are the last to be evicted.
-        let _ = File::open(&path).and_then(|f| f.set_modified(SystemTime::now()));
+        let chain = self.chain(key).map_err(|r| fail(key, r))?;
+        let mut stats = ExtractStats::default();
+        for (k, remove) in chain.iter().rev() {
+            if let Some(remove) = remove {
+                layer::apply_removals(root, remove)
+                    .map_err(|e| fail(k, format!("removing what the layer replaces: {e}")))?;
+            }
+            let path = self.tar_path(k);
+            let file = File::open(&path).map_err(|e| fail(k, e.to_string()))?;
+            let dec = zstd::Decoder::new(file).map_err(|e| fail(k, e.to_string()))?;
+            stats = extract::extract_tar(tar::Archive::new(dec), root, &path.display().to_string())
+                .map_err(|e| fail(k, e.to_string()))?;
+            // Recently used snapshots are the last to be evicted.
+            let _ = File::open(&path).and_then(|f| f.set_modified(SystemTime::now()));
+        }
         Ok(stats)
     }
 
     /// Removes the snapshot of `key` (its manifest first, so a half-removed one never counts).
     pub fn remove(&self, key: &str) -> Result<(), PipelineError> {
-        for p in [self.manifest_path(key), self.tar_path(key)] {
+        for p in [
+            self.manifest_path(key),
+            self.tar_path(key),
+            self.layer_path(key),
+        ] {
             match fs::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     return Err(io_err("remove", &p)(e))
@@ -293,6 +405,8 @@ impl Store {
         let mut removed = Vec::new();
         let mut count = 0usize;
         let mut current = String::new();
+        let mut evicted = Vec::new();
+        let mut kept = Vec::new();
         for s in &snaps {
             if s.manifest.stage != current {
                 current = s.manifest.stage.clone();
@@ -300,9 +414,24 @@ impl Store {
             }
             count += 1;
             if count > keep {
-                self.remove(&s.manifest.key)?;
-                removed.extend([self.manifest_path(&s.manifest.key), s.path.clone()]);
+                evicted.push(s);
+            } else {
+                kept.push(s.manifest.key.clone());
             }
+        }
+        // A snapshot that a kept layer is built on stays.
+        let needed: std::collections::HashSet<String> = kept
+            .iter()
+            .filter_map(|k| self.chain(k).ok())
+            .flatten()
+            .map(|(k, _)| k)
+            .collect();
+        for s in evicted {
+            if needed.contains(&s.manifest.key) {
+                continue;
+            }
+            self.remove(&s.manifest.key)?;
+            removed.extend([self.manifest_path(&s.manifest.key), s.path.clone()]);
         }
         let now = SystemTime::now();
         for e in fs::read_dir(&self.dir)
@@ -322,6 +451,8 @@ impl Store {
                 old && self.read_manifest(key).is_none()
             } else if let Some(key) = name.strip_suffix(".manifest.yml") {
                 !self.tar_path(key).exists()
+            } else if let Some(key) = name.strip_suffix(".layer") {
+                !self.manifest_path(key).exists() && !self.tar_path(key).exists()
             } else {
                 false
             };
