@@ -105,6 +105,24 @@ const TOOLS: &[(&str, &str, bool, &str)] = &[
         false,
         "unpacks natively (about 1.8x faster than the target's dpkg under emulation)",
     ),
+    (
+        "dash",
+        "dash",
+        false,
+        "runs update-initramfs natively in a foreign rootfs (20 s instead of 7 minutes)",
+    ),
+    (
+        "kmod",
+        "kmod",
+        false,
+        "gives update-initramfs a native modinfo and depmod (one modinfo per kernel module)",
+    ),
+    (
+        "cpio",
+        "cpio",
+        false,
+        "gives update-initramfs a native cpio",
+    ),
 ];
 
 /// Runs every check for building `spec` with work dir `work` (`cli_mirror`: the global
