@@ -42,7 +42,7 @@ if [ -n "$sets_file" ]; then
 fi
 cp -a stages "$scratch/stages"
 common=(--work-dir "$scratch/work" --cache-dir "$scratch/cache" --stages-dir "$scratch/stages"
-  --stemcell-dir "$scratch/out" "${sets[@]}" "${extra[@]}")
+  "${sets[@]}" "${extra[@]}")
 
 declare -A secs rss
 run() { # NAME BUILD-ARGS...
@@ -55,17 +55,17 @@ run() { # NAME BUILD-ARGS...
   read -r secs[$name] rss[$name] < "$scratch/$name.time"
   echo "== $name: ${secs[$name]} s, largest RSS ${rss[$name]} KiB"
   # The stage breakdown: every stage that ran, and the image and pack steps.
-  grep -E ': (done in|built in|cached)|image:|stemcell:|proof passed|initramfs of|ran .* once' \
+  grep -E ': (done in|built in|restored in)|image:|stemcell:|reproducible:|proof passed|initramfs of|ran .* once' \
     "$scratch/$name.log" | sed -e 's/^/   /' | grep -v ': cached' || true
   echo "   stages cached: $(grep -cE '] [0-9]{2}-[a-z0-9-]+: cached$' "$scratch/$name.log" || true)"
 }
 
-run cold
+run cold --stemcell-dir "$scratch/out"
 sed -i -e 's/^packages:$/packages:\n  - bc/' "$scratch/stages/10-base-packages/stage.yml"
 grep -q '^  - bc$' "$scratch/stages/10-base-packages/stage.yml" || { echo "could not add bc" >&2; exit 1; }
-run add-package
+run add-package --stemcell-dir "$scratch/out"
 echo "# benchmark edit" >> "$scratch/stages/90-cleanup/apply.sh"
-run edit-cleanup
+run edit-cleanup --stemcell-dir "$scratch/out"
 run reproducible --check-reproducible
 
 echo "== disk"
