@@ -481,6 +481,9 @@ pub fn evict(cache_dir: &Path, keep: usize) -> Result<Vec<PathBuf>, PipelineErro
     Store::open(cache_dir)?.evict(keep)
 }
 
+/// The niceness of the background builds.
+const BACKGROUND_NICE: libc::c_int = 10;
+
 /// The background worker running the stages' [`Stage::prebuild`]s in pipeline order.
 struct Background {
     stages: Vec<usize>,
@@ -510,6 +513,12 @@ impl Background {
             }
         }
         let _gone = Gone(self);
+        // The stages on the critical path go first: this thread and the compilers it starts
+        // (which inherit it) yield the CPU to the emulated dpkg runs.
+        // SAFETY: setpriority on this thread's own id; no memory is involved.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, BACKGROUND_NICE);
+        }
         for &i in &self.stages {
             if self.stop.load(Ordering::Relaxed) || crate::interrupt::requested() {
                 return;
