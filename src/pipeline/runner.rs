@@ -517,7 +517,11 @@ impl Background {
         // (which inherit it) yield the CPU to the emulated dpkg runs.
         // SAFETY: setpriority on this thread's own id; no memory is involved.
         unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, BACKGROUND_NICE);
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::gettid() as libc::id_t,
+                BACKGROUND_NICE,
+            );
         }
         for &i in &self.stages {
             if self.stop.load(Ordering::Relaxed) || crate::interrupt::requested() {

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::dpkg::{script_env, DpkgError, Mode};
-use super::host_tools::{HostTools, BIN};
+use super::dpkg::{run_captured, script_env, DpkgError, Mode};
+use super::host_tools::{script_command, HostTools};
 
 /// The commands deferred, as absolute paths inside the rootfs.
 pub const COMMANDS: &[&str] = &["/usr/sbin/update-ca-certificates"];
@@ -93,36 +93,20 @@ impl Deferred {
                 continue;
             }
             let fresh = calls.split_whitespace().any(|a| a == "--fresh");
-            let mut cmd = Command::new("chroot");
-            cmd.arg(&self.root).env_clear().envs(script_env());
-            if tools.is_some() {
-                cmd.args([format!("{BIN}/sh").as_str(), c])
-                    .env("PATH", format!("{BIN}:/usr/sbin:/usr/bin:/sbin:/bin"));
-            } else {
-                cmd.arg(c);
-            }
+            let mut cmd = script_command(&self.root, tools, c);
             if fresh {
                 cmd.arg("--fresh");
             }
-            let argv = crate::cmd::argv_of(&cmd);
-            let out = cmd.output().map_err(|source| DpkgError::Spawn {
-                argv: argv.clone(),
-                source,
-            })?;
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let (argv, status, text) = run_captured(&mut cmd)?;
             let _ = writeln!(
                 file,
                 "$ {argv}   (deferred; maintainer scripts asked {} time(s): {})\n{text}",
                 calls.lines().count(),
                 calls.lines().collect::<Vec<_>>().join(" | ")
             );
-            if !out.status.success() {
+            if !status.success() {
                 return Err(DpkgError::Failed {
-                    status: format!("{argv}: {}", out.status),
+                    status: format!("{argv}: {status}"),
                     log: log.to_path_buf(),
                     tail: crate::cmd::tail(&text, 25),
                 });

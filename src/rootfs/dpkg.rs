@@ -155,6 +155,24 @@ pub fn script_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// Runs `cmd` to its end and returns its command line, status and output (stdout, then
+/// stderr).
+pub fn run_captured(
+    cmd: &mut Command,
+) -> Result<(String, std::process::ExitStatus, String), DpkgError> {
+    let argv = crate::cmd::argv_of(cmd);
+    let out = cmd.output().map_err(|source| DpkgError::Spawn {
+        argv: argv.clone(),
+        source,
+    })?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((argv, out.status, text))
+}
+
 /// Creates an empty dpkg database in `root` (what dpkg needs before the first install).
 pub fn init_database(root: &Path) -> Result<(), DpkgError> {
     let db = root.join("var/lib/dpkg");

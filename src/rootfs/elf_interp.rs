@@ -30,7 +30,7 @@ impl Layout {
     }
 
     fn u16(&self, b: &[u8], at: usize) -> Option<u64> {
-        let s: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
+        let s: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
         Some(
             if self.le {
                 u16::from_le_bytes(s)
@@ -42,7 +42,7 @@ impl Layout {
     }
 
     fn u32(&self, b: &[u8], at: usize) -> Option<u64> {
-        let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        let s: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(
             if self.le {
                 u32::from_le_bytes(s)
@@ -54,7 +54,7 @@ impl Layout {
     }
 
     fn u64(&self, b: &[u8], at: usize) -> Option<u64> {
-        let s: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
+        let s: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
         Some(if self.le {
             u64::from_le_bytes(s)
         } else {
@@ -106,10 +106,11 @@ fn interp_range(b: &[u8]) -> Option<(usize, usize)> {
         if l.u32(b, at)? != u64::from(PT_INTERP) {
             continue;
         }
+        let field = |off: usize| l.word(b, at.checked_add(off)?);
         let (offset, size) = if l.bits64 {
-            (l.word(b, at + 8)?, l.word(b, at + 32)?)
+            (field(8)?, field(32)?)
         } else {
-            (l.word(b, at + 4)?, l.word(b, at + 16)?)
+            (field(4)?, field(16)?)
         };
         let (offset, size) = (usize::try_from(offset).ok()?, usize::try_from(size).ok()?);
         b.get(offset..offset.checked_add(size)?)?;

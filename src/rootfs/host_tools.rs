@@ -304,6 +304,22 @@ impl Drop for HostTools {
     }
 }
 
+/// A command running the shell script `script` (a path inside `root`) in the chroot, with the
+/// maintainer scripts' environment: under the host's shell with the toolbox first on `PATH`
+/// when `tools` is given, else the target's own way.
+pub fn script_command(root: &Path, tools: Option<&HostTools>, script: &str) -> Command {
+    let mut cmd = Command::new("chroot");
+    cmd.arg(root).env_clear().envs(super::dpkg::script_env());
+    if tools.is_some() {
+        cmd.arg(format!("{BIN}/sh"))
+            .arg(script)
+            .env("PATH", format!("{BIN}:/usr/sbin:/usr/bin:/sbin:/bin"));
+    } else {
+        cmd.arg(script);
+    }
+    cmd
+}
+
 /// Writes an executable file (mode 0755).
 fn write_exec(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

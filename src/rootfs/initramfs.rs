@@ -10,10 +10,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::dpkg::{script_env, DpkgError};
-use super::host_tools::{HostTools, BIN};
+use super::dpkg::{run_captured, DpkgError};
+use super::host_tools::{script_command, HostTools, BIN};
 use crate::progress::Reporter;
 
 /// The environment variable (and value) that defers the initramfs during package installs.
@@ -83,14 +82,7 @@ pub fn build_missing(
             "building the initramfs of kernel {v} ({how}, once, after every package is configured)"
         ));
         let started = std::time::Instant::now();
-        let mut cmd = Command::new("chroot");
-        cmd.arg(root).env_clear().envs(script_env());
-        if tools.is_some() {
-            cmd.args([&format!("{BIN}/sh"), "/usr/sbin/update-initramfs"])
-                .env("PATH", format!("{BIN}:/usr/sbin:/usr/bin:/sbin:/bin"));
-        } else {
-            cmd.arg("update-initramfs");
-        }
+        let mut cmd = script_command(root, tools, "/usr/sbin/update-initramfs");
         cmd.args(["-c", "-k", v]);
         // mkinitramfs makes a reproducible image (fixed times, no gzip name or time, one
         // compression thread) when SOURCE_DATE_EPOCH is set.
@@ -100,22 +92,13 @@ pub fn build_missing(
                 cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
             }
         }
-        let argv = crate::cmd::argv_of(&cmd);
-        let out = cmd.output().map_err(|source| DpkgError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (argv, status, text) = run_captured(&mut cmd)?;
         let _ = writeln!(file, "$ {argv}\n{text}");
         crate::interrupt::check().map_err(|_| DpkgError::Interrupted)?;
-        if !out.status.success() {
+        if !status.success() {
             return Err(DpkgError::Initramfs {
                 version: v.clone(),
-                status: out.status.to_string(),
+                status: status.to_string(),
                 log: log.to_path_buf(),
                 tail: crate::cmd::tail(&text, 25),
             });

@@ -109,7 +109,8 @@ fn walk(b: &[u8], forbidden: &[u16]) -> Result<(usize, usize), ScanError> {
     let mut at = 0usize;
     let mut members = 0;
     loop {
-        let h = b.get(at..at + 110).ok_or_else(short)?;
+        let add = |a: usize, n: usize| a.checked_add(n).ok_or_else(short);
+        let h = b.get(at..add(at, 110)?).ok_or_else(short)?;
         if &h[..6] != b"070701" && &h[..6] != b"070702" {
             return Err(ScanError::Unreadable(format!(
                 "no cpio header at byte {at}"
@@ -124,13 +125,14 @@ fn walk(b: &[u8], forbidden: &[u16]) -> Result<(usize, usize), ScanError> {
         let mode = field(1)?;
         let size = field(6)?;
         let namesize = field(11)?;
-        let name_end = at + 110 + namesize;
+        let name_end = add(add(at, 110)?, namesize)?;
         let name_bytes = b.get(at + 110..name_end).ok_or_else(short)?;
         let name = String::from_utf8_lossy(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
             .into_owned();
-        let data_at = (name_end + 3) & !3;
-        let data = b.get(data_at..data_at + size).ok_or_else(short)?;
-        at = (data_at + size + 3) & !3;
+        let data_at = add(name_end, 3)? & !3;
+        let data_end = add(data_at, size)?;
+        let data = b.get(data_at..data_end).ok_or_else(short)?;
+        at = add(data_end, 3)? & !3;
         if name == "TRAILER!!!" {
             return Ok((members, at.min(b.len())));
         }
