@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use pistemcell::pack::tarball::epoch_for;
+use pistemcell::epoch::epoch_for;
 use pistemcell::progress::Reporter;
 
 /// `pistemcell pack`.

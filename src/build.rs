@@ -304,7 +304,7 @@ fn run_stages(
 ) -> Result<(Outcome, pipeline::RunReport)> {
     let source =
         pipeline::StageSource::new(stages.stages_dir.as_deref(), stages.assets_dir.as_deref());
-    let mut list = pipeline::stages(ctx, &source)?;
+    let mut list = pistemcell::steps::stages(ctx, &source)?;
     let mut until = plan.until.clone();
     let cut = os_image::cut(&list);
     if plan.os_image {
@@ -344,7 +344,7 @@ fn run_stages(
         .unwrap_or_else(|| work.path().join("stemcells"));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     // SOURCE_DATE_EPOCH, else the date of the archive the rootfs came from.
-    let epoch = pistemcell::pack::tarball::epoch_for(&report.output);
+    let epoch = pistemcell::epoch::epoch_for(&report.output);
     let keys: Vec<(String, String)> = report
         .stages
         .iter()

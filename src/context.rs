@@ -9,10 +9,69 @@ use crate::archive::cache::Cache;
 use crate::archive::client::{self, Source};
 use crate::archive::http::Http;
 use crate::archive::resolve::Universe;
+use crate::archive::{download, resolve};
 use crate::progress::Reporter;
-use crate::rootfs::{binfmt, dpkg};
+use crate::rootfs::{binfmt, dpkg, mounts};
 use crate::spec::Resolved;
-use crate::steps::bootstrap::{self, BootstrapError, Outcome};
+
+/// Errors preparing a rootfs from the archive (opening it, bootstrapping, installing
+/// packages), each naming the step.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// Choosing the mirror failed.
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::MirrorError),
+    /// The archive could not be read or verified.
+    #[error("reading the archive: {0}")]
+    Archive(#[from] client::ClientError),
+    /// The package set cannot be resolved.
+    #[error("resolving packages: {0}")]
+    Resolve(#[from] resolve::ResolveError),
+    /// Downloads failed.
+    #[error("downloading packages: {0}")]
+    Download(#[from] download::DownloadError),
+    /// A cache directory is unusable.
+    #[error(transparent)]
+    Cache(#[from] crate::archive::cache::CacheError),
+    /// A package could not be read or extracted.
+    #[error("package {package} ({url}) cannot be installed: {source}")]
+    Package {
+        /// Name, version and architecture.
+        package: String,
+        /// Where it came from.
+        url: String,
+        /// What is wrong with it.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The target's binaries cannot run here.
+    #[error(transparent)]
+    Binfmt(#[from] binfmt::BinfmtError),
+    /// Mounting failed.
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    /// The second stage failed.
+    #[error("configuring packages: {0}")]
+    Dpkg(#[from] dpkg::DpkgError),
+    /// The work directory is unusable.
+    #[error(transparent)]
+    WorkDir(#[from] crate::workdir::WorkDirError),
+    /// The user pressed Ctrl-C.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The finished rootfs does not work.
+    #[error("the finished rootfs does not work: {0}")]
+    Check(String),
+}
 
 /// Where and how to build (what the command line decides).
 #[derive(Debug, Clone)]
@@ -213,25 +272,5 @@ impl BuildContext {
         });
         *slot = Some(state.clone());
         Ok(state)
-    }
-
-    /// Bootstraps a configured rootfs into `root` (an empty directory).
-    pub fn bootstrap_into(&self, root: &Path) -> Result<Outcome, BootstrapError> {
-        bootstrap::build(self, root)
-    }
-
-    /// The named inputs the bootstrap's result depends on (its cache manifest).
-    pub fn bootstrap_manifest(&self) -> Vec<(String, String)> {
-        bootstrap::manifest(&self.spec)
-    }
-
-    /// Installs `names` (with their dependencies, no Recommends) into the rootfs at `root`.
-    pub fn install_packages(
-        &self,
-        root: &Path,
-        names: &[String],
-        stage: &str,
-    ) -> Result<Vec<String>, BootstrapError> {
-        crate::steps::packages::install(self, root, names, stage)
     }
 }

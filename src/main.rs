@@ -310,7 +310,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let (work, ctx) = open_build(g, &g.work_dir, spec, run, &reporter)?;
             let name = format!("{} ({})", ctx.spec.profile.name, ctx.spec.source);
-            let out = steps::bootstrap::run(&ctx, &work, output.clone())
+            let out = pistemcell::bootstrap::run(&ctx, &work, output.clone())
                 .with_context(|| format!("bootstrap of {name} failed"))?;
             let times: Vec<String> = out
                 .timings
@@ -339,7 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 stages.stages_dir.as_deref(),
                 stages.assets_dir.as_deref(),
             );
-            let list = pipeline::stages(&ctx, &source)?;
+            let list = steps::stages(&ctx, &source)?;
             let plan = pipeline::runner::plan(&ctx, &list)?;
             print!("{}", pipeline::runner::render_plan(&plan));
             Ok(ExitCode::SUCCESS)

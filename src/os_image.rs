@@ -302,7 +302,7 @@ pub fn read_back(path: &Path) -> Result<ReadBack, OsImageError> {
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         entries += 1;
-        let name = crate::pack::tarball::member_name(&entry).map_err(read_err)?;
+        let name = crate::tarwrite::member_name(&entry).map_err(read_err)?;
         if name.trim_start_matches("./") == META_PATH {
             use crate::untrusted::{read_stream_capped, CappedRead, RECORD_MAX};
             if !entry.header().entry_type().is_file() || meta.is_some() {

@@ -42,7 +42,7 @@ impl Kind {
     }
 }
 
-/// The record of a rootfs pistemcell made (see `steps::record::DEBS`): a tree holding it may be
+/// The record of a rootfs pistemcell made (see `record::DEBS`): a tree holding it may be
 /// replaced by a new output.
 const ROOTFS_RECORD: &str = "var/lib/pistemcell";
 

@@ -158,7 +158,7 @@ pub struct Profile {
     pub boot_dir: String,
     /// Audit exceptions every build of this profile accepts, each with its reason.
     #[serde(default)]
-    pub audit_allow: Vec<crate::spec::AllowEntry>,
+    pub audit_allow: Vec<crate::rules::AllowEntry>,
 }
 
 fn default_boot_dir() -> String {

@@ -3,6 +3,7 @@
 //! FIFO, each read under a size cap named in its error; YAML refused past a nesting cap before
 //! any parser sees it; names printed escaped. The caps are listed in the README ("Limits").
 
+pub mod members;
 pub mod tar_guard;
 
 pub use tar_guard::TarGuard;
@@ -284,6 +285,22 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// A JSON string literal of `s` (quotes, backslashes and control characters escaped).
+pub fn json_string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ pub const PARTIAL: &str = ".partial";
 /// Prefix of the stemcell writer's scratch directories.
 pub const SCRATCH_PREFIX: &str = ".pistemcell-stemcell-";
 
+/// Prefix of the boot test's scratch directories (swept when a work dir is opened).
+pub const BOOT_TEST_SCRATCH_PREFIX: &str = ".pistemcell-boot-test-";
+
 /// Errors managing the work directory.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkDirError {
@@ -71,13 +74,13 @@ impl WorkDir {
             return Err(WorkDirError::Locked { path });
         }
         // A killed boot test's VM and export daemon run on: stop them before their mounts go.
-        let mut swept = kill_scratch_processes(&path.join(crate::boottest::SCRATCH_PREFIX));
+        let mut swept = kill_scratch_processes(&path.join(BOOT_TEST_SCRATCH_PREFIX));
         swept.extend(mounts::sweep(&path)?);
         swept.extend(crate::image::loopdev::sweep(&path));
         // Half-built trees, and the stemcell writer's scratch dirs (the default stemcell dir
         // is under the work dir).
         swept.extend(remove_matching(&path, |n| {
-            n.ends_with(PARTIAL) || n.starts_with(crate::boottest::SCRATCH_PREFIX)
+            n.ends_with(PARTIAL) || n.starts_with(BOOT_TEST_SCRATCH_PREFIX)
         })?);
         let stemcells = path.join("stemcells");
         if stemcells.is_dir() {

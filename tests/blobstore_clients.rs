@@ -98,7 +98,7 @@ fn stand_in_sources_are_built_installed_and_recorded_for_armhf_and_arm64() {
     let s3 = std::fs::read(root.join("var/vcap/bosh/bin/bosh-blobstore-s3")).unwrap();
     assert!(s3.windows(5).any(|w| w == b"9.9.9"), "-X main.version");
     // The whole record set is what the audit and the SBOMs read.
-    let names: Vec<String> = pistemcell::steps::record::read_all(&root)
+    let names: Vec<String> = pistemcell::record::read_all(&root)
         .into_iter()
         .map(|c| c.name)
         .collect();

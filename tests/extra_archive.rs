@@ -85,7 +85,7 @@ fn packages_of_an_extra_archive_come_from_it_verified_by_its_own_key() {
         .filename
         .starts_with("pool/"));
 
-    let items = pistemcell::steps::bootstrap::download_items(
+    let items = pistemcell::bootstrap::download_items(
         &archive.mirror,
         &[
             kernel.clone(),
@@ -107,7 +107,7 @@ fn packages_of_an_extra_archive_come_from_it_verified_by_its_own_key() {
 
     // The image's apt sources name the archive, signed by its key.
     let root = dir.path().join("root");
-    pistemcell::steps::bootstrap::extra_sources(&root, &archive.extras).unwrap();
+    pistemcell::bootstrap::extra_sources(&root, &archive.extras).unwrap();
     let list =
         std::fs::read_to_string(root.join("etc/apt/sources.list.d/raspberrypi.list")).unwrap();
     assert_eq!(

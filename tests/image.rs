@@ -9,7 +9,7 @@ use std::process::Command;
 
 use pistemcell::image::disk::{build, ImageOptions};
 use pistemcell::image::mbr;
-use pistemcell::pipeline::{tree_manifest, Mtimes};
+use pistemcell::tarwrite::tree::{tree_manifest, Mtimes};
 
 fn tree(root: &Path) {
     for d in ["etc", "usr/bin", "boot/firmware/overlays", "var/vcap/bosh"] {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use pistemcell::pack::tarball::{pack_tree, write_tgz};
-use pistemcell::pipeline::{tree_manifest, Mtimes};
+use pistemcell::tarwrite::tree::{tree_manifest, Mtimes};
 
 const EPOCH: u64 = 1_700_000_000;
 

@@ -47,9 +47,9 @@ fn rootfs(root: &Path) {
     )
     .unwrap();
     std::fs::write(root.join("var/vcap/bosh/bin/monit"), b"monit binary").unwrap();
-    pistemcell::steps::record::write(
+    pistemcell::record::write(
         root,
-        &pistemcell::steps::record::Component {
+        &pistemcell::record::Component {
             name: "monit".into(),
             version: "5.2.5".into(),
             path: "/var/vcap/bosh/bin/monit".into(),

@@ -354,11 +354,11 @@ fn provenance_records_the_archive_the_debs_the_components_and_the_stage_keys() {
     let root = rootfs(dir.path());
     std::fs::create_dir_all(root.join("var/lib/pistemcell")).unwrap();
     std::fs::write(
-        root.join(pistemcell::steps::bootstrap::ARCHIVE_RECORD),
+        root.join(pistemcell::record::ARCHIVE_RECORD),
         "Profile: debian-bookworm\nSuite: bookworm\nComponents: main non-free-firmware\nArchitecture: armhf\nRelease-SHA256: abc123\nDate: Sat, 01 Nov 2025 00:00:00 UTC\n",
     )
     .unwrap();
-    pistemcell::steps::record::add_debs(
+    pistemcell::record::add_debs(
         &root,
         &[(
             "libc6".into(),

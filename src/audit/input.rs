@@ -229,11 +229,11 @@ fn open_tarball(path: &Path) -> Result<Opened, String> {
     // regular files, each once; a rootfs tarball's entries go to the extractor's rules.
     let mut archive = tar::Archive::new(crate::untrusted::TarGuard::new(reader()?));
     let mut is_stemcell = false;
-    let mut stemcell_members = crate::pack::inspect::members::Members::default();
+    let mut stemcell_members = crate::untrusted::members::Members::default();
     let mut pending: Option<String> = None;
     for entry in archive.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
-        let name = crate::pack::inspect::members::raw_name(&entry);
+        let name = crate::untrusted::members::raw_name(&entry);
         let member = stemcell_members.check(&entry);
         if name == b"stemcell.MF" || name == b"image" {
             is_stemcell = true;

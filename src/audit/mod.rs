@@ -15,25 +15,7 @@ use elf::{ElfInfo, EF_ARM_ABI_FLOAT_HARD, EF_ARM_ABI_FLOAT_SOFT, EM_AARCH64, EM_
 
 use crate::spec::{Arch, Cpu};
 
-/// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// Worth a look; does not fail a build.
-    Warn,
-    /// The file cannot run on the target: fails a build.
-    Fail,
-}
-
-/// One audit rule: (name, severity, what it checks).
-pub const CHECKS: &[(&str, Severity, &str)] = &[
-    ("machine", Severity::Fail, "the ELF machine, class and byte order are the target's (no x86, no 64-bit code on armhf)"),
-    ("float-abi", Severity::Fail, "32-bit ARM code uses the hard-float ABI of armhf (no armel soft-float code)"),
-    ("float-abi-unknown", Severity::Warn, "32-bit ARM programs record their float ABI (statically linked Go programs do not)"),
-    ("cpu-arch", Severity::Fail, "the ARM build attribute Tag_CPU_arch is within the spec's CPU floor (ARMv7 code does not run on a Pi Zero/1)"),
-    ("fp-arch", Severity::Fail, "the ARM build attribute Tag_FP_arch is within the floor (ARMv6 Pis have VFPv2)"),
-    ("neon", Severity::Fail, "no NEON (Advanced SIMD) code when the floor is ARMv6"),
-    ("attributes", Severity::Fail, "32-bit ARM files have a readable section table and `.ARM.attributes` (a damaged one hides the CPU the code needs)"),
-];
+pub use crate::rules::{Severity, CHECKS};
 
 /// Directories holding firmware for other processors, not audited.
 pub const NOT_FOR_THE_CPU: &[&str] = &[
@@ -340,7 +322,7 @@ pub fn owners(root: &Path) -> Result<HashMap<String, String>, AuditError> {
     }
     let mut map = HashMap::new();
     let rel = "var/lib/dpkg/info";
-    let info = crate::rootfs::inside::resolve(root, rel).map_err(|e| AuditError {
+    let info = crate::inside::resolve(root, rel).map_err(|e| AuditError {
         path: root.join(rel),
         reason: e.to_string(),
     })?;
@@ -415,25 +397,9 @@ pub fn to_text(report: &Report, what: &str, arch: Arch, cpu: Cpu) -> String {
     out
 }
 
-/// A JSON string literal of `s` (quotes, backslashes and control characters escaped).
-pub fn json_string(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 /// Renders a report as JSON (for `--json` and `audit.json`).
 pub fn to_json(report: &Report, arch: Arch, cpu: Cpu) -> String {
-    let esc = json_string;
+    let esc = crate::untrusted::json_string;
     let items: Vec<String> = report
         .findings
         .iter()

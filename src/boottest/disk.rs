@@ -53,8 +53,7 @@ pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
         .map_err(|e| bad(stemcell, format!("not a gzip tar: {e}")))?;
     for entry in entries {
         let mut e = entry.map_err(|e| bad(stemcell, e.to_string()))?;
-        let name =
-            crate::pack::tarball::member_name(&e).map_err(|e| bad(stemcell, e.to_string()))?;
+        let name = crate::tarwrite::member_name(&e).map_err(|e| bad(stemcell, e.to_string()))?;
         if matches!(name.as_str(), "stemcell.MF" | "image") {
             // Only regular members, each once: a link or device named `image`, or a second
             // manifest after the first, is not a stemcell pistemcell reads.

@@ -79,9 +79,6 @@ pub struct Options {
     pub deploy: bool,
 }
 
-/// Prefix of the boot test's scratch directories (swept when a work dir is opened).
-pub const SCRATCH_PREFIX: &str = ".pistemcell-boot-test-";
-
 /// What the boot test saw.
 #[derive(Debug)]
 pub struct Report {
@@ -152,7 +149,7 @@ struct ImageFacts {
 }
 
 fn read_image(root: &Path) -> ImageFacts {
-    let comps = crate::steps::record::read_all(root);
+    let comps = crate::record::read_all(root);
     let version = |name: &str| {
         comps
             .iter()
@@ -166,7 +163,7 @@ fn read_image(root: &Path) -> ImageFacts {
         Ok(true) => None,
         Ok(false) => Some("the image's /var/vcap/bosh/bin/bosh-agent is not a bosh-agent build (no github.com/cloudfoundry/bosh-agent in it); these checks need the real agent".into()),
     };
-    let agent_json = crate::rootfs::inside::read_text(
+    let agent_json = crate::inside::read_text(
         root,
         "var/vcap/bosh/agent.json",
         crate::untrusted::SMALL_MAX,
@@ -196,7 +193,7 @@ fn read_image(root: &Path) -> ImageFacts {
 /// build: its module path is in it. Read in blocks, never whole.
 fn agent_is_real(root: &Path) -> Result<bool, String> {
     use std::io::Read;
-    let path = crate::rootfs::inside::resolve(root, "var/vcap/bosh/bin/bosh-agent")
+    let path = crate::inside::resolve(root, "var/vcap/bosh/bin/bosh-agent")
         .map_err(|e| e.to_string())?
         .ok_or("no /var/vcap/bosh/bin/bosh-agent")?;
     let mut f = crate::untrusted::open_regular(&path).map_err(|e| e.to_string())?;
@@ -231,10 +228,9 @@ fn data_plan(facts: &ImageFacts, d: &disk::Disk, on_sd: bool) -> card::DataPlan 
 
 /// Where the image's fstab mounts the FAT boot partition (`/boot/firmware`), if it does.
 fn fat_mount_point(root: &Path) -> Option<String> {
-    let fstab =
-        crate::rootfs::inside::read_text(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
-            .ok()
-            .flatten()?;
+    let fstab = crate::inside::read_text(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
+        .ok()
+        .flatten()?;
     fstab.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.len() >= 3 && !f[0].starts_with('#') && f[2] == "vfat")
@@ -245,7 +241,7 @@ fn fat_mount_point(root: &Path) -> Option<String> {
 /// Boots the stemcell and runs the checks. `progress` gets one line per check as it ends.
 pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestError> {
     let scratch = tempfile::Builder::new()
-        .prefix(SCRATCH_PREFIX)
+        .prefix(crate::workdir::BOOT_TEST_SCRATCH_PREFIX)
         .tempdir_in(&opts.scratch_parent)
         .map_err(|source| BootTestError::Scratch {
             path: opts.scratch_parent.clone(),
@@ -301,7 +297,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         let facts = read_image(&m.root);
         // Looked up inside the image: a symlink to the host's systemd does not count.
         let inside = |rel: &str| {
-            crate::rootfs::inside::resolve(&m.root, rel)
+            crate::inside::resolve(&m.root, rel)
                 .ok()
                 .flatten()
                 .and_then(|p| std::fs::symlink_metadata(p).ok())

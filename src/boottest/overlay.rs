@@ -148,9 +148,9 @@ impl MountedOverlay {
     }
 
     /// Writes `contents` to `rel` (relative to the root) with `mode`, creating directories,
-    /// inside the image whatever its symlinks say (`rootfs::inside::write`).
+    /// inside the image whatever its symlinks say (`inside::write`).
     pub fn write(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), BootTestError> {
-        crate::rootfs::inside::write(&self.root, rel, contents, mode)
+        crate::inside::write(&self.root, rel, contents, mode)
             .map(|_| ())
             .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))
     }
@@ -198,7 +198,7 @@ impl MountedOverlay {
     /// Makes `rel` a symlink to `target`.
     pub fn symlink(&self, target: &str, rel: &str) -> Result<(), BootTestError> {
         // Written as a file first (inside the image), then replaced by the link.
-        let p = crate::rootfs::inside::write(&self.root, rel, b"", 0o644)
+        let p = crate::inside::write(&self.root, rel, b"", 0o644)
             .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))?;
         std::fs::remove_file(&p).map_err(io("linking", &p))?;
         std::os::unix::fs::symlink(target, &p).map_err(io("linking", &p))

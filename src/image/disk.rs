@@ -1,9 +1,9 @@
 //! Putting an image together: the partition files are made beside the destination, spliced
 //! into a sparse image behind the MBR (all-zero chunks are skipped, so the image stays
-//! sparse), read back and checked, and only then renamed to the destination.
+//! sparse), read back and checked (`verify`), and only then renamed to the destination.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::{ext4, fat, io_err as io, mbr, uuid_from, ImageError, Layout};
@@ -92,12 +92,11 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
     // Rewritten only when it differs: an unchanged tree keeps its ctimes (ext4 stores them).
     // Read and written inside the tree: an `etc/fstab` symlink to the host's is replaced, never
     // followed.
-    let current =
-        crate::rootfs::inside::read(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
-            .ok()
-            .flatten();
+    let current = crate::inside::read(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
+        .ok()
+        .flatten();
     if etc.is_dir() && current.as_deref() != Some(want.as_bytes()) {
-        crate::rootfs::inside::write(root, "etc/fstab", want.as_bytes(), 0o644)
+        crate::inside::write(root, "etc/fstab", want.as_bytes(), 0o644)
             .map_err(|e| io("writing", &fstab_path)(std::io::Error::other(e.to_string())))?;
     }
     let boot_part = scratch.path().join("boot.vfat");
@@ -149,7 +148,7 @@ pub fn build(root: &Path, dest: &Path, opts: &ImageOptions) -> Result<Layout, Im
         }
     }
     img.sync_all().map_err(io("writing", &tmp))?;
-    check(&tmp, &layout, &uuid)?;
+    super::verify::check(&tmp, &layout, &uuid)?;
     crate::owned::check_destination(dest)?;
     std::fs::rename(&tmp, dest).map_err(io("moving the image to", dest))?;
     Ok(layout)
@@ -161,7 +160,7 @@ fn splice(part: &Path, img: &mut File, offset: u64, img_path: &Path) -> Result<(
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = offset;
     loop {
-        let n = read_full(&mut f, &mut buf).map_err(io("reading", part))?;
+        let n = super::verify::read_full(&mut f, &mut buf).map_err(io("reading", part))?;
         if n == 0 {
             return Ok(());
         }
@@ -172,58 +171,4 @@ fn splice(part: &Path, img: &mut File, offset: u64, img_path: &Path) -> Result<(
         }
         pos += n as u64;
     }
-}
-
-/// Reads until `buf` is full or the file ends; returns the bytes read.
-pub(crate) fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(got)
-}
-
-/// Reads the image back: the table, the FAT boot sector and the ext4 superblock.
-pub fn check(image: &Path, layout: &Layout, uuid: &str) -> Result<(), ImageError> {
-    let bad = |reason: String| ImageError::Check {
-        path: image.to_path_buf(),
-        reason,
-    };
-    let mut f = File::open(image).map_err(io("reading", image))?;
-    let mut sector = [0u8; 512];
-    f.read_exact(&mut sector).map_err(io("reading", image))?;
-    let (id, parts) = mbr::parse(&sector).ok_or_else(|| bad("no MBR signature".into()))?;
-    let want = vec![
-        (1, mbr::TYPE_FAT32_LBA, layout.boot.0, layout.boot.1),
-        (2, mbr::TYPE_LINUX, layout.root.0, layout.root.1),
-    ];
-    if id != layout.disk_id || parts != want {
-        return Err(bad(format!(
-            "the partition table reads {id:08x} {parts:?}, expected {:08x} {want:?}",
-            layout.disk_id
-        )));
-    }
-    f.seek(SeekFrom::Start(layout.boot.0))
-        .map_err(io("reading", image))?;
-    f.read_exact(&mut sector).map_err(io("reading", image))?;
-    if &sector[82..90] != b"FAT32   " || sector[510..512] != [0x55, 0xaa] {
-        return Err(bad("partition 1 does not hold a FAT32 boot sector".into()));
-    }
-    let mut sb = [0u8; 1024];
-    f.seek(SeekFrom::Start(layout.root.0 + 1024))
-        .map_err(io("reading", image))?;
-    f.read_exact(&mut sb).map_err(io("reading", image))?;
-    if sb[56..58] != [0x53, 0xef] {
-        return Err(bad("partition 2 does not hold an ext4 superblock".into()));
-    }
-    let hex: String = sb[104..120].iter().map(|b| format!("{b:02x}")).collect();
-    if hex != uuid.replace('-', "") {
-        return Err(bad(format!(
-            "the root filesystem's UUID is {hex}, expected {uuid}"
-        )));
-    }
-    Ok(())
 }

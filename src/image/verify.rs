@@ -1,11 +1,15 @@
-//! Reading a filesystem back through the kernel: every entry of the mounted partition is
-//! compared with the tree it was made from (type, mode, owner, size, link target, device
-//! number and every byte), so an image is kept only when it holds exactly the tree.
+//! Reading an image back before it is kept: its partition table, FAT boot sector and ext4
+//! superblock ([`check`]), and, where the root was filled through the kernel, the filesystem
+//! itself: every entry of the mounted partition is compared with the tree it was made from
+//! (type, mode, owner, size, link target, device number and every byte), so an image is kept
+//! only when it holds exactly the tree ([`same_tree`]).
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use super::{io_err as io, ImageError};
+use super::{io_err as io, mbr, ImageError, Layout};
 
 /// Compares the tree at `src` with `mounted` (which may also hold `lost+found`); returns how
 /// many entries were compared, or the first difference.
@@ -104,8 +108,8 @@ fn same_bytes(a: &Path, b: &Path) -> Result<bool, ImageError> {
     let mut y = std::fs::File::open(b).map_err(io("reading", b))?;
     let (mut bx, mut by) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
-        let n = super::disk::read_full(&mut x, &mut bx).map_err(io("reading", a))?;
-        let m = super::disk::read_full(&mut y, &mut by).map_err(io("reading", b))?;
+        let n = read_full(&mut x, &mut bx).map_err(io("reading", a))?;
+        let m = read_full(&mut y, &mut by).map_err(io("reading", b))?;
         if n != m || bx[..n] != by[..m] {
             return Ok(false);
         }
@@ -113,4 +117,58 @@ fn same_bytes(a: &Path, b: &Path) -> Result<bool, ImageError> {
             return Ok(true);
         }
     }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+pub fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Reads the image back: the table, the FAT boot sector and the ext4 superblock.
+pub fn check(image: &Path, layout: &Layout, uuid: &str) -> Result<(), ImageError> {
+    let bad = |reason: String| ImageError::Check {
+        path: image.to_path_buf(),
+        reason,
+    };
+    let mut f = File::open(image).map_err(io("reading", image))?;
+    let mut sector = [0u8; 512];
+    f.read_exact(&mut sector).map_err(io("reading", image))?;
+    let (id, parts) = mbr::parse(&sector).ok_or_else(|| bad("no MBR signature".into()))?;
+    let want = vec![
+        (1, mbr::TYPE_FAT32_LBA, layout.boot.0, layout.boot.1),
+        (2, mbr::TYPE_LINUX, layout.root.0, layout.root.1),
+    ];
+    if id != layout.disk_id || parts != want {
+        return Err(bad(format!(
+            "the partition table reads {id:08x} {parts:?}, expected {:08x} {want:?}",
+            layout.disk_id
+        )));
+    }
+    f.seek(SeekFrom::Start(layout.boot.0))
+        .map_err(io("reading", image))?;
+    f.read_exact(&mut sector).map_err(io("reading", image))?;
+    if &sector[82..90] != b"FAT32   " || sector[510..512] != [0x55, 0xaa] {
+        return Err(bad("partition 1 does not hold a FAT32 boot sector".into()));
+    }
+    let mut sb = [0u8; 1024];
+    f.seek(SeekFrom::Start(layout.root.0 + 1024))
+        .map_err(io("reading", image))?;
+    f.read_exact(&mut sb).map_err(io("reading", image))?;
+    if sb[56..58] != [0x53, 0xef] {
+        return Err(bad("partition 2 does not hold an ext4 superblock".into()));
+    }
+    let hex: String = sb[104..120].iter().map(|b| format!("{b:02x}")).collect();
+    if hex != uuid.replace('-', "") {
+        return Err(bad(format!(
+            "the root filesystem's UUID is {hex}, expected {uuid}"
+        )));
+    }
+    Ok(())
 }

@@ -8,14 +8,13 @@
 //! [`members`]); metadata members are read under the caps of `crate::untrusted`, the manifest's
 //! nesting checked before it is parsed; names are escaped wherever they are shown.
 
-pub mod members;
-
 use std::io::{self, Read};
 use std::path::Path;
 
 use sha1::{Digest, Sha1};
 
 use super::stemcell::Manifest;
+use crate::untrusted::members;
 
 /// What a stemcell holds.
 #[derive(Debug, Clone)]
@@ -33,7 +32,7 @@ pub struct Inspection {
 impl Inspection {
     /// The inspection as JSON (`manifest`, `members`, `image`, `ok`), for `inspect --json`.
     pub fn to_json(&self) -> String {
-        let esc = crate::audit::json_string;
+        let esc = crate::untrusted::json_string;
         let m = &self.manifest;
         let cp: Vec<String> = m
             .cloud_properties

@@ -1,4 +1,4 @@
-//! Packing: the deterministic tar writer (`tarball`), parallel gzip (`pgzip`, blocks by `deflate`), the stemcell
+//! Packing: the stemcell tar stream (`tarball`, written with `crate::tarwrite`), parallel gzip (`pgzip`, blocks by `deflate`), the stemcell
 //! tarball (`stemcell`, `write`) and reading one back (`inspect`).
 
 pub mod deflate;

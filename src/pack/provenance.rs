@@ -3,7 +3,7 @@
 //! sha256 and `Date`, the keys allowed to sign it, extra archives), the sha256 of every .deb
 //! installed, monit's and the agent's inputs, every stage's cache key and `SOURCE_DATE_EPOCH`.
 //! The archive state, the .debs and the components are read from the records the stages leave
-//! in the rootfs (`steps::bootstrap::ARCHIVE_RECORD`, `steps::record`), so a build served
+//! in the rootfs (`record::ARCHIVE_RECORD`, `record::DEBS`), so a build served
 //! entirely from cache records the same as the one that ran.
 
 use std::path::Path;
@@ -24,10 +24,10 @@ fn fields(text: &str) -> serde_json::Map<String, Value> {
 
 /// The record of the build of `spec` whose rootfs is `rootfs`; `stages` are (name, cache key).
 pub fn document(spec: &Resolved, rootfs: &Path, stages: &[(String, String)], epoch: u64) -> Value {
-    let archive = std::fs::read_to_string(rootfs.join(crate::steps::bootstrap::ARCHIVE_RECORD))
+    let archive = std::fs::read_to_string(rootfs.join(crate::record::ARCHIVE_RECORD))
         .map(|t| fields(&t))
         .unwrap_or_default();
-    let debs: Vec<Value> = std::fs::read_to_string(rootfs.join(crate::steps::record::DEBS))
+    let debs: Vec<Value> = std::fs::read_to_string(rootfs.join(crate::record::DEBS))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
@@ -40,7 +40,7 @@ pub fn document(spec: &Resolved, rootfs: &Path, stages: &[(String, String)], epo
             }
         })
         .collect();
-    let components: Vec<Value> = crate::steps::record::read_all(rootfs)
+    let components: Vec<Value> = crate::record::read_all(rootfs)
         .into_iter()
         .map(|c| {
             json!({

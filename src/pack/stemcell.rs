@@ -149,8 +149,8 @@ pub const DEV_TOOLS_MEMBER: &str = "dev_tools_file_list.txt";
 /// The content of [`DEV_TOOLS_MEMBER`]: the image's [`DEV_TOOLS_LIST`] as it is (resolved
 /// inside `root`, a regular file under the record cap), or empty when the image has none
 /// (`dev_tools: false`).
-pub fn dev_tools_file_list(root: &Path) -> Result<Vec<u8>, crate::rootfs::inside::InsideError> {
-    let list = crate::rootfs::inside::read(
+pub fn dev_tools_file_list(root: &Path) -> Result<Vec<u8>, crate::inside::InsideError> {
+    let list = crate::inside::read(
         root,
         DEV_TOOLS_LIST,
         crate::untrusted::RECORD_MAX,

@@ -19,8 +19,8 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::tarwrite;
-use crate::pipeline::tree::{self, Kind, TreeError};
+use crate::tarwrite;
+use crate::tarwrite::tree::{self, Kind, TreeError};
 
 /// Errors packing a tree.
 #[derive(Debug, thiserror::Error)]
@@ -124,28 +124,6 @@ pub fn pack_tree<W: Write>(root: &Path, out: W, mtime: u64) -> Result<(W, PackSt
         source,
     })?;
     Ok((out, stats))
-}
-
-/// An archive member's name without a leading `./` (`./stemcell.MF` is `stemcell.MF`).
-pub fn member_name<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
-    Ok(entry
-        .path()?
-        .to_string_lossy()
-        .trim_start_matches("./")
-        .to_string())
-}
-
-/// `SOURCE_DATE_EPOCH` from the environment, when set to a number.
-pub fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
-}
-
-/// The time a tree's archives, images and SBOMs carry: `SOURCE_DATE_EPOCH`, else the date of
-/// the archive the tree was bootstrapped from, else 0.
-pub fn epoch_for(root: &Path) -> u64 {
-    source_date_epoch()
-        .or_else(|| crate::steps::bootstrap::recorded_epoch(root))
-        .unwrap_or(0)
 }
 
 /// Packs `root` into `dest` as a deterministic `.tgz` (parallel gzip at `level` on `threads`

@@ -38,7 +38,7 @@ pub enum StemcellError {
     },
     /// The image's dev tools list is not a regular file.
     #[error("reading the image's dev tools list: {0}; it must be a regular file (stage 12-dev-tools writes it) or absent")]
-    DevTools(#[source] crate::rootfs::inside::InsideError),
+    DevTools(#[source] crate::inside::InsideError),
     /// The SBOMs could not be made from the rootfs.
     #[error("making the SBOMs: {0}")]
     Sbom(String),

@@ -38,7 +38,7 @@ pub const STAGE_ENV: &[(&str, &str)] = &[
 
 /// `SOURCE_DATE_EPOCH` for a script working on the rootfs at `root` (none when unknown).
 pub fn epoch_var(root: &std::path::Path) -> Option<(String, String)> {
-    match crate::pack::tarball::epoch_for(root) {
+    match crate::epoch::epoch_for(root) {
         0 => None,
         e => Some(("SOURCE_DATE_EPOCH".into(), e.to_string())),
     }

@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::tree::{self, Kind, TreeError};
+use crate::tarwrite::tree::{self, Kind, TreeError};
 
 /// Version of the snapshot format and key scheme; bumping it invalidates every cache entry.
 pub const PIPELINE_FORMAT: &str = "1";

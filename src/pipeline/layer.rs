@@ -13,8 +13,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::tarwrite::{self, TarStats};
-use super::tree::{self, Kind, TreeError};
+use crate::tarwrite::tree::{self, Kind, TreeError};
+use crate::tarwrite::{self, TarStats};
 
 /// How far before the stage's start an inode change still counts as the stage's, when the
 /// filesystem's clock cannot be read: the kernel stamps `ctime` from a clock that lags the

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::pipeline::key::Manifest;
 use crate::pipeline::layer;
 use crate::pipeline::snapshot::Store;
-use crate::pipeline::tree::{equal_trees, Mtimes};
+use crate::tarwrite::tree::{equal_trees, Mtimes};
 
 fn set_mtime(path: &Path, secs: u64) {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);

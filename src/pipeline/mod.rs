@@ -4,8 +4,11 @@
 //!
 //! - `stage`, `script`, `env`: data stages (schema, checks, environment, running);
 //! - `key`: cache keys as manifests of named inputs, and why a cache entry is stale;
-//! - `tree`, `tarwrite`, `snapshot`: the tree walker, the tar writer and the snapshot store;
+//! - `snapshot`, `layer`: the snapshot store and layered snapshots (written with `tarwrite`);
 //! - `runner`: planning, running (`--from`, `--until`, `--only`, `--force`), eviction.
+//!
+//! The pipeline knows stages only through the [`Stage`] trait: the list of built-in stages is
+//! assembled above it, by `steps::stages`.
 
 #![warn(missing_docs)]
 
@@ -16,10 +19,8 @@ pub mod runner;
 pub mod script;
 pub mod snapshot;
 pub mod stage;
-pub mod tarwrite;
 #[cfg(test)]
 mod tests;
-pub mod tree;
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,6 @@ pub use runner::{
     evict, plan, render_plan, run, CacheState, Outcome, Planned, RunOptions, RunReport, StageRun,
 };
 pub use stage::DataStage;
-pub use tree::{equal_trees, tree_manifest, Mtimes};
 
 /// Errors of the pipeline; each names the stage or file and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +175,7 @@ pub enum PipelineError {
     },
     /// Walking or reading a tree failed.
     #[error(transparent)]
-    Tree(#[from] tree::TreeError),
+    Tree(#[from] crate::tarwrite::tree::TreeError),
     /// The work directory is unusable.
     #[error(transparent)]
     WorkDir(#[from] crate::workdir::WorkDirError),
@@ -251,36 +251,6 @@ impl Stage for DataStage {
     }
 }
 
-/// The built-in first stage: bootstraps the configured rootfs into an empty directory.
-#[derive(Debug, Clone, Default)]
-pub struct Bootstrap;
-
-/// The name of the built-in bootstrap stage.
-pub const BOOTSTRAP: &str = "00-bootstrap";
-
-impl Stage for Bootstrap {
-    fn name(&self) -> &str {
-        BOOTSTRAP
-    }
-    fn description(&self) -> &str {
-        "resolve, download, verify, extract and configure the base rootfs"
-    }
-    fn applies(&self, _ctx: &BuildContext) -> bool {
-        true
-    }
-    fn manifest(&self, ctx: &BuildContext) -> Result<Vec<(String, String)>, PipelineError> {
-        Ok(ctx.bootstrap_manifest())
-    }
-    fn run(&self, ctx: &BuildContext, root: &Path) -> Result<(), PipelineError> {
-        ctx.bootstrap_into(root)
-            .map(|_| ())
-            .map_err(|source| PipelineError::Build {
-                stage: BOOTSTRAP.into(),
-                source: Box::new(source),
-            })
-    }
-}
-
 /// Where data stages and assets are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageSource {
@@ -326,27 +296,6 @@ pub fn ordered(mut stages: Vec<Box<dyn Stage>>) -> Result<Vec<Box<dyn Stage>>, P
         });
     }
     Ok(stages)
-}
-
-/// The whole pipeline: the built-in stages (bootstrap, monit, agent, blobstore clients, audit)
-/// and every data stage under `source`, in name order.
-pub fn stages(
-    ctx: &BuildContext,
-    source: &StageSource,
-) -> Result<Vec<Box<dyn Stage>>, PipelineError> {
-    let mut list: Vec<Box<dyn Stage>> = vec![
-        Box::new(Bootstrap),
-        Box::new(crate::steps::monit::MonitStage),
-        Box::new(crate::steps::agent::AgentStage {
-            assets_dir: source.assets_dir.clone(),
-        }),
-        Box::new(crate::steps::blobstore::BlobstoreClientsStage),
-        Box::new(crate::steps::audit::AuditStage),
-    ];
-    for s in stage::load_all(source, &ctx.spec)? {
-        list.push(Box::new(s));
-    }
-    ordered(list)
 }
 
 #[cfg(test)]

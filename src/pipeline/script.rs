@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::stage::{DataStage, RunIn};
-use super::tree::{self, Kind, TreeError};
 use super::{env, PipelineError};
 use crate::context::BuildContext;
 use crate::rootfs::{binfmt, dpkg, mounts};
+use crate::tarwrite::tree::{self, Kind, TreeError};
 use crate::workdir::{remove_tree, PARTIAL};
 
 /// Where chroot stages find their copies, inside the rootfs.
@@ -107,7 +107,7 @@ impl DataStage {
                 self.name,
                 self.file.packages.join(" ")
             ));
-            ctx.install_packages(root, &self.file.packages, &self.name)
+            crate::bootstrap::packages::install(ctx, root, &self.file.packages, &self.name)
                 .map_err(|source| PipelineError::Build {
                     stage: self.name.clone(),
                     source: Box::new(source),

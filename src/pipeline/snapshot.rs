@@ -18,10 +18,10 @@ use std::time::{Duration, SystemTime};
 
 use super::key::Manifest;
 use super::layer;
-use super::tarwrite::{self, TarStats};
-use super::tree::TreeError;
 use super::PipelineError;
 use crate::rootfs::extract::{self, ExtractStats};
+use crate::tarwrite::tree::TreeError;
+use crate::tarwrite::{self, TarStats};
 
 /// zstd level for snapshots: fast, and most of a rootfs compresses well at any level.
 pub const ZSTD_LEVEL: i32 = 2;

@@ -12,6 +12,10 @@ use std::process::{Command, Stdio};
 
 use crate::progress::Reporter;
 
+/// The environment variable (and value) that defers the initramfs during package installs
+/// (see `initramfs`).
+pub const DEFER_ENV: (&str, &str) = ("INITRD", "No");
+
 /// Which dpkg runs the second stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -282,9 +286,9 @@ pub fn install(
     // The initramfs is built once, after dpkg: see `initramfs`.
     cmd.env_clear()
         .envs(script_env())
-        .env(super::initramfs::DEFER_ENV.0, super::initramfs::DEFER_ENV.1);
+        .env(DEFER_ENV.0, DEFER_ENV.1);
     // Maintainer scripts that honour it (py_compile, man-db, ...) write reproducible files.
-    match crate::pack::tarball::epoch_for(root) {
+    match crate::epoch::epoch_for(root) {
         0 => {}
         epoch => {
             cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
@@ -368,7 +372,7 @@ fn run_logged(
 pub fn read_status(root: &Path) -> Result<BTreeMap<String, (String, String, String)>, DpkgError> {
     let p = root.join("var/lib/dpkg/status");
     // Read inside the tree, a regular file under the cap: diff reads trees from elsewhere.
-    let text = match crate::rootfs::inside::read_text(
+    let text = match crate::inside::read_text(
         root,
         "var/lib/dpkg/status",
         crate::untrusted::DPKG_STATUS_MAX,

@@ -19,7 +19,6 @@
 //! (maintainer scripts run before or after, never during).
 
 mod copy;
-mod safepath;
 mod sys;
 #[cfg(test)]
 mod tests;
@@ -33,8 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::deb::{list_path, Deb};
-use safepath::{child, normalize, resolve_dir, Name, ResolveError};
-pub use safepath::{host_path, host_path_followed, host_path_for_write};
+use crate::inside::safepath::{self, child, normalize, resolve_dir, Name, ResolveError};
 
 pub use sys::is_root;
 pub use types::{ExtractError, ExtractStats};

@@ -1,7 +1,7 @@
 //! The initramfs, built once. Installing a Debian kernel normally builds its initramfs in the
 //! kernel's postinst and again when initramfs-tools' trigger fires (and again for each hook
 //! package such as raspi-firmware): under qemu-user each `mkinitramfs` takes minutes. dpkg runs
-//! maintainer scripts with `INITRD=No` ([`DEFER_ENV`]), which makes initramfs-tools' kernel hook
+//! maintainer scripts with `INITRD=No` ([`super::dpkg::DEFER_ENV`]), which makes initramfs-tools' kernel hook
 //! skip the build (and leaves nothing for `update-initramfs -u` to update); after the
 //! packages are configured, [`build_missing`] runs `update-initramfs -c` once per kernel that
 //! has none, which also runs the `post-update.d` hooks (raspi-firmware copies the kernel,
@@ -14,9 +14,6 @@ use std::path::{Path, PathBuf};
 use super::dpkg::{run_captured, DpkgError};
 use super::host_tools::{script_command, HostTools, BIN};
 use crate::progress::Reporter;
-
-/// The environment variable (and value) that defers the initramfs during package installs.
-pub const DEFER_ENV: (&str, &str) = ("INITRD", "No");
 
 /// Kernel versions with `/boot/vmlinuz-VERSION` but no `/boot/initrd.img-VERSION`, sorted.
 pub fn kernels_without_initramfs(root: &Path) -> Vec<String> {
@@ -86,7 +83,7 @@ pub fn build_missing(
         cmd.args(["-c", "-k", v]);
         // mkinitramfs makes a reproducible image (fixed times, no gzip name or time, one
         // compression thread) when SOURCE_DATE_EPOCH is set.
-        match crate::pack::tarball::epoch_for(root) {
+        match crate::epoch::epoch_for(root) {
             0 => {}
             epoch => {
                 cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());

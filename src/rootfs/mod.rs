@@ -8,5 +8,4 @@ pub mod extract;
 pub mod host_tools;
 pub mod initramfs;
 pub mod initramfs_scan;
-pub mod inside;
 pub mod mounts;

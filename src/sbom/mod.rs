@@ -2,7 +2,7 @@
 //! rootfs, image or stemcell gets the same answer): every installed package of the dpkg
 //! database (name, version, architecture, source package, the license its copyright file
 //! states in machine-readable form, a purl) and the components installed from outside the
-//! archive (monit, the agent: `steps::record`) with the sha256 of the installed file and
+//! archive (monit, the agent: `record`) with the sha256 of the installed file and
 //! where they came from. Written as SPDX 2.3 (`spdx`) and CycloneDX 1.5 (`cdx`) JSON, under
 //! the names upstream stemcells use.
 
@@ -13,7 +13,7 @@ pub mod spdx;
 
 use std::path::{Path, PathBuf};
 
-use crate::steps::record::Component;
+use crate::record::Component;
 
 /// The SPDX file's name in a stemcell.
 pub const SPDX_NAME: &str = "sbom.spdx.json";
@@ -45,7 +45,7 @@ pub enum SbomError {
         /// What was being read (`the dpkg database`, `the copyright file of bash`).
         what: String,
         /// Why it was not read.
-        source: crate::rootfs::inside::InsideError,
+        source: crate::inside::InsideError,
     },
     /// A dpkg status paragraph names no valid package.
     #[error("dpkg database {}, paragraph {paragraph}: {reason}; the image's dpkg database is damaged or was not written by dpkg", crate::untrusted::escape_path(path))]
@@ -72,7 +72,7 @@ pub enum SbomError {
     #[error(
         "component record {}: {reason}; the image's records under /{} are damaged or hostile",
         crate::untrusted::escape_path(path),
-        crate::steps::record::DIR
+        crate::record::DIR
     )]
     Component {
         /// The record file.

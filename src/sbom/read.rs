@@ -1,5 +1,5 @@
 //! Reading an SBOM's inventory from a tree that may be hostile: every file is read through
-//! `rootfs::inside` (resolved inside the tree, regular files only, under a size cap), package
+//! `inside` (resolved inside the tree, regular files only, under a size cap), package
 //! names are checked against Debian policy before they become paths or purls, and a component
 //! record's `Path:` is resolved inside the tree or refused.
 
@@ -10,7 +10,7 @@ use sha2::Digest;
 
 use super::{license, Installed, Inventory, Package, SbomError};
 use crate::archive::packages::{field, parse_paragraphs};
-use crate::rootfs::inside;
+use crate::inside;
 use crate::untrusted::{self, escape};
 
 /// The dpkg database, relative to the tree.
@@ -136,7 +136,7 @@ pub fn inventory(
         });
     }
     packages.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
-    let records = crate::steps::record::read_checked(root).map_err(|e| SbomError::Component {
+    let records = crate::record::read_checked(root).map_err(|e| SbomError::Component {
         path: e.path,
         reason: e.reason,
     })?;
@@ -144,7 +144,7 @@ pub fn inventory(
     for record in records {
         let sha256 =
             installed_sha256(root, &record.path).map_err(|reason| SbomError::Component {
-                path: root.join(crate::steps::record::DIR).join(&record.name),
+                path: root.join(crate::record::DIR).join(&record.name),
                 reason: format!("component {}: {reason}", escape(&record.name)),
             })?;
         components.push(Installed { record, sha256 });
@@ -236,11 +236,11 @@ fn os_release_id(root: &Path) -> Result<String, SbomError> {
 /// The time an SBOM of the tree at `root` carries: `SOURCE_DATE_EPOCH`, else the date of the
 /// archive the tree was bootstrapped from (read inside the tree, capped), else 0.
 pub fn epoch_of(root: &Path) -> u64 {
-    crate::pack::tarball::source_date_epoch()
+    crate::epoch::source_date_epoch()
         .or_else(|| {
             let text = inside::read_text(
                 root,
-                crate::steps::bootstrap::ARCHIVE_RECORD,
+                crate::record::ARCHIVE_RECORD,
                 untrusted::SMALL_MAX,
                 "the archive record",
             )

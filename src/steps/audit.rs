@@ -190,7 +190,7 @@ fn replace(
             a.location()
         )));
     }
-    let (mode, uid, gid) = match crate::rootfs::extract::host_path(root, path)
+    let (mode, uid, gid) = match crate::inside::safepath::host_path(root, path)
         .map_err(err)?
         .and_then(|p| fs::symlink_metadata(p).ok())
     {

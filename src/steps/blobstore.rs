@@ -171,19 +171,19 @@ fn binary_of(ctx: &BuildContext, c: &Client) -> Result<(PathBuf, String), Client
 }
 
 /// The component record of an installed client.
-fn component(ctx: &BuildContext, c: &Client) -> super::record::Component {
+fn component(ctx: &BuildContext, c: &Client) -> crate::record::Component {
     let (p, path) = (&c.provider, install_path(&c.provider));
     match &c.input {
-        Agent::Binary(a) => super::record::Component {
+        Agent::Binary(a) => crate::record::Component {
             name: p.program(),
             version: "unknown".into(),
             path,
             kind: "binary".into(),
-            origin: super::record::origin_of(a),
+            origin: crate::record::origin_of(a),
             input_sha256: a.digest(),
             patches: Vec::new(),
         },
-        Agent::Source(s) => super::record::Component {
+        Agent::Source(s) => crate::record::Component {
             name: p.program(),
             version: gobuild::version_label(s),
             path,
@@ -298,7 +298,7 @@ impl Stage for BlobstoreClientsStage {
                 })
             };
             artifact::install_into(root, &path, &binary, 0o755, 0, 0).map_err(install)?;
-            super::record::write(root, &component(ctx, c)).map_err(install)?;
+            crate::record::write(root, &component(ctx, c)).map_err(install)?;
             ctx.reporter
                 .detail(&format!("installed {path} from {given}"));
         }

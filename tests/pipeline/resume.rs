@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pistemcell::pipeline::{tree_manifest, Mtimes, Outcome, RunOptions};
+use pistemcell::pipeline::{Outcome, RunOptions};
 use pistemcell::spec::Infrastructure;
+use pistemcell::tarwrite::tree::{tree_manifest, Mtimes};
 
 use super::{build_in, outcomes, partials, Env, HOST};
 

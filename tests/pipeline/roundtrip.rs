@@ -5,7 +5,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use pistemcell::pipeline::{self, snapshot::Store, tree_manifest, Mtimes};
+use pistemcell::pipeline::{self, snapshot::Store};
+use pistemcell::tarwrite::tree::{tree_manifest, Mtimes};
 
 use super::is_root;
 
@@ -98,10 +99,10 @@ fn snapshot_round_trip_keeps_every_entry_kind() {
     assert!(has(&format!("symlink -> {}", "t".repeat(150))));
     let ino = |p: &Path| fs::symlink_metadata(p).unwrap().ino();
     assert_eq!(ino(&out.join("hard1")), ino(&out.join("usr/bin/hard3")));
-    assert!(pipeline::equal_trees(&root, &out, Mtimes::Keep).is_ok());
+    assert!(pistemcell::tarwrite::tree::equal_trees(&root, &out, Mtimes::Keep).is_ok());
     // Not vacuous either: a changed mode is a difference.
     fs::set_permissions(out.join("usr/bin/su"), fs::Permissions::from_mode(0o755)).unwrap();
-    let diff = pipeline::equal_trees(&root, &out, Mtimes::Keep).unwrap_err();
+    let diff = pistemcell::tarwrite::tree::equal_trees(&root, &out, Mtimes::Keep).unwrap_err();
     assert!(diff.contains("/usr/bin/su"), "{diff}");
 }
 

@@ -1,17 +1,22 @@
-//! The project's own tar writer: a walked tree (see `tree`) to a tar stream that keeps
-//! everything a rootfs has. GNU headers (numeric owners in base-256 when large, long names
+//! The tree walk ([`tree`]) and the project's own tar writer, which stage snapshots
+//! (`pipeline::snapshot`, `pipeline::layer`) and stemcells (`pack::tarball`) both use.
+//!
+//! The writer turns a walked tree into a tar stream that keeps everything a rootfs has. GNU headers (numeric owners in base-256 when large, long names
 //! and link targets as GNU long-name entries), device numbers, hard links as link entries
 //! to the first name, and extended attributes as PAX `SCHILY.xattr.*` records (what GNU
 //! tar and bsdtar write, and what `rootfs::extract` reads back).
 //!
 //! Entry names are relative paths (`etc/passwd`); directories end in `/`; the root is `./`.
+//! [`member_name`] reads such a name back.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 use tar::{EntryType, Header};
 
-use super::tree::{self, Kind, TreeEntry, TreeError};
+pub mod tree;
+
+use tree::{Kind, TreeEntry, TreeError};
 
 /// What a written tar holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -334,6 +339,15 @@ impl<R: Read> Read for Exact<R> {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// An archive member's name without a leading `./` (`./stemcell.MF` is `stemcell.MF`).
+pub fn member_name<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<String> {
+    Ok(entry
+        .path()?
+        .to_string_lossy()
+        .trim_start_matches("./")
+        .to_string())
 }
 
 #[cfg(test)]

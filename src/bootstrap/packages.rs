@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::download;
 use crate::archive::resolve::{self, Variant};
+use crate::bootstrap::{self, BootstrapError};
 use crate::context::BuildContext;
 use crate::rootfs::dpkg;
-use crate::steps::bootstrap::{self, BootstrapError};
 
 /// Installs `names` and their missing dependencies; returns the names newly installed.
 pub fn install(

@@ -1,6 +1,9 @@
-//! What a built-in stage installed from outside the archive (monit, the agent), recorded in
-//! the rootfs as `var/lib/pistemcell/components/NAME` (deb822 fields), so that the SBOM is
-//! made from the rootfs alone, for a build or for any image later.
+//! What the build records inside the rootfs, so that the SBOM, provenance and the build's
+//! timestamp come from the rootfs alone, for a build or for any image later:
+//! - what a built-in stage installed from outside the archive (monit, the agent), as
+//!   `var/lib/pistemcell/components/NAME` (deb822 fields);
+//! - every .deb installed ([`DEBS`]);
+//! - the archive the rootfs was bootstrapped from ([`ARCHIVE_RECORD`]).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +12,11 @@ use crate::spec::inputs::Artifact;
 /// The record of every .deb installed (`NAME VERSION ARCH SHA256` lines, sorted), relative to
 /// the rootfs: what `provenance.json` lists.
 pub const DEBS: &str = "var/lib/pistemcell/debs";
+
+/// Where the rootfs records the archive state it was bootstrapped from (deb822 fields:
+/// `Suite`, `Components`, `Release-SHA256`, `Date`), so that a cached build, which never
+/// opens the archive, still knows it.
+pub const ARCHIVE_RECORD: &str = "var/lib/pistemcell/archive";
 
 /// Adds `debs` (name, version, arch, sha256) to the rootfs's [`DEBS`] record.
 pub fn add_debs(root: &Path, debs: &[(String, String, String, String)]) -> Result<(), String> {
@@ -181,9 +189,7 @@ fn each(root: &Path) -> Result<Each, RecordError> {
         path: root.join(DIR),
         reason,
     };
-    let Some(dir) =
-        crate::rootfs::inside::resolve(root, DIR).map_err(|e| dir_err(e.to_string()))?
-    else {
+    let Some(dir) = crate::inside::resolve(root, DIR).map_err(|e| dir_err(e.to_string()))? else {
         return Ok(Vec::new());
     };
     let rd = match std::fs::read_dir(&dir) {

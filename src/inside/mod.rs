@@ -1,10 +1,15 @@
 //! Reading the files of a tree nobody here built (an unpacked stemcell, a mounted image): the
 //! path is resolved inside the tree as if it were `/` (symlinks included, `..` refused), and
 //! only a regular file under the size cap is read (see `untrusted`).
+//!
+//! [`safepath`] is the resolution itself: entry-name checks and chroot-style lookups, which the
+//! extractor (`rootfs::extract`) also builds every path with.
 
 use std::path::{Path, PathBuf};
 
 use crate::untrusted::{self, UntrustedError};
+
+pub mod safepath;
 
 /// Why a file of the tree was not read.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +36,7 @@ pub enum InsideError {
 /// The host path of `/rel` inside `root`, every symlink followed inside it; `Ok(None)` when
 /// it does not exist.
 pub fn resolve(root: &Path, rel: &str) -> Result<Option<PathBuf>, InsideError> {
-    crate::rootfs::extract::host_path_followed(root, rel).map_err(|reason| InsideError::Path {
+    safepath::host_path_followed(root, rel).map_err(|reason| InsideError::Path {
         root: root.to_path_buf(),
         rel: rel.to_string(),
         reason,
@@ -64,12 +69,10 @@ pub fn read(
 pub fn write(root: &Path, rel: &str, contents: &[u8], mode: u32) -> Result<PathBuf, InsideError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let p = crate::rootfs::extract::host_path_for_write(root, rel).map_err(|reason| {
-        InsideError::Path {
-            root: root.to_path_buf(),
-            rel: rel.to_string(),
-            reason,
-        }
+    let p = safepath::host_path_for_write(root, rel).map_err(|reason| InsideError::Path {
+        root: root.to_path_buf(),
+        rel: rel.to_string(),
+        reason,
     })?;
     let io = |source| {
         InsideError::Read(UntrustedError::Io {

@@ -15,17 +15,17 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Most symlinks followed while resolving one path (Linux's own limit).
-pub(super) const MAX_SYMLINKS: usize = 40;
+pub const MAX_SYMLINKS: usize = 40;
 
 /// One path component: a plain name, never empty, `.` or `..`.
-pub(super) type Name = Vec<u8>;
+pub type Name = Vec<u8>;
 
 /// Splits an archive entry name into plain components, refusing hostile names.
 ///
 /// `./usr/bin/x`, `usr/bin/x` and `./usr/bin/` are fine; `/etc/x` (absolute), anything
 /// with a `..` component and names with NUL bytes are refused with the reason. `./` gives
 /// no components: the root itself.
-pub(super) fn normalize(name: &[u8]) -> Result<Vec<Name>, &'static str> {
+pub fn normalize(name: &[u8]) -> Result<Vec<Name>, &'static str> {
     if name.is_empty() {
         return Err("the entry name is empty");
     }
@@ -100,7 +100,7 @@ pub fn host_path_followed(root: &Path, rel: &str) -> Result<Option<PathBuf>, Str
 
 /// Why a path could not be resolved inside the rootfs.
 #[derive(Debug)]
-pub(super) enum ResolveError {
+pub enum ResolveError {
     /// More than [`MAX_SYMLINKS`] symlinks on the way.
     Loop,
     /// A component exists but is not a directory (nor a symlink to one).
@@ -114,7 +114,7 @@ pub(super) enum ResolveError {
 /// With `create`, missing directories are made (mode 0755, like tar) and a non-directory on
 /// the way is [`ResolveError::NotDir`]; without it, `Ok(None)` says "missing or not a
 /// directory". The returned path is `root` plus real directory names only.
-pub(super) fn resolve_dir(
+pub fn resolve_dir(
     root: &Path,
     comps: &[Name],
     create: bool,
@@ -124,7 +124,7 @@ pub(super) fn resolve_dir(
 
 /// Host path of the file named by `comps` under `root`: every component, the last one too,
 /// resolved chroot-style (a final symlink is followed inside `root`). `None` when missing.
-pub(super) fn resolve_any(root: &Path, comps: &[Name]) -> Result<Option<PathBuf>, ResolveError> {
+pub fn resolve_any(root: &Path, comps: &[Name]) -> Result<Option<PathBuf>, ResolveError> {
     resolve(root, comps, false, true)
 }
 
@@ -198,7 +198,7 @@ fn resolve(
 }
 
 /// Joins a resolved parent and a final name (which is never followed).
-pub(super) fn child(parent: &Path, name: &[u8]) -> PathBuf {
+pub fn child(parent: &Path, name: &[u8]) -> PathBuf {
     parent.join(OsStr::from_bytes(name))
 }
 
