@@ -20,7 +20,7 @@
 //! | bootstrap | `bootstrap` | a configured rootfs from the archive, and package installs into one |
 //! | build context | `context` | the resolved spec, settings and the archive, shared by every stage |
 //! | work dir | `workdir` | one run at a time, and the sweep of what a killed run left |
-//! | audit | `audit` | the ELF audit, and reading stemcells, images and trees to audit |
+//! | audit | `audit` `checkos` | the ELF audit, and reading stemcells, images and trees to audit; the hardening checks |
 //! | image | `image` | disk images: MBR, FAT, ext4, loop devices, read-back |
 //! | rootfs | `rootfs` | extraction, mounts, emulation, dpkg, the initramfs |
 //! | timestamp | `epoch` | the build's one timestamp (`SOURCE_DATE_EPOCH` or the archive's date) |
@@ -40,6 +40,7 @@ pub mod atomic;
 pub mod audit;
 pub mod bootstrap;
 pub mod boottest;
+pub mod checkos;
 pub mod cmd;
 pub mod context;
 pub mod deb;

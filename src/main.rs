@@ -11,7 +11,7 @@ mod build;
 mod doctor_cmd;
 
 use pistemcell::progress::{Reporter, Verbosity};
-use pistemcell::{audit, context, owned, pipeline, rootfs, spec, steps, workdir};
+use pistemcell::{audit, checkos, context, owned, pipeline, rootfs, spec, steps, workdir};
 
 /// Builds BOSH stemcells for ARM boards (Raspberry Pi first).
 #[derive(Debug, Parser)]
@@ -143,6 +143,22 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Check the hardening upstream BOSH stemcells are built to (STIG, CIS and upstream's OS
+    /// specs) on a rootfs, image, tarball or stemcell; exits 1 when a check fails.
+    CheckOs {
+        /// A rootfs directory, disk image, ext4 image, rootfs tarball or stemcell tgz.
+        #[arg(required_unless_present = "list")]
+        path: Option<PathBuf>,
+        /// Accept the failures this spec's `check_os.allow` names.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// List every check (id, upstream file, what it looks at) and exit.
+        #[arg(long, conflicts_with_all = ["spec", "json"])]
+        list: bool,
     },
     /// What changed between two stemcells (or two rootfs directories): packages, files,
     /// manifest, monit and the agent, audit findings.
@@ -390,6 +406,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", audit::to_text(&report, &opened.what, arch, cpu));
             }
             Ok(if report.failures().count() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::CheckOs {
+            path,
+            spec: spec_path,
+            json,
+            list,
+        } => {
+            if *list {
+                print!("{}", checkos::registry::list_text());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let allow = match spec_path {
+                Some(p) => spec::load(Some(p), &g.sets)?.check_os_allow,
+                None => Vec::new(),
+            };
+            checkos::check_allow(&allow).map_err(anyhow::Error::msg)?;
+            let Some(path) = path else {
+                bail!("check-os needs a PATH (or --list)");
+            };
+            let opened = audit::input::open(path).map_err(anyhow::Error::msg)?;
+            artifacts::report_swept(&opened.swept, &reporter);
+            let report = checkos::run(&opened.root, &allow);
+            if *json {
+                print!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text(&opened.what));
+            }
+            Ok(if report.failures().next().is_some() {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

@@ -1,6 +1,6 @@
 //! Named checks and the exceptions a spec may grant them: the audit's rules ([`CHECKS`], each
 //! with a [`Severity`]) and an allow-list entry ([`AllowEntry`]) that accepts a check failing on
-//! a path. The spec validates its allow-lists against these names, and profiles carry entries
+//! a path, and the `check-os` exceptions ([`OsAllow`]). The spec validates its allow-lists against these names, and profiles carry entries
 //! of their own, so they live below both.
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,17 @@ impl AllowEntry {
         (self.checks.is_empty() || self.checks.iter().any(|c| c == check))
             && glob_match(&self.path, path)
     }
+}
+
+/// One entry of a spec's `check_os.allow`: a `check-os` check that may fail, and why.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OsAllow {
+    /// The check's id (`pistemcell check-os --list`).
+    pub check: String,
+    /// Why it may fail on this image (required).
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// Matches `text` against `pattern`, where `*` matches any run of characters.

@@ -297,6 +297,9 @@ pub struct Spec {
     /// The audit's accepted exceptions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSpec>,
+    /// `check-os`'s accepted failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_os: Option<inputs::CheckOsSpec>,
     /// The disk image's partition sizes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageSpec>,
@@ -353,6 +356,8 @@ pub struct Resolved {
     pub replacements: BTreeMap<String, Artifact>,
     /// Accepted audit exceptions: the profile's, then the spec's.
     pub audit_allow: Vec<AllowEntry>,
+    /// `check-os` failures the spec accepts, each with a reason (ids checked by `checkos`).
+    pub check_os_allow: Vec<crate::rules::OsAllow>,
     /// The disk image's partition sizes.
     pub image: ImageSpec,
     /// The spec as written plus overrides, for records.
@@ -535,6 +540,21 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
     image.check().map_err(&invalid)?;
     let partition_card =
         raw::partition_card(spec.raw.as_ref(), infrastructure).map_err(&invalid)?;
+    let check_os_allow: Vec<crate::rules::OsAllow> = spec
+        .check_os
+        .iter()
+        .flat_map(|c| c.allow.iter().cloned())
+        .collect();
+    if let Some((i, a)) = check_os_allow
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.reason.trim().is_empty() || a.check.trim().is_empty())
+    {
+        return Err(invalid(format!(
+            "`check_os.allow[{i}]` ({}) needs both `check` and `reason`: say why this check may fail",
+            a.check
+        )));
+    }
     let mut audit_allow = profile.audit_allow.clone();
     audit_allow.extend(spec.audit.iter().flat_map(|a| a.allow.iter().cloned()));
     for (field, value) in [
@@ -580,6 +600,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
         blobstore_clients,
         replacements: spec.replacements.clone(),
         audit_allow,
+        check_os_allow,
         image,
         raw: spec,
         profile,

@@ -1,5 +1,5 @@
 //! The stemcell tarball: `stemcell.MF`, `image`, `packages.txt`, `dev_tools_file_list.txt` and
-//! `audit.json`, packed by the deterministic writer, with `.sha1` and `.sha256` files beside
+//! `audit.json` and `check-os.json`, packed by the deterministic writer, with `.sha1` and `.sha256` files beside
 //! it (see BOSH-CONTRACT.md section 1: `version` a quoted string, `api_version` an integer,
 //! `cloud_properties.infrastructure` and `hypervisor` strings).
 //!

@@ -52,6 +52,9 @@ pub enum StemcellError {
     },
 }
 
+/// The stemcell member holding `check-os`'s report.
+pub const CHECK_OS_MEMBER: &str = "check-os.json";
+
 fn io<'a>(what: &'static str, path: &'a Path) -> impl Fn(std::io::Error) -> StemcellError + 'a {
     move |source| StemcellError::Io {
         what,
@@ -160,6 +163,10 @@ pub fn write_stemcell(
         let data = std::fs::read(a).map_err(io("reading", a))?;
         write("audit.json", &data)?;
     }
+    // The hardening checks' report travels with the stemcell (the build has already failed
+    // on any failure the spec does not accept).
+    let os_checks = crate::checkos::run(rootfs, &spec.check_os_allow);
+    write(CHECK_OS_MEMBER, os_checks.to_json().as_bytes())?;
     let dest = out_dir.join(stemcell::file_name(spec));
     let staged = scratch.path().join("stemcell.tgz");
     super::tarball::write_tgz(&members, &staged, epoch, 6, threads)?;

@@ -323,6 +323,15 @@ pub struct AuditSpec {
     pub allow: Vec<AllowEntry>,
 }
 
+/// `check-os`'s settings as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckOsSpec {
+    /// Checks that may fail, each with a reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<crate::rules::OsAllow>,
+}
+
 /// Checks the replacements map and the allow-list.
 pub fn check_audit(
     replacements: &BTreeMap<String, Artifact>,

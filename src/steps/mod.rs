@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod audit;
 pub mod blobstore;
 pub mod bootstrap;
+pub mod check_os;
 pub mod go_source;
 pub mod gobuild;
 pub mod monit;
@@ -19,7 +20,8 @@ mod tests;
 use crate::context::BuildContext;
 use crate::pipeline::{stage, PipelineError, Stage, StageSource};
 
-/// The whole pipeline: the built-in stages (bootstrap, monit, agent, blobstore clients, audit)
+/// The whole pipeline: the built-in stages (bootstrap, monit, agent, blobstore clients, audit,
+/// check-os)
 /// and every data stage under `source`, in name order.
 pub fn stages(
     ctx: &BuildContext,
@@ -33,6 +35,7 @@ pub fn stages(
         }),
         Box::new(blobstore::BlobstoreClientsStage),
         Box::new(audit::AuditStage),
+        Box::new(check_os::CheckOsStage),
     ];
     for s in stage::load_all(source, &ctx.spec)? {
         list.push(Box::new(s));

@@ -46,7 +46,8 @@ fn the_pipeline_is_the_built_in_stages_and_the_data_stages_in_name_order() {
             "55-monit",
             "56-agent",
             "57-blobstore-clients",
-            "95-audit"
+            "95-audit",
+            "96-check-os"
         ]
     );
 }
