@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::profile::{self, Profile, ProfileError};
 
 pub mod clients;
+pub mod commit;
 mod fields;
 pub mod go_source;
 pub mod inputs;
@@ -382,6 +383,7 @@ impl Resolved {
             "dev_tools" => self.dev_tools.to_string(),
             "raw.partition_card" => self.partition_card.to_string(),
             "monit.version" => self.monit.version.clone(),
+            "builder.commit" => commit::builder_commit(),
             _ => return None,
         })
     }

@@ -543,6 +543,7 @@ fn default_spec_rootfs_has_the_bosh_os() {
     }
     stemcell_image::check_sboms(stemcell, &rootfs, tmp.path());
     stemcell_image::check_provenance(stemcell, &rootfs, tmp.path());
+    stemcell_image::check_os_passes(stemcell, tmp.path());
     stemcell_image::rebuild_is_identical(
         |args| builtins::pistemcell(&work, &cache, &mirror, &sets, args),
         stemcell,

@@ -184,6 +184,24 @@ fn spec_reference_is_generated_from_the_spec_types() {
 }
 
 #[test]
+fn check_os_table_is_generated_from_the_checks_registry() {
+    let expected = pistemcell::checkos::registry::not_applicable_table();
+    let explain = |actual: &str| {
+        format!(
+            "the table differs from src/checkos's registry (README `-`, generated `+`):\n{}",
+            diff_head(actual, &expected, 20)
+        )
+    };
+    check_or_bless(
+        "check-os table",
+        "<!-- check-os-not-applicable:start -->",
+        "<!-- check-os-not-applicable:end -->",
+        &expected,
+        &explain,
+    );
+}
+
+#[test]
 fn command_reference_is_the_binarys_help() {
     let helps = helps();
     let expected = command_reference(&helps);

@@ -18,15 +18,18 @@ pub mod test;
 pub mod tree;
 
 mod accounts;
+mod accounts_more;
 mod agent;
+mod agent_clouds;
 mod auditd;
+mod auditd_more;
 mod kernel;
 mod logging;
 mod pam;
 mod system;
 
-pub use report::{run, Outcome, Report, Status};
 pub use crate::rules::OsAllow;
+pub use report::{run, Outcome, Report, Status};
 pub use test::Test;
 
 /// Whether a check applies to the images this tool builds.
@@ -36,6 +39,11 @@ pub enum Applies {
     Yes,
     /// It does not apply, for this reason (listed in the README's table).
     No(&'static str),
+    /// It applies only to images of these infrastructures (as the image's
+    /// `/var/vcap/bosh/etc/infrastructure` names it).
+    Only(&'static [&'static str]),
+    /// It applies to images of every infrastructure but these.
+    Except(&'static [&'static str]),
 }
 
 /// One named check.

@@ -1,11 +1,12 @@
 //! Every check, in report order, and the views of the registry the README and `--list` print.
 
-use super::{accounts, agent, auditd, kernel, logging, pam, system, Applies, Check};
+use super::{accounts, accounts_more, agent, auditd, kernel, logging, pam, system, Applies, Check};
 
 /// Every check, applicable or not.
 pub fn all() -> Vec<Check> {
     let mut v = Vec::new();
     v.extend(accounts::checks());
+    v.extend(accounts_more::checks());
     v.extend(pam::checks());
     v.extend(auditd::checks());
     v.extend(kernel::checks());
@@ -17,7 +18,9 @@ pub fn all() -> Vec<Check> {
 
 /// The README's table of checks that do not apply, with the reason, generated from here.
 pub fn not_applicable_table() -> String {
-    let mut out = String::from("| check | upstream | what it requires | why it does not apply here |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| check | upstream | what it requires | why it does not apply here |\n|---|---|---|---|\n",
+    );
     for c in all() {
         if let Applies::No(why) = c.applies {
             out.push_str(&format!(
@@ -45,6 +48,8 @@ pub fn list_text() -> String {
             match c.applies {
                 Applies::Yes => String::new(),
                 Applies::No(why) => format!("\n    not applicable: {why}"),
+                Applies::Only(l) => format!("\n    only for {} stemcells", l.join(", ")),
+                Applies::Except(l) => format!("\n    not for {} stemcells", l.join(", ")),
             }
         ));
     }

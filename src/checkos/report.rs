@@ -137,16 +137,48 @@ impl Report {
     }
 }
 
+/// Where an image names its infrastructure (upstream's `system_parameters` stage writes it).
+pub const INFRASTRUCTURE: &str = "/var/vcap/bosh/etc/infrastructure";
+
+fn shown_infra(infra: &str) -> String {
+    if infra.is_empty() {
+        format!("of no infrastructure ({INFRASTRUCTURE} is missing)")
+    } else {
+        format!("{} ({INFRASTRUCTURE})", crate::untrusted::escape(infra))
+    }
+}
+
 /// Runs every check on the tree at `root`; failures that `allow` names become `Allowed`.
 pub fn run(root: &Path, allow: &[OsAllow]) -> Report {
     let tree = Tree::new(root);
+    let infra = tree
+        .text(INFRASTRUCTURE)
+        .ok()
+        .flatten()
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
     let outcomes = registry::all()
         .into_iter()
         .map(|c| {
             let looks_at = c.test.describe();
-            let (status, detail) = match c.applies {
-                Applies::No(why) => (Status::NotApplicable(why.to_string()), String::new()),
-                Applies::Yes => match c.test.run(&tree) {
+            let skip = match c.applies {
+                Applies::No(why) => Some(why.to_string()),
+                Applies::Yes => None,
+                Applies::Only(list) if list.contains(&infra.as_str()) => None,
+                Applies::Except(list) if !list.contains(&infra.as_str()) => None,
+                Applies::Only(list) => Some(format!(
+                    "{} stemcells only; this image is {}",
+                    list.join(", "),
+                    shown_infra(&infra)
+                )),
+                Applies::Except(list) => Some(format!(
+                    "not for {} stemcells, and this image is one",
+                    list.join(", ")
+                )),
+            };
+            let (status, detail) = match skip {
+                Some(why) => (Status::NotApplicable(why), String::new()),
+                None => match c.test.run(&tree) {
                     Ok(seen) => (Status::Pass, seen),
                     Err(wrong) => match allow.iter().find(|a| a.check == c.id) {
                         Some(a) => (Status::Allowed(a.reason.clone()), wrong),

@@ -43,6 +43,35 @@ pub enum Test {
         /// Owner uid.
         uid: u32,
     },
+    /// The permission bits (`stat %a`, setuid/setgid/sticky left out) are exactly `mode`.
+    Perm {
+        /// The path (a final symlink is not followed).
+        path: &'static str,
+        /// The bits, `0o600`.
+        mode: u32,
+    },
+    /// The path is owned by the image's user `user`.
+    Owner {
+        /// The path (a final symlink is not followed).
+        path: &'static str,
+        /// The user's name in the image's `/etc/passwd`.
+        user: &'static str,
+    },
+    /// The path's group is the image's group `group`.
+    Group {
+        /// The path (a final symlink is not followed).
+        path: &'static str,
+        /// The group's name in the image's `/etc/group`.
+        group: &'static str,
+    },
+    /// The path is a regular file (a symlink followed inside the image).
+    File(&'static str),
+    /// The path is a directory (a symlink followed inside the image).
+    Dir(&'static str),
+    /// The path is a regular file with an execute bit.
+    Executable(&'static str),
+    /// The file parses as JSON.
+    Json(&'static str),
     /// The path exists (a file, directory or symlink).
     Exists(&'static str),
     /// The path does not exist.
@@ -53,6 +82,8 @@ pub enum Test {
     NoPackage(&'static str),
     /// Every one of the tests passes.
     All(Vec<Test>),
+    /// What upstream looks at, for a check that does not apply here (never run).
+    Upstream(&'static str),
     /// A test in code, with what it looks at.
     Custom {
         /// What it looks at, in one line.
@@ -77,12 +108,20 @@ impl Test {
             Test::ModeAtMost { path, max, uid } => {
                 format!("`{path}` is mode {max:04o} or stricter, owned by uid {uid}")
             }
+            Test::Perm { path, mode } => format!("`{path}` has permissions {mode:03o}"),
+            Test::Owner { path, user } => format!("`{path}` is owned by {user}"),
+            Test::Group { path, group } => format!("`{path}` has group {group}"),
+            Test::File(p) => format!("`{p}` is a regular file"),
+            Test::Dir(p) => format!("`{p}` is a directory"),
+            Test::Executable(p) => format!("`{p}` is an executable file"),
+            Test::Json(p) => format!("`{p}` is valid JSON"),
             Test::Exists(p) => format!("`{p}` exists"),
             Test::Absent(p) => format!("`{p}` does not exist"),
             Test::Package(p) => format!("package `{p}` is installed"),
             Test::NoPackage(p) => format!("package `{p}` is not installed"),
             Test::All(ts) => ts.iter().map(Test::describe).collect::<Vec<_>>().join("; "),
             Test::Custom { looks_at, .. } => looks_at.to_string(),
+            Test::Upstream(what) => format!("upstream: {what}"),
         }
     }
 
@@ -90,7 +129,9 @@ impl Test {
     pub fn run(&self, tree: &Tree) -> Verdict {
         match self {
             Test::Matches { path, pattern } => {
-                let text = tree.text(path)?.ok_or_else(|| format!("{path} is missing"))?;
+                let text = tree
+                    .text(path)?
+                    .ok_or_else(|| format!("{path} is missing"))?;
                 match first_match(&text, pattern)? {
                     Some(line) => Ok(format!("{path}: {line}")),
                     None => Err(format!("{path} has no line matching `{pattern}`")),
@@ -132,6 +173,57 @@ impl Test {
                     ))
                 }
             }
+            Test::Perm { path, mode } => {
+                let m = existing(tree, path)?;
+                if m.mode & 0o777 == *mode {
+                    Ok(format!("{path}: {}", shown(&m)))
+                } else {
+                    Err(format!("{path} is {}; wants {mode:03o}", shown(&m)))
+                }
+            }
+            Test::Owner { path, user } => {
+                let m = existing(tree, path)?;
+                match tree.id_of(user, false)? {
+                    Some(id) if id == m.uid => Ok(format!("{path}: {}", shown(&m))),
+                    Some(id) => Err(format!(
+                        "{path} is {}; wants owner {user} ({id})",
+                        shown(&m)
+                    )),
+                    None => Err(format!("the image has no user {user}")),
+                }
+            }
+            Test::Group { path, group } => {
+                let m = existing(tree, path)?;
+                match tree.id_of(group, true)? {
+                    Some(id) if id == m.gid => Ok(format!("{path}: {}", shown(&m))),
+                    Some(id) => Err(format!(
+                        "{path} is {}; wants group {group} ({id})",
+                        shown(&m)
+                    )),
+                    None => Err(format!("the image has no group {group}")),
+                }
+            }
+            Test::File(p) => match tree.meta_followed(p)? {
+                Some(m) if m.file => Ok(format!("{p}: {}", shown(&m))),
+                Some(m) => Err(format!("{p} is a {}", shown(&m))),
+                None => Err(format!("{p} is missing")),
+            },
+            Test::Dir(p) => match tree.meta_followed(p)? {
+                Some(m) if m.dir => Ok(format!("{p}: {}", shown(&m))),
+                Some(m) => Err(format!("{p} is a {}", shown(&m))),
+                None => Err(format!("{p} is missing")),
+            },
+            Test::Executable(p) => match tree.meta_followed(p)? {
+                Some(m) if m.file && m.mode & 0o111 != 0 => Ok(format!("{p}: {}", shown(&m))),
+                Some(m) => Err(format!("{p} is a {}, not executable", shown(&m))),
+                None => Err(format!("{p} is missing")),
+            },
+            Test::Json(p) => {
+                let text = tree.text(p)?.ok_or_else(|| format!("{p} is missing"))?;
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map(|_| format!("{p} parses"))
+                    .map_err(|e| format!("{p}: {e}"))
+            }
             Test::Exists(p) => existing(tree, p).map(|m| format!("{p}: {}", shown(&m))),
             Test::Absent(p) => match tree.meta(p)? {
                 None => Ok(format!("{p} is absent")),
@@ -153,6 +245,7 @@ impl Test {
                 Ok(seen.join("; "))
             }
             Test::Custom { run, .. } => run(tree),
+            Test::Upstream(what) => Err(format!("not ported (upstream: {what})")),
         }
     }
 }

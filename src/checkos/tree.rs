@@ -72,11 +72,44 @@ impl Tree {
         }
     }
 
+    /// `stat` of `path` inside the tree, a final symlink followed inside the tree too.
+    pub fn meta_followed(&self, path: &str) -> Result<Option<Meta>, String> {
+        let Some(host) = crate::inside::safepath::host_path_followed(&self.root, rel(path))? else {
+            return Ok(None);
+        };
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) => Ok(Some(Meta {
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                dir: m.is_dir(),
+                file: m.is_file(),
+                symlink: m.file_type().is_symlink(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{path}: {e}")),
+        }
+    }
+
+    /// The id of user `name` in the image's `/etc/passwd` (or group `name` in `/etc/group`
+    /// when `group`).
+    pub fn id_of(&self, name: &str, group: bool) -> Result<Option<u32>, String> {
+        let file = if group { "/etc/group" } else { "/etc/passwd" };
+        let text = self.text(file)?.unwrap_or_default();
+        Ok(text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[0] == name)
+                .then(|| f[2].parse().ok())
+                .flatten()
+        }))
+    }
+
     /// Installed packages (`install ok installed` in dpkg's status) and their versions.
     pub fn packages(&self) -> Result<&BTreeMap<String, String>, String> {
         self.packages
             .get_or_init(|| {
-                let all = crate::rootfs::dpkg::read_status(&self.root).map_err(|e| e.to_string())?;
+                let all =
+                    crate::rootfs::dpkg::read_status(&self.root).map_err(|e| e.to_string())?;
                 Ok(all
                     .into_iter()
                     .filter(|(_, (_, _, status))| status == "install ok installed")
@@ -90,8 +123,13 @@ impl Tree {
     /// Calls `f` with the image path and `lstat` of every entry under `dir` (not following
     /// symlinks, not crossing into `/proc`, `/sys` or `/dev`), up to the entry cap.
     pub fn walk(&self, dir: &str, f: &mut dyn FnMut(&str, &Meta)) -> Result<(), String> {
-        let Some(start) = crate::inside::safepath::host_path(&self.root, rel(dir))? else {
-            return Ok(());
+        let start = if rel(dir).is_empty() {
+            self.root.clone()
+        } else {
+            match crate::inside::safepath::host_path(&self.root, rel(dir))? {
+                Some(p) => p,
+                None => return Ok(()),
+            }
         };
         let mut seen = 0u64;
         let mut stack = vec![(start, dir.trim_end_matches('/').to_string())];

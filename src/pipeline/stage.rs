@@ -41,7 +41,7 @@ pub const STAGE_FIELDS: &[(&str, &str, &str, &str)] = &[
     ("when.infrastructures", "list of strings", "any", "infrastructures (bakery, raw, warden)"),
     ("when.init", "list of strings", "any", "init systems (systemd, upstart)"),
     ("when.spec", "map of spec key to value or list", "any", "spec values the stage applies to, e.g. `{dev_tools: true}`; keys as in `reads:`"),
-    ("reads", "list of spec keys", "[]", "spec values apply.sh reads as SPEC_<KEY>; part of the cache key"),
+    ("reads", "list of spec keys", "[]", "spec values apply.sh reads as SPEC_<KEY>; part of the cache key; `builder.commit` is pistemcell's own commit (`+` when its tree has changes, `unknown` outside a git checkout)"),
     ("assets", "list of paths", "all of assets/", "files or directories under assets/ apply.sh reads; only these are hashed and copied to $ASSETS"),
 ];
 

@@ -40,11 +40,23 @@ usermod --password '*' root
 # No group passwords (newgrp into a system group).
 sed -i 's/^\([^:]*\):[^:]*:/\1:*:/' /etc/gshadow
 
-# The agent's tools on the PATH of interactive shells, and the instance in the prompt.
-install -m 0644 "$STAGE_DIR/files/bosh-prompt.sh" /etc/profile.d/00-bosh-ps1.sh
+# No one but root reads the password and group password files (upstream's
+# base_file_permission). root reads them anyway; sshd, login, su and sudo run as root.
+chown root:root /etc/shadow /etc/gshadow
+chmod 0000 /etc/shadow /etc/gshadow
+
+# The agent's tools on the PATH of interactive shells, and the instance in the prompt, as
+# upstream's bosh_users: /etc/profile.d/00-bosh-ps1 (no .sh: only the bashrcs source it, last,
+# after the distribution's own PS1). /etc/skel's is what bosh ssh users get (useradd -m): they
+# get the PATH too (upstream gives it root and vcap only; /etc/profile resets pam_env's PATH).
+install -m 0644 "$STAGE_DIR/files/bosh-prompt.sh" /etc/profile.d/00-bosh-ps1
 for rc in /root/.bashrc /home/vcap/.bashrc /etc/skel/.bashrc; do
   [ -f "$rc" ] || install -m 0644 /dev/null "$rc"
-  grep -q '^export PATH=/var/vcap/bosh/bin:' "$rc" || echo 'export PATH=/var/vcap/bosh/bin:$PATH' >> "$rc"
-  grep -q '00-bosh-ps1' "$rc" || echo '[ -r /etc/profile.d/00-bosh-ps1.sh ] && . /etc/profile.d/00-bosh-ps1.sh' >> "$rc"
+  grep -qxF 'export PATH=/var/vcap/bosh/bin:$PATH' "$rc" || echo 'export PATH=/var/vcap/bosh/bin:$PATH' >> "$rc"
+  grep -qxF 'source /etc/profile.d/00-bosh-ps1' "$rc" || echo 'source /etc/profile.d/00-bosh-ps1' >> "$rc"
 done
 chown vcap:vcap /home/vcap/.bashrc
+# root's login shell reads its bashrc (Debian's and Ubuntu's /root/.profile do; make sure).
+[ -f /root/.profile ] || install -m 0644 /dev/null /root/.profile
+grep -q '\.bashrc' /root/.profile ||
+  printf '%s\n' 'if [ -n "${BASH:-}" ] && [ -f ~/.bashrc ]; then . ~/.bashrc; fi' >> /root/.profile

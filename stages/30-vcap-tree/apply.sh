@@ -30,3 +30,11 @@ printf ubuntu > /var/vcap/bosh/etc/operating_system
 chmod 0644 /var/vcap/bosh/etc/operating_system
 
 install -m 0755 "$STAGE_DIR/files/bosh-agent-rc" /var/vcap/bosh/bin/bosh-agent-rc
+
+# /etc/fstab: a disk stemcell's is written when its image is made (root and boot by PARTUUID,
+# see `pistemcell image`); a warden rootfs has no partitions to mount. Until then, a file that
+# says so (upstream images carry one, and check-os asserts it mounts no NFS).
+if [ ! -e /etc/fstab ]; then
+  printf '# <file system> <mount point> <type> <options> <dump> <pass>\n# Written by pistemcell: a disk stemcell'"'"'s image lists its root and boot partitions here.\n' > /etc/fstab
+  chmod 0644 /etc/fstab
+fi

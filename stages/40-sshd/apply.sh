@@ -33,3 +33,13 @@ case "$INIT" in
     exit 1
     ;;
 esac
+
+# Ubuntu's motd-news fetches news at login: off, as upstream (the file is made on every
+# profile, so the setting holds if a package brings motd-news later).
+if [ -f /etc/default/motd-news ]; then
+  sed -i 's/^ENABLED=.*/ENABLED=0/' /etc/default/motd-news
+  grep -q '^ENABLED=0' /etc/default/motd-news || echo 'ENABLED=0' >> /etc/default/motd-news
+else
+  echo 'ENABLED=0' > /etc/default/motd-news
+  chmod 0644 /etc/default/motd-news
+fi

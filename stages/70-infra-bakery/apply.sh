@@ -27,3 +27,8 @@ for cmd in jq kpartx dmsetup losetup mount.nfs flock mountpoint logger; do
   command -v "$cmd" >/dev/null || { echo "the Bakery disk shim needs $cmd" >&2; exit 1; }
 done
 bash -n /etc/init.d/open-iscsi
+
+# The image names its infrastructure, as upstream's system_parameters stage does (check-os
+# scopes its warden-only and not-on-warden checks by it).
+printf '%s' bakery > /var/vcap/bosh/etc/infrastructure
+chmod 0644 /var/vcap/bosh/etc/infrastructure

@@ -24,3 +24,8 @@ install -d -m 0755 /boot/firmware
 # vcap can reach data/jobs and data/packages; the agent's MkdirAll would otherwise make it
 # 0750 root:root.
 install -d -m 0755 -o root -g root /var/vcap/data
+
+# The image names its infrastructure, as upstream's system_parameters stage does (check-os
+# scopes its warden-only and not-on-warden checks by it).
+printf '%s' raw > /var/vcap/bosh/etc/infrastructure
+chmod 0644 /var/vcap/bosh/etc/infrastructure

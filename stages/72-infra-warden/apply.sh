@@ -27,3 +27,8 @@ done
 if [ -d /etc/sv/ssh ]; then
   ln -sfn /etc/sv/ssh "$dir/ssh"
 fi
+
+# The image names its infrastructure, as upstream's system_parameters stage does (check-os
+# scopes its warden-only and not-on-warden checks by it).
+printf '%s' warden > /var/vcap/bosh/etc/infrastructure
+chmod 0644 /var/vcap/bosh/etc/infrastructure

@@ -4,9 +4,8 @@ case "$version" in
 esac
 printf '%s' "$version" > /var/vcap/bosh/etc/stemcell_version
 chmod 0644 /var/vcap/bosh/etc/stemcell_version
-# The agent logs "Running on stemcell version V (git: SHA)"; upstream writes the builder's
-# commit here. pistemcell has no such value to give the stage yet.
-if [ ! -s /var/vcap/bosh/etc/stemcell_git_sha1 ]; then
-  printf 'unknown' > /var/vcap/bosh/etc/stemcell_git_sha1
-  chmod 0644 /var/vcap/bosh/etc/stemcell_git_sha1
-fi
+# The agent logs "Running on stemcell version V (git: SHA)"; upstream writes its builder's
+# commit here, and so do we: the pistemcell commit whose stages and assets built the image
+# (`+` when its tree had changes; `unknown` outside a git checkout, which check-os reports).
+printf '%s' "${SPEC_BUILDER_COMMIT:?no builder.commit}" > /var/vcap/bosh/etc/stemcell_git_sha1
+chmod 0644 /var/vcap/bosh/etc/stemcell_git_sha1

@@ -293,3 +293,64 @@ pub fn check_provenance(stemcell: &Path, rootfs: &Path, dir: &Path) {
         "{stages:?}"
     );
 }
+
+/// `check-os` on the stemcell itself (read back from the tarball, as an operator would run it):
+/// every applicable hardening check passes, and the stemcell's own `check-os.json` says the
+/// same, with the commit of this tree as `stemcell_git_sha1`.
+pub fn check_os_passes(stemcell: &Path, dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
+        .args(["check-os", "--json"])
+        .arg(stemcell)
+        .env("TMPDIR", dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let failed: Vec<String> = v["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| format!("{} {}: {}", c["id"], c["title"], c["detail"]))
+        .collect();
+    assert!(
+        out.status.success() && failed.is_empty(),
+        "check-os fails on the stemcell:\n{}\n{}",
+        failed.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        v["passed"].as_u64().unwrap_or(0) >= 300,
+        "check-os ran too few checks: {}",
+        v["passed"]
+    );
+    let x = dir.join("check-os");
+    std::fs::create_dir_all(&x).unwrap();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(stemcell)
+        .arg("-C")
+        .arg(&x)
+        .arg("check-os.json")
+        .status()
+        .unwrap();
+    assert!(st.success(), "the stemcell carries check-os.json");
+    let inside: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(x.join("check-os.json")).unwrap()).unwrap();
+    assert_eq!(inside["failed"], 0, "check-os.json: {inside}");
+    assert_eq!(
+        inside["passed"], v["passed"],
+        "check-os.json and check-os agree"
+    );
+    let sha1 = inside["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["id"] == "stemcell-git-sha1-content")
+        .map(|c| c["detail"].to_string())
+        .unwrap_or_default();
+    let head = pistemcell::spec::commit::builder_commit();
+    assert!(
+        head == "unknown" || sha1.contains(head.trim_end_matches('+')),
+        "stemcell_git_sha1 is not this tree's commit {head}: {sha1}"
+    );
+}
