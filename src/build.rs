@@ -75,6 +75,9 @@ pub fn command(g: &Global, a: &BuildArgs, reporter: &Reporter) -> Result<ExitCod
         bail!("--deploy is part of the boot test: give --boot-test --deploy");
     }
     let spec = spec::load(a.spec.as_deref(), &g.sets)?;
+    // check-os's exceptions name its checks: an unknown one is refused before anything runs.
+    pistemcell::checkos::check_allow(&spec.check_os_allow)
+        .map_err(|e| anyhow::anyhow!("spec {}: {e}", spec.source))?;
     if a.check_reproducible {
         return check_reproducible(g, spec, &a.stages, &a.run, reporter);
     }

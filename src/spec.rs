@@ -542,21 +542,7 @@ pub fn resolve(source: String, spec: Spec) -> Result<Resolved, SpecError> {
     image.check().map_err(&invalid)?;
     let partition_card =
         raw::partition_card(spec.raw.as_ref(), infrastructure).map_err(&invalid)?;
-    let check_os_allow: Vec<crate::rules::OsAllow> = spec
-        .check_os
-        .iter()
-        .flat_map(|c| c.allow.iter().cloned())
-        .collect();
-    if let Some((i, a)) = check_os_allow
-        .iter()
-        .enumerate()
-        .find(|(_, a)| a.reason.trim().is_empty() || a.check.trim().is_empty())
-    {
-        return Err(invalid(format!(
-            "`check_os.allow[{i}]` ({}) needs both `check` and `reason`: say why this check may fail",
-            a.check
-        )));
-    }
+    let check_os_allow = inputs::check_os_allow(spec.check_os.as_ref()).map_err(&invalid)?;
     let mut audit_allow = profile.audit_allow.clone();
     audit_allow.extend(spec.audit.iter().flat_map(|a| a.allow.iter().cloned()));
     for (field, value) in [

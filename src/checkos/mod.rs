@@ -23,9 +23,11 @@ mod agent;
 mod agent_clouds;
 mod auditd;
 mod auditd_more;
+mod common;
 mod kernel;
 mod logging;
 mod pam;
+mod stemcell;
 mod system;
 
 pub use crate::rules::OsAllow;

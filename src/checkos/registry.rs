@@ -1,6 +1,9 @@
 //! Every check, in report order, and the views of the registry the README and `--list` print.
 
-use super::{accounts, accounts_more, agent, auditd, kernel, logging, pam, system, Applies, Check};
+use super::{
+    accounts, accounts_more, agent, agent_clouds, auditd, kernel, logging, pam, stemcell, system,
+    Applies, Check,
+};
 
 /// Every check, applicable or not.
 pub fn all() -> Vec<Check> {
@@ -13,6 +16,8 @@ pub fn all() -> Vec<Check> {
     v.extend(logging::checks());
     v.extend(system::checks());
     v.extend(agent::checks());
+    v.extend(stemcell::checks());
+    v.extend(agent_clouds::checks());
     v
 }
 

@@ -198,3 +198,58 @@ pub fn run(root: &Path, allow: &[OsAllow]) -> Report {
         .collect();
     Report { outcomes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(check: &str, reason: &str) -> OsAllow {
+        OsAllow {
+            check: check.into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn allow_entries_must_name_a_check_and_give_a_reason() {
+        assert!(super::super::check_allow(&[allow("V-38658", "pinned by policy")]).is_ok());
+        let e = super::super::check_allow(&[allow("V-0", "x")]).unwrap_err();
+        assert!(
+            e.contains("`check_os.allow[0].check` is `V-0`") && e.contains("--list"),
+            "{e}"
+        );
+        let e = super::super::check_allow(&[allow("V-38658", " ")]).unwrap_err();
+        assert!(e.contains("no `reason`"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_tree_fails_what_it_lacks_and_allowed_failures_keep_their_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = run(
+            dir.path(),
+            &[allow("hostname-file", "the CPI names the VM")],
+        );
+        let of = |id: &str| report.outcomes.iter().find(|o| o.id == id).unwrap();
+        assert_eq!(
+            of("hostname-file").status,
+            Status::Allowed("the CPI names the VM".into())
+        );
+        assert_eq!(of("hostname-content").status, Status::Fail);
+        assert!(of("hostname-content")
+            .detail
+            .contains("/etc/hostname is missing"));
+        // Warden-only checks do not apply to an image that names no infrastructure.
+        assert!(matches!(
+            of("runsvdir-start-file").status,
+            Status::NotApplicable(_)
+        ));
+        assert!(matches!(of("grub-file").status, Status::NotApplicable(_)));
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["allowed"], 1);
+        assert_eq!(
+            json["failed"].as_u64(),
+            Some(report.failures().count() as u64)
+        );
+        assert!(report.to_text("t").contains("FAIL    hostname-content"));
+    }
+}

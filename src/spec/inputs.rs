@@ -332,6 +332,24 @@ pub struct CheckOsSpec {
     pub allow: Vec<crate::rules::OsAllow>,
 }
 
+/// `check_os.allow` as given, each entry with both a check id and a reason (the ids are checked
+/// against `check-os`'s registry by `checkos::check_allow`, before a build runs).
+pub fn check_os_allow(c: Option<&CheckOsSpec>) -> Result<Vec<crate::rules::OsAllow>, String> {
+    let allow: Vec<crate::rules::OsAllow> =
+        c.iter().flat_map(|c| c.allow.iter().cloned()).collect();
+    match allow
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.reason.trim().is_empty() || a.check.trim().is_empty())
+    {
+        Some((i, a)) => Err(format!(
+            "`check_os.allow[{i}]` ({}) needs both `check` and `reason`: say why this check may fail",
+            a.check
+        )),
+        None => Ok(allow),
+    }
+}
+
 /// Checks the replacements map and the allow-list.
 pub fn check_audit(
     replacements: &BTreeMap<String, Artifact>,
