@@ -99,6 +99,7 @@ fn a_warden_stemcell_reads_back_and_tampering_is_refused() {
     assert_eq!(
         names,
         [
+            "check-os.json",
             "dev_tools_file_list.txt",
             "image",
             "packages.txt",
