@@ -13,28 +13,13 @@
 //! no ageing that locks an account) is checked by the `allowed-accounts-*/…` checks, in
 //! `accounts_more`.
 
+use super::common::check;
 use super::test::Verdict;
 use super::tree::Tree;
-use super::{Applies, Check, Test};
+use super::{Check, Test};
 
 const SHARED: &str = "support/os_image_shared_examples.rb";
 pub(super) const JAMMY: &str = "os_image/ubuntu_jammy_spec.rb";
-
-/// An applicable check.
-pub(super) fn check(
-    id: &'static str,
-    source: &'static str,
-    title: &'static str,
-    test: Test,
-) -> Check {
-    Check {
-        id,
-        source,
-        title,
-        test,
-        applies: Applies::Yes,
-    }
-}
 
 /// The checks of this topic.
 pub fn checks() -> Vec<Check> {

@@ -5,7 +5,8 @@
 //! shadow entry per account and none empty, no ageing that locks an account (the agent's users
 //! included), vcap's groups, no group passwords.
 
-use super::accounts::{check, entries, field, groups_of, mask, none_of, JAMMY, NOLOGIN};
+use super::accounts::{entries, field, groups_of, mask, none_of, JAMMY, NOLOGIN};
+use super::common::check;
 use super::test::Verdict;
 use super::tree::Tree;
 use super::{Applies, Check, Test};

@@ -10,6 +10,7 @@
 //! Profiles: auditd 3 (bookworm, jammy) keeps its plugins in `/etc/audit/plugins.d`; auditd 2
 //! (Raspbian buster) in `/etc/audisp/plugins.d`: the plugin checks take whichever the image has.
 
+use super::common::check as ck;
 use super::test::Verdict;
 use super::tree::Tree;
 use super::{Applies, Check, Test};
@@ -45,16 +46,6 @@ const FILES: [(u32, &str); 23] = [
     (0o644, "/etc/default/auditd"),
     (0o644, "/lib/systemd/system/auditd.service"),
 ];
-
-fn ck(id: &'static str, source: &'static str, title: &'static str, test: Test) -> Check {
-    Check {
-        id,
-        source,
-        title,
-        test,
-        applies: Applies::Yes,
-    }
-}
 
 fn conf(id: &'static str, title: &'static str, pattern: &'static str) -> Check {
     ck(

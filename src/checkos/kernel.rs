@@ -16,6 +16,7 @@
 //! and `options ipv6 disable=1` (the agent turns IPv6 on). The modules a netbooted Pi needs
 //! (USB Ethernet, NFS) are not on upstream's list.
 
+use super::common::check as ck;
 use std::collections::BTreeMap;
 
 use super::test::Verdict;
@@ -35,16 +36,6 @@ const SYSCTL_DIRS: [&str; 5] = [
     "/usr/lib/sysctl.d",
     "/lib/sysctl.d",
 ];
-
-fn ck(id: &'static str, source: &'static str, title: &'static str, test: Test) -> Check {
-    Check {
-        id,
-        source,
-        title,
-        test,
-        applies: Applies::Yes,
-    }
-}
 
 /// A sysctl row: `key` has `value` at boot.
 macro_rules! sysctl {

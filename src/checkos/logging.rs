@@ -12,7 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::system::{ck, custom, is_file, list_dir, unit_enabled, version, version_numbers};
+use super::common::check as ck;
+use super::system::{custom, is_file, list_dir, unit_enabled, version, version_numbers};
 use super::test::{first_match, Verdict};
 use super::tree::Tree;
 use super::{Check, Test};

@@ -9,22 +9,13 @@
 //! has no `pam_faillock`: `pam_tally2` does the same there, and is accepted too.
 
 use super::accounts::entries;
+use super::common::check;
 use super::test::Verdict;
 use super::tree::Tree;
-use super::{Applies, Check, Test};
+use super::{Check, Test};
 
 const SHARED: &str = "support/os_image_shared_examples.rb";
 const JAMMY: &str = "os_image/ubuntu_jammy_spec.rb";
-
-fn check(id: &'static str, source: &'static str, title: &'static str, test: Test) -> Check {
-    Check {
-        id,
-        source,
-        title,
-        test,
-        applies: Applies::Yes,
-    }
-}
 
 /// The checks of this topic.
 pub fn checks() -> Vec<Check> {

@@ -10,9 +10,10 @@
 //! Also the helpers `logging` shares: `systemctl is-enabled` read from the unit links, a
 //! directory's names, package versions.
 
+use super::common::{check as ck, not_here as na};
 use super::test::{first_match, Verdict};
 use super::tree::Tree;
-use super::{Applies, Check, Test};
+use super::{Check, Test};
 
 const OS: &str = "os_image/ubuntu_jammy_spec.rb";
 const SH: &str = "support/os_image_shared_examples.rb";
@@ -21,34 +22,6 @@ const SSHD: &str = "/etc/ssh/sshd_config";
 const NO_GRUB: &str =
     "a Pi's firmware boots the kernel config.txt names, with cmdline.txt: a Pi image has no grub";
 const NO_APT_LINES: &str = "the image is built from the profile's release suite alone and names only that suite (the bootstrap writes sources.list): its fixes come with a rebuilt stemcell, since a BOSH VM is replaced, never upgraded in place (stage 11 masks apt's timers, 48 turns APT::Periodic off)";
-
-/// A check that applies.
-pub(super) fn ck(id: &'static str, source: &'static str, title: &'static str, test: Test) -> Check {
-    Check {
-        id,
-        source,
-        title,
-        test,
-        applies: Applies::Yes,
-    }
-}
-
-/// A check that does not apply, for `why`.
-fn na(
-    id: &'static str,
-    source: &'static str,
-    title: &'static str,
-    test: Test,
-    why: &'static str,
-) -> Check {
-    Check {
-        id,
-        source,
-        title,
-        test,
-        applies: Applies::No(why),
-    }
-}
 
 /// A test in code: what it looks at and a function (a closure that captures nothing).
 pub(super) fn custom(looks_at: &'static str, run: fn(&Tree) -> Verdict) -> Test {

@@ -26,6 +26,19 @@ pub struct Meta {
     pub symlink: bool,
 }
 
+impl Meta {
+    fn of(m: &std::fs::Metadata) -> Meta {
+        Meta {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            dir: m.is_dir(),
+            file: m.is_file(),
+            symlink: m.file_type().is_symlink(),
+        }
+    }
+}
+
 /// A tree to check: a rootfs directory, or an image or stemcell opened as one.
 pub struct Tree {
     root: PathBuf,
@@ -59,14 +72,7 @@ impl Tree {
             return Ok(None);
         };
         match std::fs::symlink_metadata(&host) {
-            Ok(m) => Ok(Some(Meta {
-                mode: m.mode() & 0o7777,
-                uid: m.uid(),
-                gid: m.gid(),
-                dir: m.is_dir(),
-                file: m.is_file(),
-                symlink: m.file_type().is_symlink(),
-            })),
+            Ok(m) => Ok(Some(Meta::of(&m))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{path}: {e}")),
         }
@@ -78,14 +84,7 @@ impl Tree {
             return Ok(None);
         };
         match std::fs::symlink_metadata(&host) {
-            Ok(m) => Ok(Some(Meta {
-                mode: m.mode() & 0o7777,
-                uid: m.uid(),
-                gid: m.gid(),
-                dir: m.is_dir(),
-                file: m.is_file(),
-                symlink: m.file_type().is_symlink(),
-            })),
+            Ok(m) => Ok(Some(Meta::of(&m))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{path}: {e}")),
         }
@@ -151,14 +150,7 @@ impl Tree {
                 let Ok(m) = std::fs::symlink_metadata(e.path()) else {
                     continue;
                 };
-                let meta = Meta {
-                    mode: m.mode() & 0o7777,
-                    uid: m.uid(),
-                    gid: m.gid(),
-                    dir: m.is_dir(),
-                    file: m.is_file(),
-                    symlink: m.file_type().is_symlink(),
-                };
+                let meta = Meta::of(&m);
                 f(&path, &meta);
                 if meta.dir && !matches!(path.as_str(), "/proc" | "/sys" | "/dev") {
                     stack.push((e.path(), path));
