@@ -46,6 +46,12 @@ pub struct BuildArgs {
     /// files and exit 1.
     #[arg(long, conflicts_with_all = ["from", "until", "only", "force", "output", "stemcell_dir", "os_image", "os_image_from", "json"])]
     check_reproducible: bool,
+    /// Build once from scratch (every stage run, in WORK_DIR/reproducible/build-2, under
+    /// umask 077) and compare the stemcell byte for byte with STEMCELL, built earlier from
+    /// the same spec and inputs (here or on another host); on a difference, name the first
+    /// differing files and exit 1.
+    #[arg(long, value_name = "STEMCELL", conflicts_with_all = ["check_reproducible", "from", "until", "only", "force", "output", "stemcell_dir", "os_image", "os_image_from", "json"])]
+    check_reproducible_against: Option<PathBuf>,
     /// Build only the OS image: every stage before the first that needs monit or the agent,
     /// packed as a rootfs tarball (pistemcell-os-image-PROFILE-ARCH-VERSION.tgz, with .sha1
     /// and .sha256) into the stemcell dir. Needs neither monit nor the agent.
@@ -78,8 +84,9 @@ pub fn command(g: &Global, a: &BuildArgs, reporter: &Reporter) -> Result<ExitCod
     // check-os's exceptions name its checks: an unknown one is refused before anything runs.
     pistemcell::checkos::check_allow(&spec.check_os_allow)
         .map_err(|e| anyhow::anyhow!("spec {}: {e}", spec.source))?;
-    if a.check_reproducible {
-        return check_reproducible(g, spec, &a.stages, &a.run, reporter);
+    if a.check_reproducible || a.check_reproducible_against.is_some() {
+        let against = a.check_reproducible_against.as_deref();
+        return check_reproducible(g, spec, &a.stages, &a.run, against, reporter);
     }
     let plan = Plan {
         from: a.from.clone(),
@@ -419,11 +426,17 @@ fn run_stages(
     )
     .with_context(|| format!("packing the stemcell of {name}"))?;
     reporter.step(&format!(
-        "stemcell: {} (sha1 {}, {:.1} MB, written and read back in {:.1} s)",
+        "stemcell: {} (sha1 {}, {:.1} MB, written and read back in {:.1} s: {})",
         packed.path.display(),
         packed.sha1,
         std::fs::metadata(&packed.path).map_or(0, |m| m.len()) as f64 / 1e6,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        packed
+            .phases
+            .iter()
+            .map(|(what, s)| format!("{what} {s:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     Ok((Outcome::Stemcell(packed), report))
 }
@@ -481,17 +494,39 @@ fn from_os_image(
 
 /// `build --check-reproducible`: every stage run twice from scratch, in two work dirs, under
 /// different umasks and clocks, with the same download cache; the two stemcells must be the
-/// same bytes. Exit 1 with the first differences otherwise.
+/// same bytes. With `against` (`--check-reproducible-against`), that stemcell is the first
+/// build and only the second runs. Exit 1 with the first differences otherwise.
 pub fn check_reproducible(
     g: &Global,
     spec: spec::Resolved,
     stages: &StageArgs,
     run: &RunArgs,
+    against: Option<&Path>,
     reporter: &Reporter,
 ) -> Result<ExitCode> {
     let base = g.work_dir.join("reproducible");
     let mut built = Vec::new();
-    for (i, umask) in [(1, 0o022), (2, 0o077)] {
+    let mut builds: Vec<(u32, u32)> = vec![(1, 0o022), (2, 0o077)];
+    if let Some(first) = against {
+        // Read before hours of building: a regular file that reads as a stemcell.
+        let meta = std::fs::metadata(first)
+            .with_context(|| format!("--check-reproducible-against {}", first.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "--check-reproducible-against {}: not a regular file; give the .tgz of a stemcell built earlier",
+                first.display()
+            );
+        }
+        pistemcell::pack::inspect::inspect(first).map_err(|e| {
+            anyhow::anyhow!(
+                "--check-reproducible-against {}: {e}; give the .tgz of a stemcell built earlier",
+                first.display()
+            )
+        })?;
+        built.push(first.to_path_buf());
+        builds.remove(0);
+    }
+    for (i, umask) in builds {
         // SAFETY: umask has no preconditions. (run_once sets 022 for the stages: this proves
         // that nothing before it depends on the caller's.)
         unsafe { libc::umask(umask) };
@@ -516,13 +551,16 @@ pub fn check_reproducible(
     let digest = |p: &Path| pistemcell::archive::cache::file_sha256(p);
     let (a, b) = (digest(&built[0])?, digest(&built[1])?);
     if a == b {
+        // The stemcell this run wrote (the first of two, or the one built against).
+        let shown = &built[usize::from(against.is_some())];
         reporter.step(&format!(
-            "reproducible: both builds wrote {} (sha256 {a})",
-            built[0]
+            "reproducible: both builds wrote {} (sha256 {a}){}",
+            shown
                 .file_name()
-                .map_or("".into(), |n| n.to_string_lossy())
+                .map_or("".into(), |n| n.to_string_lossy()),
+            against.map_or(String::new(), |p| format!("; the first is {}", p.display()))
         ));
-        println!("{}", built[0].display());
+        println!("{}", shown.display());
         return Ok(ExitCode::SUCCESS);
     }
     let read = |p: &Path| {

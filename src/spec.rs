@@ -277,7 +277,7 @@ pub struct Spec {
     /// The stemcell's `name`, `version` and `operating_system`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stemcell: Option<StemcellSpec>,
-    /// Compilers and build tools (stage `12-dev-tools`); default true.
+    /// Compilers and build tools (stage `02-dev-tools`); default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_tools: Option<bool>,
     /// The `raw` infrastructure's settings.

@@ -494,13 +494,15 @@ fn default_spec_rootfs_has_the_bosh_os() {
     let work = tmp.path().join("work");
     let rootfs = tmp.path().join("rootfs");
     let monit = builtins::debian_monit(&mirror);
-    let agent = builtins::arm_agent(tmp.path());
+    // The agent and the clients' trees where tests/reproducible.rs finds the same ones.
+    let shared = builtins::shared_dir();
+    let agent = builtins::arm_agent(&shared);
     let Some(go) = support::clients::go() else {
         return;
     };
     // The blobstore clients from stand-in trees (the defaults would fetch from GitHub).
     let mut sets = builtins::sets(&monit, &agent, true);
-    sets.extend(support::clients::sets(tmp.path(), &go));
+    sets.extend(support::clients::sets(&shared, &go));
     let out = builtins::pistemcell(
         &work,
         &cache,
@@ -522,6 +524,8 @@ fn default_spec_rootfs_has_the_bosh_os() {
         stemcell.is_file() && stemcell.starts_with(&work),
         format!("no stemcell: {stdout}"),
     );
+    // Built from scratch: the first of the two builds tests/reproducible.rs compares.
+    builtins::keep_reference(stemcell, &mirror, &sets);
     let i = pistemcell::pack::inspect::inspect(stemcell).unwrap();
     check(
         i.manifest.stemcell_formats == ["piimg"],

@@ -35,7 +35,7 @@ fn rootfs(dir: &Path) -> PathBuf {
     ] {
         std::fs::write(root.join("boot/firmware").join(name), data).unwrap();
     }
-    // What stage 12-dev-tools leaves: the dev tools' files.
+    // What stage 02-dev-tools leaves: the dev tools' files.
     std::fs::create_dir_all(root.join("var/vcap/bosh/etc")).unwrap();
     std::fs::write(
         root.join("var/vcap/bosh/etc/dev_tools_file_list"),
@@ -267,7 +267,7 @@ fn a_tree_without_boot_files_makes_no_disk_stemcell_and_says_what_is_missing() {
             "/boot/firmware",
             "start*.elf",
             "the initramfs initrd.img-6.1.0-9-armmp that config.txt names",
-            "65-boot-firmware",
+            "05-boot-firmware",
         ] {
             assert!(e.contains(want), "{infra}: {want}: {e}");
         }

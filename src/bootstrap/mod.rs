@@ -23,7 +23,7 @@ use crate::context::BuildContext;
 use crate::deb::Deb;
 use crate::rootfs::deferred::Deferred;
 use crate::rootfs::host_tools::HostTools;
-use crate::rootfs::{binfmt, dpkg, extract, initramfs, mounts};
+use crate::rootfs::{binfmt, dpkg, extract, hostkeys, initramfs, mounts};
 use crate::spec::{Resolved, VariantSpec};
 use crate::workdir::WorkDir;
 
@@ -248,35 +248,63 @@ pub fn configure(
         check_runs(root)?;
         let _policy = dpkg::PolicyRcD::install(root)?;
         let deferred = Deferred::install(root, mode)?;
+        // Host keys the image never keeps are not made (rootfs::hostkeys).
+        let keys = hostkeys::Placeholders::put(root).map_err(|source| dpkg::DpkgError::Io {
+            path: root.join("etc/ssh"),
+            source,
+        })?;
         dpkg::install(root, debs, mode, &log, &ctx.reporter)?;
-        // The host's tools, for what runs once after dpkg (see rootfs::host_tools).
-        let needed = !binfmt::native(ctx.spec.arch)
-            && (deferred.called() || !initramfs::kernels_without_initramfs(root).is_empty());
-        let tools = match needed.then(|| HostTools::install(root)) {
-            Some(Ok(t)) => Some(t),
-            Some(Err(why)) => {
-                ctx.reporter.warn(&format!(
-                    "{label}: the host's tools cannot be used, so the initramfs and deferred commands run emulated (minutes instead of seconds): {why}"
-                ));
-                None
-            }
-            None => None,
-        };
-        for c in deferred.finish(tools.as_ref(), &log)? {
+        keys.remove();
+        // Kernels installed before the initramfs stage get theirs there, once (see
+        // rootfs::initramfs::STAGE); later ones here.
+        let initramfs = !initramfs::deferred_to_stage(label);
+        finish_with_host_tools(ctx, root, label, Some(deferred), initramfs, &log)?;
+    }
+    crate::interrupt::check()?;
+    Ok(())
+}
+
+/// What runs once after dpkg, with the host's tools where the rootfs is foreign: the deferred
+/// commands (`deferred`), then, with `initramfs`, the initramfs of every kernel that has none.
+/// The caller holds the chroot mounts.
+pub fn finish_with_host_tools(
+    ctx: &BuildContext,
+    root: &Path,
+    label: &str,
+    deferred: Option<Deferred>,
+    initramfs: bool,
+    log: &Path,
+) -> Result<(), BootstrapError> {
+    let needed = !binfmt::native(ctx.spec.arch)
+        && (deferred.as_ref().is_some_and(|d| d.called())
+            || (initramfs && !initramfs::kernels_without_initramfs(root).is_empty()));
+    let tools = match needed.then(|| HostTools::install(root)) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(why)) => {
+            ctx.reporter.warn(&format!(
+                "{label}: the host's tools cannot be used, so the initramfs and deferred commands run emulated (minutes instead of seconds): {why}"
+            ));
+            None
+        }
+        None => None,
+    };
+    if let Some(deferred) = deferred {
+        for c in deferred.finish(tools.as_ref(), log)? {
             ctx.reporter.detail(&format!(
                 "{label}: ran {c} once, after every package was configured"
             ));
         }
+    }
+    if initramfs {
         let log = initramfs::log_path(&ctx.log_dir()?, label);
         initramfs::build_missing(root, tools.as_ref(), &log, &ctx.reporter)?;
-        if let Some(t) = tools {
-            t.remove().map_err(|source| dpkg::DpkgError::HostTools {
-                path: root.join(crate::rootfs::host_tools::DIR),
-                source,
-            })?;
-        }
     }
-    crate::interrupt::check()?;
+    if let Some(t) = tools {
+        t.remove().map_err(|source| dpkg::DpkgError::HostTools {
+            path: root.join(crate::rootfs::host_tools::DIR),
+            source,
+        })?;
+    }
     Ok(())
 }
 

@@ -2,8 +2,9 @@
 //! to start the kernel. The firmware (`start*.elf`, `bootcode.bin`) reads `config.txt`, loads
 //! the `kernel=` file (default `kernel*.img`), the `initramfs` file it names and a device tree
 //! (`*.dtb`), all from the partition's top level (Bakery serves only top-level files over
-//! TFTP). The files come from the profile's boot stages (Debian: `65-boot-firmware` installs
-//! raspi-firmware, `66-boot-kernel-ARCH` the kernel, whose hooks copy it and its initramfs).
+//! TFTP). The files come from the profile's boot stages (Debian: `05-boot-firmware` installs
+//! raspi-firmware, `06-boot-kernel-ARCH` the kernel, `54-initramfs` its initramfs; raspi-firmware's
+//! hooks copy both).
 
 use std::path::{Path, PathBuf};
 

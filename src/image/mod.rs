@@ -48,7 +48,7 @@ pub enum ImageError {
     #[error("{0}")]
     Layout(String),
     /// The tree's boot directory lacks what the Pi firmware needs.
-    #[error("the boot directory {boot_dir} ({dir}) cannot boot a Pi: missing {missing}. The profile's boot stages put the firmware and kernel there (Debian: 65-boot-firmware and 66-boot-kernel-ARCH); a profile without them needs a stage that installs its board's kernel and firmware packages (README \"Boot files\")")]
+    #[error("the boot directory {boot_dir} ({dir}) cannot boot a Pi: missing {missing}. The profile's boot stages put the firmware and kernel there (Debian: 05-boot-firmware and 06-boot-kernel-ARCH, and 54-initramfs the initramfs); a profile without them needs a stage that installs its board's kernel and firmware packages (README \"Boot files\")")]
     Boot {
         /// The directory in the tree.
         dir: PathBuf,

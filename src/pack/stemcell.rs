@@ -140,7 +140,7 @@ pub fn packages_txt(root: &Path) -> String {
 }
 
 /// Where the image lists its dev tools' files, one path a line: what the agent deletes for
-/// `env.bosh.remove_dev_tools` (stage `12-dev-tools` writes it).
+/// `env.bosh.remove_dev_tools` (stage `02-dev-tools` writes it).
 pub const DEV_TOOLS_LIST: &str = "/var/vcap/bosh/etc/dev_tools_file_list";
 
 /// The tarball member with the same list (upstream's and the BOSH docs' name).
@@ -170,6 +170,8 @@ pub struct Packed {
     pub sha256: String,
     /// The manifest.
     pub manifest: Manifest,
+    /// How long each part of packing took, in order: (what, seconds).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// The sha1 of a file as lowercase hex.

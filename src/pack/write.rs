@@ -37,7 +37,7 @@ pub enum StemcellError {
         source: std::io::Error,
     },
     /// The image's dev tools list is not a regular file.
-    #[error("reading the image's dev tools list: {0}; it must be a regular file (stage 12-dev-tools writes it) or absent")]
+    #[error("reading the image's dev tools list: {0}; it must be a regular file (stage 02-dev-tools writes it) or absent")]
     DevTools(#[source] crate::inside::InsideError),
     /// The SBOMs could not be made from the rootfs.
     #[error("making the SBOMs: {0}")]
@@ -104,6 +104,12 @@ pub fn write_stemcell(
             None => disk::Method::default_for_host(),
         },
     };
+    let mut phases = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |what: &'static str| {
+        phases.push((what, clock.elapsed().as_secs_f64()));
+        clock = std::time::Instant::now();
+    };
     if spec.infrastructure != Infrastructure::Warden {
         let dir = crate::image::boot::dir_in(rootfs, &spec.profile.boot_dir);
         crate::image::boot::check(&dir, &spec.profile.boot_dir)?;
@@ -137,7 +143,9 @@ pub fn write_stemcell(
             super::tarball::write_tgz(rootfs, &image, epoch, 6, threads)?;
         }
     }
+    lap("image");
     let sha1 = stemcell::file_sha1(&image).map_err(io("reading", &image))?;
+    lap("image sha1");
     let manifest = stemcell::manifest(spec, &sha1);
     let yaml = stemcell::manifest_yaml(&manifest).map_err(|e| StemcellError::Io {
         what: "serializing",
@@ -155,6 +163,7 @@ pub fn write_stemcell(
     let inv = crate::sbom::inventory(rootfs, &spec.stemcell_name, &spec.stemcell_version, epoch)
         .map_err(|e| StemcellError::Sbom(e.to_string()))?;
     crate::sbom::write_both(&inv, &members).map_err(|e| StemcellError::Sbom(e.to_string()))?;
+    lap("lists and SBOMs");
     let record = super::provenance::document(spec, rootfs, stages, epoch);
     let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
     text.push('\n');
@@ -167,13 +176,16 @@ pub fn write_stemcell(
     // on any failure the spec does not accept).
     let os_checks = crate::checkos::run(rootfs, &spec.check_os_allow);
     write(CHECK_OS_MEMBER, os_checks.to_json().as_bytes())?;
+    lap("provenance, audit and check-os");
     let dest = out_dir.join(stemcell::file_name(spec));
     let staged = scratch.path().join("stemcell.tgz");
     super::tarball::write_tgz(&members, &staged, epoch, 6, threads)?;
+    lap("tgz");
     let checked = super::inspect::inspect(&staged).map_err(|reason| StemcellError::Check {
         path: dest.clone(),
         reason,
     })?;
+    lap("read back");
     let (sha1, sha256) = stemcell::file_digests(&staged).map_err(io("reading", &staged))?;
     crate::owned::check_destination(&dest)?;
     std::fs::rename(&staged, &dest).map_err(io("moving the stemcell to", &dest))?;
@@ -181,10 +193,12 @@ pub fn write_stemcell(
         crate::atomic::remove_with_sums(&dest);
         return Err(io("writing", &p)(e));
     }
+    lap("digests");
     Ok(Packed {
         path: dest,
         sha1,
         sha256,
         manifest: checked.manifest,
+        phases,
     })
 }

@@ -132,15 +132,14 @@ pub fn host_config_unusable(etc_dpkg: &Path) -> Option<String> {
 }
 
 /// Why the host's dpkg cannot work on this particular rootfs (None when it can). The host's
-/// dpkg looks up the owners named in the rootfs's `statoverride` file in the HOST's user
-/// database, and aborts on a system user only the rootfs has (`_chrony`); such a rootfs is
-/// configured by its own dpkg.
+/// dpkg would look up the owners named in the rootfs's `statoverride` file in the HOST's user
+/// database (and abort on a system user only the rootfs has, `_chrony`), so `install` writes
+/// them as the rootfs's numeric ids while it runs (`statoverride::Numeric`); a rootfs whose
+/// entries name an owner its own passwd or group lacks is configured by its own dpkg.
 pub fn host_dpkg_unusable_for(root: &Path) -> Option<String> {
-    let p = root.join("var/lib/dpkg/statoverride");
-    let text = std::fs::read_to_string(&p).unwrap_or_default();
-    (!text.trim().is_empty()).then(|| {
-        "the rootfs has dpkg-statoverride entries, whose owners the host's dpkg would look up on the host".to_string()
-    })
+    super::statoverride::Numeric::check(root)
+        .err()
+        .map(|e| format!("its dpkg-statoverride entries cannot be given to the host's dpkg: {e}"))
 }
 
 /// The environment maintainer scripts run with: fixed, never the caller's.
@@ -294,7 +293,26 @@ pub fn install(
             cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
         }
     }
-    let result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
+    // The host's dpkg reads the statoverride entries with the host's user database: numeric
+    // ids (the rootfs's) while it runs, names again after.
+    let numeric = match mode {
+        Mode::Host => Some(super::statoverride::Numeric::apply(root).map_err(|e| {
+            DpkgError::Io {
+                path: root.join(super::statoverride::DB),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?),
+        Mode::Chroot => None,
+    };
+    let mut result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
+    if let Some(n) = numeric {
+        if let Err(e) = n.restore() {
+            result = result.and(Err(DpkgError::Io {
+                path: root.join(super::statoverride::DB),
+                source: std::io::Error::other(e.to_string()),
+            }));
+        }
+    }
     for p in staged {
         let _ = std::fs::remove_file(p);
     }
@@ -448,18 +466,28 @@ mod tests {
     }
 
     #[test]
-    fn a_rootfs_with_statoverrides_is_configured_by_its_own_dpkg() {
+    fn statoverrides_naming_owners_the_rootfs_lacks_need_its_own_dpkg() {
         let root = tempfile::tempdir().unwrap();
         init_database(root.path()).unwrap();
         assert_eq!(host_dpkg_unusable_for(root.path()), None);
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), "_chrony:x:101:104::/:/bin/false\n").unwrap();
+        std::fs::write(root.path().join("etc/group"), "_chrony:x:104:\n").unwrap();
         std::fs::write(
             root.path().join("var/lib/dpkg/statoverride"),
             "_chrony _chrony 750 /var/log/chrony\n",
         )
         .unwrap();
+        // Owners the rootfs knows: the host's dpkg gets them as numeric ids.
+        assert_eq!(host_dpkg_unusable_for(root.path()), None);
+        std::fs::write(
+            root.path().join("var/lib/dpkg/statoverride"),
+            "_ntp _chrony 750 /var/log/chrony\n",
+        )
+        .unwrap();
         assert!(host_dpkg_unusable_for(root.path())
             .unwrap()
-            .contains("statoverride"));
+            .contains("`_ntp`"));
     }
 
     #[test]

@@ -11,6 +11,21 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The built-in stage that builds the initramfs of every kernel the stages before it
+/// installed: after the OS stages (whose packages add hooks and whose files, such as
+/// `/etc/modprobe.d`, go into it), before monit and the agent. The kernel and firmware stages
+/// come early (they rarely change), so editing a package or OS stage reruns this stage
+/// (about 20 s) and not the kernel's dpkg run.
+pub const STAGE: &str = "54-initramfs";
+
+/// Whether the package stage `label` leaves its kernels' initramfs to [`STAGE`]: every stage
+/// numbered before it (`00`–`53`). `bootstrap` (the spec's `packages:`) and later stages build
+/// it themselves, right after dpkg.
+pub fn deferred_to_stage(label: &str) -> bool {
+    let digits = label.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && label.as_bytes().get(digits) == Some(&b'-') && label < STAGE
+}
+
 use super::dpkg::{run_captured, DpkgError};
 use super::host_tools::{script_command, HostTools, BIN};
 use crate::progress::Reporter;
@@ -167,6 +182,20 @@ pub fn log_path(log_dir: &Path, label: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_before_the_initramfs_stage_leave_it_to_that_stage() {
+        for (label, deferred) in [
+            ("06-boot-kernel-armhf", true),
+            ("10-base-packages", true),
+            ("53-x", true),
+            ("54-initramfs", false),
+            ("70-infra-bakery", false),
+            ("bootstrap", false),
+        ] {
+            assert_eq!(deferred_to_stage(label), deferred, "{label}");
+        }
+    }
 
     #[test]
     fn finds_kernels_that_lack_an_initramfs() {

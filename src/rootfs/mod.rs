@@ -6,6 +6,8 @@ pub mod dpkg;
 pub mod elf_interp;
 pub mod extract;
 pub mod host_tools;
+pub mod hostkeys;
 pub mod initramfs;
 pub mod initramfs_scan;
 pub mod mounts;
+pub mod statoverride;

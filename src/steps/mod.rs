@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod check_os;
 pub mod go_source;
 pub mod gobuild;
+pub mod initramfs;
 pub mod monit;
 pub mod monit_build;
 pub mod monit_http;
@@ -34,6 +35,7 @@ pub fn stages(
             assets_dir: source.assets_dir.clone(),
         }),
         Box::new(blobstore::BlobstoreClientsStage),
+        Box::new(initramfs::InitramfsStage),
         Box::new(audit::AuditStage),
         Box::new(check_os::CheckOsStage),
     ];

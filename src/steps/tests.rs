@@ -43,6 +43,7 @@ fn the_pipeline_is_the_built_in_stages_and_the_data_stages_in_name_order() {
             "10-a",
             "20-b",
             "30-c",
+            "54-initramfs",
             "55-monit",
             "56-agent",
             "57-blobstore-clients",

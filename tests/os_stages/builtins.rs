@@ -235,3 +235,48 @@ pub fn reruns(work: &Path, cache: &Path, mirror: &str, base: &[String], monit_ve
         _ => eprintln!("SKIPPED agent source build: PISTEMCELL_TEST_AGENT_SRC and PISTEMCELL_TEST_GO are unset (a bosh-agent checkout and a Go >= 1.25)"),
     }
 }
+
+/// Where the default spec's end-to-end inputs live, shared by `tests/os_stages.rs` and
+/// `tests/reproducible.rs` so both build from the same paths (the stand-in agent and the
+/// clients' stand-in trees), and where os_stages leaves its stemcell for the reproducibility
+/// check (`reference/`).
+pub fn shared_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-default");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// What a reference stemcell was built from: the mirror and the `--set` flags, one per line.
+fn reference_inputs(mirror: &str, sets: &[String]) -> String {
+    format!("mirror={mirror}\n{}\n", sets.join("\n"))
+}
+
+/// Keeps `stemcell`, built from scratch (`--force`) from `sets`, as the reference the
+/// reproducibility check builds against (a hard link, or a copy on another filesystem).
+pub fn keep_reference(stemcell: &Path, mirror: &str, sets: &[String]) {
+    let dir = shared_dir().join("reference");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let kept = dir.join(stemcell.file_name().unwrap());
+    if std::fs::hard_link(stemcell, &kept).is_err() {
+        std::fs::copy(stemcell, &kept).unwrap();
+    }
+    // Written last: a reference without it is not used.
+    std::fs::write(dir.join("inputs"), reference_inputs(mirror, sets)).unwrap();
+}
+
+/// The reference stemcell os_stages built from exactly these inputs, if it did.
+#[allow(dead_code)] // tests/reproducible.rs's
+pub fn reference(mirror: &str, sets: &[String]) -> Option<PathBuf> {
+    let dir = shared_dir().join("reference");
+    let inputs = std::fs::read_to_string(dir.join("inputs")).ok()?;
+    if inputs != reference_inputs(mirror, sets) {
+        eprintln!("the kept stemcell in {} was built from other inputs: building twice", dir.display());
+        return None;
+    }
+    std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+}

@@ -1,4 +1,4 @@
-//! Stage `12-dev-tools` in the default stemcell: gcc, g++, make and patch under `/usr/bin`,
+//! Stage `02-dev-tools` in the default stemcell: gcc, g++, make and patch under `/usr/bin`,
 //! `/var/vcap/bosh/etc/dev_tools_file_list` listing their files (never a directory: the agent
 //! runs `rm -rf` on each line), the static libraries' list, and the stemcell's
 //! `dev_tools_file_list.txt` equal to the image's list.
@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{check, Root, F};
 
-/// Stage 12-dev-tools (the default spec has `dev_tools: true`): the compilers a compilation VM
+/// Stage 02-dev-tools (the default spec has `dev_tools: true`): the compilers a compilation VM
 /// runs, and the list of their files the agent deletes for `env.bosh.remove_dev_tools`.
 #[rustfmt::skip]
 pub fn assert_dev_tools(r: &Root) {

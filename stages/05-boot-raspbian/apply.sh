@@ -13,7 +13,7 @@ ls "$boot"/kernel*.img >/dev/null 2>&1 || {
 # operators read), and the initramfs that comes with the kernel where there is one.
 if [ ! -e "$boot/config.txt" ]; then
   {
-    echo "# Written by pistemcell (65-boot-raspbian). The firmware picks kernel.img, kernel7.img,"
+    echo "# Written by pistemcell (05-boot-raspbian). The firmware picks kernel.img, kernel7.img,"
     echo "# kernel7l.img or kernel8.img for the board."
     echo "[all]"
     echo "enable_uart=1"
