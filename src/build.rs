@@ -415,15 +415,44 @@ fn run_stages(
     }
     let audit = steps::audit::json_path(&report.output);
     let t = std::time::Instant::now();
-    let packed = pistemcell::pack::write::write_stemcell(
-        &ctx.spec,
-        &report.output,
-        audit.is_file().then_some(audit.as_path()),
-        &dir,
-        epoch,
-        threads,
-        &keys,
-    )
+    // The monit proof runs on the finished tree beside the packing (both only read it; the
+    // proof mostly waits on monit's cycles); the stemcell is put in place only once it passed.
+    let monit_ran = report
+        .stages
+        .iter()
+        .any(|s| s.name == steps::monit::NAME && s.outcome != pipeline::Outcome::Skipped);
+    let proof: std::sync::Mutex<Option<Result<(), String>>> = std::sync::Mutex::new(None);
+    let done = std::sync::Condvar::new();
+    let packed = std::thread::scope(|scope| {
+        if monit_ran {
+            scope.spawn(|| {
+                let r =
+                    steps::monit::prove_finished(ctx, &report.output).map_err(|e| e.to_string());
+                *proof.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                done.notify_all();
+            });
+        }
+        let gate = || -> Result<(), String> {
+            if !monit_ran {
+                return Ok(());
+            }
+            let mut r = proof.lock().unwrap_or_else(|p| p.into_inner());
+            while r.is_none() {
+                r = done.wait(r).unwrap_or_else(|p| p.into_inner());
+            }
+            r.clone().unwrap_or(Ok(()))
+        };
+        pistemcell::pack::write::write_stemcell_gated(
+            &ctx.spec,
+            &report.output,
+            audit.is_file().then_some(audit.as_path()),
+            &dir,
+            epoch,
+            threads,
+            &keys,
+            &gate,
+        )
+    })
     .with_context(|| format!("packing the stemcell of {name}"))?;
     reporter.step(&format!(
         "stemcell: {} (sha1 {}, {:.1} MB, written and read back in {:.1} s: {})",
@@ -555,9 +584,7 @@ pub fn check_reproducible(
         let shown = &built[usize::from(against.is_some())];
         reporter.step(&format!(
             "reproducible: both builds wrote {} (sha256 {a}){}",
-            shown
-                .file_name()
-                .map_or("".into(), |n| n.to_string_lossy()),
+            shown.file_name().map_or("".into(), |n| n.to_string_lossy()),
             against.map_or(String::new(), |p| format!("; the first is {}", p.display()))
         ));
         println!("{}", shown.display());

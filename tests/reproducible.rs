@@ -69,7 +69,10 @@ fn the_default_spec_built_twice_from_scratch_gives_the_same_stemcell() {
         .unwrap_or_else(|| name(&work.join("reproducible/build-1/stemcells")));
     let second = name(&work.join("reproducible/build-2/stemcells"));
     assert_eq!(first.file_name(), second.file_name());
-    assert_eq!(std::fs::read(first).unwrap(), std::fs::read(second).unwrap());
+    assert_eq!(
+        std::fs::read(first).unwrap(),
+        std::fs::read(second).unwrap()
+    );
     let left = pistemcell::rootfs::mounts::mounts_under(tmp.path());
     assert!(left.is_empty(), "left mounted: {left:?}");
 }

@@ -50,6 +50,14 @@ pub enum StemcellError {
         /// What `inspect` found.
         reason: String,
     },
+    /// What had to pass before the stemcell is written did not (the monit proof).
+    #[error("{reason}; the stemcell {path} was not written")]
+    Gate {
+        /// The stemcell.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// The stemcell member holding `check-os`'s report.
@@ -72,6 +80,25 @@ pub fn write_stemcell(
     epoch: u64,
     threads: usize,
     stages: &[(String, String)],
+) -> Result<Packed, StemcellError> {
+    let ungated = || Ok(());
+    write_stemcell_gated(
+        spec, rootfs, audit_json, out_dir, epoch, threads, stages, &ungated,
+    )
+}
+
+/// [`write_stemcell`], with `gate` called once the stemcell is written and read back and
+/// before it is put in place: an error there (what ran beside the packing failed) removes it.
+#[allow(clippy::too_many_arguments)]
+pub fn write_stemcell_gated(
+    spec: &Resolved,
+    rootfs: &Path,
+    audit_json: Option<&Path>,
+    out_dir: &Path,
+    epoch: u64,
+    threads: usize,
+    stages: &[(String, String)],
+    gate: &(dyn Fn() -> Result<(), String> + Sync),
 ) -> Result<Packed, StemcellError> {
     std::fs::create_dir_all(out_dir).map_err(io("creating", out_dir))?;
     // Refused before any work: the stemcell and its sums replace only regular files.
@@ -187,13 +214,18 @@ pub fn write_stemcell(
     })?;
     lap("read back");
     let (sha1, sha256) = stemcell::file_digests(&staged).map_err(io("reading", &staged))?;
+    lap("digests");
+    gate().map_err(|reason| StemcellError::Gate {
+        path: dest.clone(),
+        reason,
+    })?;
+    lap("waiting for the monit proof");
     crate::owned::check_destination(&dest)?;
     std::fs::rename(&staged, &dest).map_err(io("moving the stemcell to", &dest))?;
     if let Err((p, e)) = crate::atomic::write_sums(&dest, &sha1, &sha256) {
         crate::atomic::remove_with_sums(&dest);
         return Err(io("writing", &p)(e));
     }
-    lap("digests");
     Ok(Packed {
         path: dest,
         sha1,

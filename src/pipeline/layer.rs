@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::tarwrite::tree::{self, Kind, TreeError};
+use crate::tarwrite::tree::{self, Kind, TreeEntry, TreeError};
 use crate::tarwrite::{self, TarStats};
 
 /// How far before the stage's start an inode change still counts as the stage's, when the
@@ -35,10 +35,24 @@ pub struct Before {
 /// What a stage changed, found by [`delta`].
 #[derive(Debug, Default)]
 pub struct Delta {
-    /// Entries (relative paths) the layer holds.
-    include: HashSet<Vec<u8>>,
+    /// The entries the layer holds, in walk order.
+    entries: Vec<TreeEntry>,
     /// Paths to remove before the layer is extracted, sorted so children come before parents.
     pub remove: Vec<Vec<u8>>,
+    /// The tree as the stage left it: the listing the next stage starts from, with
+    /// [`Delta::into_listing`], when nothing changes it in between.
+    after: HashMap<Vec<u8>, bool>,
+}
+
+impl Delta {
+    /// The tree as the stage left it, as the listing of the next stage (taken now: the next
+    /// stage's changes are those from now on).
+    pub fn into_listing(self, root: &Path) -> Before {
+        Before {
+            entries: self.after,
+            since: Some(fs_now(root)),
+        }
+    }
 }
 
 /// Lists the tree at `root` (taken just before a stage runs).
@@ -81,74 +95,72 @@ fn ancestors(rel: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::once(&rel[..0]).chain(cuts.map(move |i| &rel[..i]))
 }
 
-/// Finds what changed in `root` since `before` was listed.
+/// Finds what changed in `root` since `before` was listed, in one walk of the tree (which
+/// also keeps the entries the layer holds, and the listing of the tree as it is now).
 pub fn delta(root: &Path, before: &Before) -> Result<Delta, TreeError> {
     let since = before.since.unwrap_or(UNIX_EPOCH);
     let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut after = HashSet::new();
+    let mut after = HashMap::new();
+    let mut walked: Vec<TreeEntry> = Vec::new();
     let mut changed: Vec<Vec<u8>> = Vec::new();
     let mut remove = Vec::new();
     tree::walk::<TreeError>(root, &|_| true, &mut |e| {
         let rel = tree::rel_bytes(&e.rel).to_vec();
-        after.insert(rel.clone());
+        let now_dir = e.kind == Kind::Dir;
+        after.insert(rel.clone(), now_dir);
         if e.kind == Kind::Socket {
             return Ok(());
         }
-        let meta = std::fs::symlink_metadata(&e.path).map_err(|source| TreeError::Io {
-            op: "inspect",
-            path: e.path.clone(),
-            source,
-        })?;
-        let ctime = Duration::new(
-            u64::try_from(meta.ctime()).unwrap_or(0),
-            u32::try_from(meta.ctime_nsec()).unwrap_or(0),
-        );
         let was = before.entries.get(&rel);
-        if was.is_none() || ctime >= since {
-            let now_dir = e.kind == Kind::Dir;
+        let is_changed = was.is_none() || e.ctime >= since;
+        if is_changed {
             // A directory stays and takes the layer's entries; anything else is replaced.
             if was.is_some_and(|&was_dir| !now_dir || !was_dir) {
                 remove.push(rel.clone());
             }
             changed.push(rel);
         }
+        // Kept for the layer: what changed, and every directory (it may be an ancestor).
+        if now_dir || is_changed {
+            walked.push(e.clone());
+        }
         Ok(())
     })?;
     for rel in before.entries.keys() {
-        if !after.contains(rel) {
+        if !after.contains_key(rel) {
             remove.push(rel.clone());
         }
     }
     let mut include: HashSet<Vec<u8>> = HashSet::new();
     for rel in changed.iter().chain(remove.iter()) {
         for a in ancestors(rel) {
-            if after.contains(a) {
+            if after.contains_key(a) {
                 include.insert(a.to_vec());
             }
         }
     }
     include.extend(changed);
+    walked.retain(|e| include.contains(tree::rel_bytes(&e.rel)));
     remove.sort_unstable_by(|a, b| b.cmp(a));
     remove.dedup();
-    Ok(Delta { include, remove })
+    Ok(Delta {
+        entries: walked,
+        remove,
+        after,
+    })
 }
 
 /// Appends the layer's entries (in walk order) to `builder`.
 pub fn write_delta<W: Write>(
-    root: &Path,
     delta: &Delta,
     builder: &mut tar::Builder<W>,
 ) -> Result<TarStats, TreeError> {
     let mut stats = TarStats::default();
-    tree::walk::<TreeError>(root, &|_| true, &mut |e| {
-        if e.kind == Kind::Socket || !delta.include.contains(tree::rel_bytes(&e.rel)) {
-            return Ok(());
-        }
+    for e in &delta.entries {
         tarwrite::append_entry(builder, e)?;
         stats.entries += 1;
         stats.bytes += e.size;
-        Ok(())
-    })?;
+    }
     Ok(stats)
 }
 

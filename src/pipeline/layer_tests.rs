@@ -74,23 +74,38 @@ fn a_layer_chain_restores_exactly_what_was_saved() {
     stage(&work);
     let delta = layer::delta(&work, &before).unwrap();
     let top = Manifest::new("20-b", [("n".to_string(), "2".to_string())].into());
-    let saved = store.save_layer(&work, &top, &base.key, &delta).unwrap();
+    let saved = store.save_layer(&top, &base.key, &delta).unwrap();
     // Only what changed and the directories above it (and what was removed): 15 entries,
     // not etc/d nor the untouched file in it.
     assert_eq!(saved.tar.entries, 15, "{:?}", saved.tar);
-    // A third stage that changes nothing stores an (almost) empty layer.
-    let before = layer::listing(&work).unwrap();
+    // A third stage that changes nothing stores an (almost) empty layer; it starts from the
+    // listing the second one's walk left, as in a build.
+    let before = delta.into_listing(&work);
     let delta = layer::delta(&work, &before).unwrap();
     let idle = Manifest::new("30-c", [("n".to_string(), "3".to_string())].into());
-    store.save_layer(&work, &idle, &top.key, &delta).unwrap();
+    let saved = store.save_layer(&idle, &top.key, &delta).unwrap();
+    assert!(saved.tar.entries <= 1, "{:?}", saved.tar);
     assert!(store.has(&idle.key) && store.has(&top.key));
-
     for key in [&top.key, &idle.key] {
         let out = dir.path().join(format!("out-{}", &key[..8]));
         fs::create_dir(&out).unwrap();
         store.restore(key, "x", &out).unwrap();
         equal_trees(&work, &out, Mtimes::Keep).unwrap();
     }
+    // A fourth, from the third's listing: a new file and a removed one are its layer.
+    let before = delta.into_listing(&work);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    fs::write(work.join("etc/fourth"), "4").unwrap();
+    fs::remove_file(work.join("etc/new")).unwrap();
+    let delta = layer::delta(&work, &before).unwrap();
+    assert_eq!(delta.remove, vec![b"etc/new".to_vec()]);
+    let last = Manifest::new("40-d", [("n".to_string(), "4".to_string())].into());
+    store.save_layer(&last, &idle.key, &delta).unwrap();
+
+    let out = dir.path().join("out-last");
+    fs::create_dir(&out).unwrap();
+    store.restore(&last.key, "x", &out).unwrap();
+    equal_trees(&work, &out, Mtimes::Keep).unwrap();
 
     // Eviction keeps the bases of what it keeps; a layer without its base is not there.
     store.evict(1).unwrap();

@@ -344,6 +344,9 @@ fn run_once(
             // The key of the last applicable stage passed: a stage whose parent's snapshot is
             // in the store saves a layer on it.
             let mut parent_key: Option<String> = None;
+            // The tree as the stage that just ran left it (its layer's walk): the next stage's
+            // listing, without walking the tree again.
+            let mut left: Option<layer::Delta> = None;
             for (i, p) in planned.iter().enumerate().take(stop).skip(start) {
                 let line = |outcome, seconds, snapshot_seconds| StageRun {
                     name: p.name.clone(),
@@ -387,9 +390,10 @@ fn run_once(
                 background.wait_for(i);
                 let base = parent.filter(|k| store.has(k));
                 let t_list = Instant::now();
-                let before = match &base {
-                    Some(_) => Some(layer::listing(&root)?),
-                    None => None,
+                let before = match (&base, left.take()) {
+                    (Some(_), Some(d)) => Some(d.into_listing(&root)),
+                    (Some(_), None) => Some(layer::listing(&root)?),
+                    (None, _) => None,
                 };
                 let listed = t_list.elapsed();
                 stages[i].run(ctx, &root)?;
@@ -399,7 +403,9 @@ fn run_once(
                 let (saved, kind) = match (&base, &before) {
                     (Some(b), Some(l)) => {
                         let d = layer::delta(&root, l)?;
-                        (store.save_layer(&root, manifest, b, &d)?, "layer")
+                        let saved = store.save_layer(manifest, b, &d)?;
+                        left = Some(d);
+                        (saved, "layer")
                     }
                     _ => (store.save(&root, manifest)?, "full"),
                 };

@@ -211,18 +211,16 @@ impl Store {
         self.write(manifest, None, |b| tarwrite::write_tree(root, b))
     }
 
-    /// Saves what the stage changed in `root` (`delta`) as a layer on the snapshot `base`.
+    /// Saves what the stage changed (`delta`, found in the tree) as a layer on the snapshot
+    /// `base`.
     pub fn save_layer(
         &self,
-        root: &Path,
         manifest: &Manifest,
         base: &str,
         delta: &layer::Delta,
     ) -> Result<Saved, PipelineError> {
         let layer = layer::encode(base, &delta.remove);
-        self.write(manifest, Some(layer), |b| {
-            layer::write_delta(root, delta, b)
-        })
+        self.write(manifest, Some(layer), |b| layer::write_delta(delta, b))
     }
 
     /// Writes the tar (by `fill`), the layer file when given, then the manifest, each to a

@@ -296,12 +296,14 @@ pub fn install(
     // The host's dpkg reads the statoverride entries with the host's user database: numeric
     // ids (the rootfs's) while it runs, names again after.
     let numeric = match mode {
-        Mode::Host => Some(super::statoverride::Numeric::apply(root).map_err(|e| {
-            DpkgError::Io {
-                path: root.join(super::statoverride::DB),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })?),
+        Mode::Host => {
+            Some(
+                super::statoverride::Numeric::apply(root).map_err(|e| DpkgError::Io {
+                    path: root.join(super::statoverride::DB),
+                    source: std::io::Error::other(e.to_string()),
+                })?,
+            )
+        }
         Mode::Chroot => None,
     };
     let mut result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
@@ -471,7 +473,11 @@ mod tests {
         init_database(root.path()).unwrap();
         assert_eq!(host_dpkg_unusable_for(root.path()), None);
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
-        std::fs::write(root.path().join("etc/passwd"), "_chrony:x:101:104::/:/bin/false\n").unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "_chrony:x:101:104::/:/bin/false\n",
+        )
+        .unwrap();
         std::fs::write(root.path().join("etc/group"), "_chrony:x:104:\n").unwrap();
         std::fs::write(
             root.path().join("var/lib/dpkg/statoverride"),

@@ -42,7 +42,10 @@ impl Stage for InitramfsStage {
         if initramfs::kernels_without_initramfs(root).is_empty() {
             return Ok(());
         }
-        let log = ctx.log_dir().map_err(fail)?.join(format!("{}.log", initramfs::STAGE));
+        let log = ctx
+            .log_dir()
+            .map_err(fail)?
+            .join(format!("{}.log", initramfs::STAGE));
         let _mounts = mounts::ChrootMounts::setup(root).map_err(fail)?;
         crate::bootstrap::finish_with_host_tools(ctx, root, initramfs::STAGE, None, true, &log)
             .map_err(fail)

@@ -1,5 +1,6 @@
 //! The built-in `55-monit` stage: the pinned monit at `/var/vcap/bosh/bin/monit`, proven to
-//! do what the agent needs.
+//! do what the agent needs (the proof runs on the finished tree while the stemcell is packed:
+//! [`prove_finished`]).
 //!
 //! The spec pins `monit.version` and gives exactly one of `source` (a tarball, cross-compiled
 //! with Debian's cross toolchain, see `monit_build`), `deb` (its monit binary, with the
@@ -25,7 +26,7 @@ pub const NAME: &str = "55-monit";
 /// Where monit lives in the image.
 pub const MONIT_PATH: &str = "/var/vcap/bosh/bin/monit";
 /// Bumped when the stage's behaviour changes (part of its cache key).
-const FORMAT: &str = "2";
+const FORMAT: &str = "3";
 
 /// Errors of the monit stage.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +100,7 @@ impl Stage for MonitStage {
         NAME
     }
     fn description(&self) -> &str {
-        "the pinned monit (built from source, from a .deb or a binary), proven to answer the agent's requests"
+        "the pinned monit (built from source, from a .deb or a binary); its proof that it answers the agent's requests runs on the finished tree while the stemcell is packed"
     }
     fn applies(&self, _ctx: &BuildContext) -> bool {
         true
@@ -110,7 +111,6 @@ impl Stage for MonitStage {
             ("monit-format".into(), FORMAT.into()),
             ("monit.version".into(), m.version.clone()),
             (field(m), m.from.artifact().digest()),
-            ("monit.skip_proof".into(), m.skip_proof.to_string()),
             (
                 "target".into(),
                 format!(
@@ -195,6 +195,35 @@ fn install(ctx: &BuildContext, root: &Path) -> Result<(), MonitError> {
     ctx.reporter.detail(&format!(
         "installed {MONIT_PATH} from monit.{kind} {location}"
     ));
+    // `monit -V` now (it runs in the tree as it is); the proof runs on the finished tree,
+    // while the stemcell is packed (`prove_finished`).
+    let t = std::time::Instant::now();
+    let mounts = crate::rootfs::mounts::ChrootMounts::setup(root)
+        .map_err(|e| MonitError::Other(format!("monit -V: mounting /proc, /sys, /dev: {e}")))?;
+    let version = version_check(root, &m.version);
+    drop(mounts);
+    version.map_err(|failure| MonitError::Proof {
+        version: m.version.clone(),
+        kind,
+        location: location.clone(),
+        failure: Box::new(failure),
+        log: PathBuf::from("(monit -V prints to the build log)"),
+    })?;
+    ctx.reporter.detail(&format!(
+        "monit -V prints {} ({:.1} s)",
+        m.version,
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// The proof (`monit_proof`) on the finished rootfs, in a throwaway overlay of it: run by the
+/// build while the stemcell is packed (the tree is only read then), so its waits on monit's
+/// cycles cost no build time. `monit.skip_proof: true` turns a failure into a warning.
+pub fn prove_finished(ctx: &BuildContext, root: &Path) -> Result<(), MonitError> {
+    let m = &ctx.spec.monit;
+    let kind = m.from.kind();
+    let location = m.from.artifact().location().to_string();
     let log = ctx
         .log_dir()
         .map_err(|e| MonitError::Other(e.to_string()))?
@@ -204,7 +233,7 @@ fn install(ctx: &BuildContext, root: &Path) -> Result<(), MonitError> {
     match prove(ctx, root, &m.version, &log)? {
         Ok(transcript) => {
             ctx.reporter.step(&format!(
-                "monit {}: proof passed in {:.0} s ({})",
+                "monit {}: proof passed in {:.0} s, on the finished tree while the stemcell was packed ({})",
                 m.version,
                 t.elapsed().as_secs_f64(),
                 transcript.join("; ")

@@ -101,6 +101,8 @@ pub struct TreeEntry {
     pub size: u64,
     /// Extended attributes (name, value), sorted by name.
     pub xattrs: Xattrs,
+    /// When the inode last changed (`ctime`), since the epoch.
+    pub ctime: std::time::Duration,
 }
 
 /// Walks `root` depth first, children sorted by name, calling `visit` for every entry
@@ -195,6 +197,10 @@ fn make_entry(
         gid: meta.gid(),
         mtime: meta.mtime(),
         size,
+        ctime: std::time::Duration::new(
+            u64::try_from(meta.ctime()).unwrap_or(0),
+            u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+        ),
     })
 }
 

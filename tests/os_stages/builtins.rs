@@ -159,26 +159,38 @@ pub fn assert_builtins(rootfs: &Path, agent: &Path, stderr: &str) {
     );
 }
 
-/// Reruns single stages on the first build's cache: the proof without skip_proof, an x86
-/// agent, and (when given) a monit source tarball and a bosh-agent tree.
+/// Reruns on the first build's cache: the monit proof without skip_proof (at packing time),
+/// an x86 agent (`--only 56-agent`), and (when given) a monit source tarball and a bosh-agent
+/// tree.
 pub fn reruns(work: &Path, cache: &Path, mirror: &str, base: &[String], monit_version: &str) {
     let with = |extra: &[String]| -> Vec<String> { base.iter().chain(extra).cloned().collect() };
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
 
+    // The proof runs on the finished tree while the stemcell is packed: every stage is cached
+    // (skip_proof is not part of any stage's key), and the stemcell must not be written.
+    let refused = work.join("refused-stemcell");
     let o = pistemcell(
         work,
         cache,
         mirror,
         &with(&["monit.skip_proof=false".into()]),
-        &["build", "--only", "55-monit"],
+        &["build", "--stemcell-dir", refused.to_str().unwrap()],
     );
     let e = stderr(&o);
     assert!(!o.status.success(), "Debian's monit must fail the proof");
     assert!(
         e.contains(&format!("monit {monit_version} (monit.deb "))
             && e.contains("fails the agent's request POST /pistemcell-proof action=start: answered HTTP 403 Forbidden")
-            && e.contains("monit.skip_proof: true"),
+            && e.contains("monit.skip_proof: true")
+            && e.contains("was not written"),
         "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&refused)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "a stemcell whose monit fails the proof was left: {left:?}"
     );
 
     let host_true = pistemcell::cmd::find_on_path("true").unwrap();
@@ -214,7 +226,8 @@ pub fn reruns(work: &Path, cache: &Path, mirror: &str, base: &[String], monit_ve
             ];
             let base: Vec<String> = base.iter().filter(|s| !s.starts_with("monit.")).cloned().collect();
             let all: Vec<String> = base.into_iter().chain(src).collect();
-            let o = pistemcell(work, cache, mirror, &all, &["build", "--only", "55-monit"]);
+            let dir = work.join("monit-source-stemcell");
+            let o = pistemcell(work, cache, mirror, &all, &["build", "--stemcell-dir", dir.to_str().unwrap()]);
             let e = stderr(&o);
             assert!(o.status.success(), "monit {version} from source must pass the proof:\n{e}");
             assert!(e.contains(&format!("monit {version}: proof passed")), "{e}");
@@ -271,7 +284,10 @@ pub fn reference(mirror: &str, sets: &[String]) -> Option<PathBuf> {
     let dir = shared_dir().join("reference");
     let inputs = std::fs::read_to_string(dir.join("inputs")).ok()?;
     if inputs != reference_inputs(mirror, sets) {
-        eprintln!("the kept stemcell in {} was built from other inputs: building twice", dir.display());
+        eprintln!(
+            "the kept stemcell in {} was built from other inputs: building twice",
+            dir.display()
+        );
         return None;
     }
     std::fs::read_dir(&dir)
