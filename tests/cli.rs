@@ -96,6 +96,52 @@ fn inspect_names_what_is_wrong_and_unknown_stage_names_list_the_valid_ones() {
 }
 
 #[test]
+fn check_reproducible_against_refuses_what_is_not_a_stemcell_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("earlier.tgz");
+    let o = pistemcell(
+        dir.path(),
+        &[
+            "build",
+            "--check-reproducible-against",
+            missing.to_str().unwrap(),
+        ],
+    );
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("earlier.tgz") && e.contains("No such file"),
+        "{e}"
+    );
+    std::fs::write(&missing, "not a stemcell").unwrap();
+    let o = pistemcell(
+        dir.path(),
+        &[
+            "build",
+            "--check-reproducible-against",
+            missing.to_str().unwrap(),
+        ],
+    );
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("earlier.tgz") && e.contains("give the .tgz of a stemcell built earlier"),
+        "{e}"
+    );
+    let o = pistemcell(
+        dir.path(),
+        &[
+            "build",
+            "--check-reproducible-against",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    // Nothing was built.
+    assert!(!dir.path().join("work/reproducible").exists());
+}
+
+#[test]
 fn clean_empties_the_work_dir_and_with_cache_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("work/rootfs/etc")).unwrap();

@@ -517,6 +517,20 @@ fn default_spec_rootfs_has_the_bosh_os() {
     );
     assert_bosh_os(&rootfs, "bakery");
     builtins::assert_builtins(&rootfs, &agent, &stderr);
+    // Every stage's packages went through the host's dpkg (the statoverride owners as the
+    // rootfs's ids while it ran), and the database has its names back.
+    check(
+        !stderr.contains("using the target's dpkg"),
+        format!("a stage fell back to the emulated dpkg:\n{stderr}"),
+    );
+    let overrides = std::fs::read_to_string(rootfs.join("var/lib/dpkg/statoverride")).unwrap();
+    check(
+        overrides.contains("_chrony")
+            && !overrides
+                .lines()
+                .any(|l| l.starts_with('#') || l.contains(" #")),
+        format!("statoverride must name its owners:\n{overrides}"),
+    );
     // The build ends with the stemcell, read back; inspect agrees.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stemcell = Path::new(stdout.trim());
