@@ -259,9 +259,45 @@ pub fn shared_dir() -> PathBuf {
     d
 }
 
-/// What a reference stemcell was built from: the mirror and the `--set` flags, one per line.
+/// What a reference stemcell was built from: the pistemcell binary, the stages and assets it
+/// read, the mirror and the `--set` flags, one per line (a reference left by an older tree is
+/// not used).
 fn reference_inputs(mirror: &str, sets: &[String]) -> String {
-    format!("mirror={mirror}\n{}\n", sets.join("\n"))
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    format!(
+        "binary={}\nstages={}\nassets={}\nmirror={mirror}\n{}\n",
+        sha256(Path::new(env!("CARGO_BIN_EXE_pistemcell"))),
+        tree_digest(&repo.join("stages")),
+        tree_digest(&repo.join("assets")),
+        sets.join("\n")
+    )
+}
+
+/// The sha256 of every file's path and contents under `dir`, in name order.
+fn tree_digest(dir: &Path) -> String {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<u8>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            out.extend_from_slice(rel.as_bytes());
+            out.push(0);
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                out.extend_from_slice(&std::fs::read(&p).unwrap());
+                out.push(0);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(dir, dir, &mut all);
+    use sha2::Digest;
+    pistemcell::tarwrite::tree::hex(&sha2::Sha256::digest(&all))
 }
 
 /// Keeps `stemcell`, built from scratch (`--force`) from `sets`, as the reference the
