@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod artifacts;
 mod build;
 mod doctor_cmd;
+mod reproducible;
 
 use pistemcell::progress::{Reporter, Verbosity};
 use pistemcell::{audit, checkos, context, owned, pipeline, rootfs, spec, steps, workdir};

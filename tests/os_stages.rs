@@ -15,6 +15,8 @@
 //! `PISTEMCELL_TEST_RAW_STEMCELL=TGZ` boot-tests a raw stemcell built with the real agent
 //! instead (and `PISTEMCELL_TEST_UNPATCHED_AGENT=BIN` a copy with an unpatched agent).
 
+#[path = "os_stages/bakery.rs"]
+mod bakery;
 #[path = "os_stages/boot.rs"]
 mod boot;
 #[path = "os_stages/builtins.rs"]
@@ -413,7 +415,7 @@ pub fn assert_bosh_os(root: &Path, infrastructure: &str) {
     match infrastructure {
         "bakery" => {
             assert_eq!(agent, json(BAKERY_AGENT_JSON), "bakery agent.json");
-            assert_bakery_disks(&r, &pkgs);
+            bakery::assert_bakery_disks(&r, &pkgs);
         }
         "raw" => {
             // The agent partitions the card at first boot (raw.partition_card, default true).
@@ -435,38 +437,6 @@ pub fn assert_bosh_os(root: &Path, infrastructure: &str) {
 
 /// Bakery's disk shim: the agent runs `/etc/init.d/open-iscsi restart` and then
 /// `/etc/init.d/multipath-tools restart` after partitioning a /dev/mapper device.
-fn assert_bakery_disks(r: &Root, pkgs: &BTreeSet<String>) {
-    for p in ["nfs-common", "kpartx", "jq", "dmsetup"] {
-        check(pkgs.contains(p), format!("the Bakery disk shim needs {p}"));
-    }
-    r.node("/etc/init.d/open-iscsi", F, 0o755, "root", "root");
-    r.script("/etc/init.d/open-iscsi");
-    let shim = r.read("/etc/init.d/open-iscsi");
-    for needle in [
-        "/piConfig/disks.json",
-        "kpartx -a -s -p -part",
-        "mount -t nfs",
-        "/dev/loop$n",
-    ] {
-        check(
-            shim.contains(needle),
-            format!("the disk shim lacks `{needle}`"),
-        );
-    }
-    r.script("/etc/init.d/multipath-tools");
-    r.node("/piConfig", D, 0o700, "root", "root");
-    if r.systemd() {
-        check(
-            r.enabled("multi-user.target", "bakery-disks.service"),
-            "bakery-disks.service",
-        );
-        check(
-            r.enabled("timers.target", "bakery-disks.timer"),
-            "bakery-disks.timer",
-        );
-    }
-}
-
 #[test]
 fn default_spec_rootfs_has_the_bosh_os() {
     if let Some(tgz) = std::env::var_os("PISTEMCELL_TEST_RAW_STEMCELL") {
@@ -517,20 +487,7 @@ fn default_spec_rootfs_has_the_bosh_os() {
     );
     assert_bosh_os(&rootfs, "bakery");
     builtins::assert_builtins(&rootfs, &agent, &stderr);
-    // Every stage's packages went through the host's dpkg (the statoverride owners as the
-    // rootfs's ids while it ran), and the database has its names back.
-    check(
-        !stderr.contains("using the target's dpkg"),
-        format!("a stage fell back to the emulated dpkg:\n{stderr}"),
-    );
-    let overrides = std::fs::read_to_string(rootfs.join("var/lib/dpkg/statoverride")).unwrap();
-    check(
-        overrides.contains("_chrony")
-            && !overrides
-                .lines()
-                .any(|l| l.starts_with('#') || l.contains(" #")),
-        format!("statoverride must name its owners:\n{overrides}"),
-    );
+    bakery::assert_host_dpkg(&rootfs, &stderr);
     // The build ends with the stemcell, read back; inspect agrees.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stemcell = Path::new(stdout.trim());
