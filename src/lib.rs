@@ -13,6 +13,7 @@
 //! | layer | modules | what they are |
 //! |---|---|---|
 //! | commands | `boottest` `diff` `doctor` `os_image` | `boot-test` (and the deploy proof), `diff`, `doctor`, `build --os-image` |
+//! | VMs | `vm` | a stemcell's disk, overlays, qemu VMs (guarded or detached) and their logs: what boot-test and the CPI share |
 //! | stemcell | `pack` `deploy` | the stemcell tarball: writing, inspecting, verifying; the director's side of the deploy proof |
 //! | sbom | `sbom` | SPDX and CycloneDX documents made from a rootfs |
 //! | built-in stages | `steps` | bootstrap, monit, agent, blobstore clients and audit stages, and the whole stage list |
@@ -66,4 +67,5 @@ pub mod spec;
 pub mod steps;
 pub mod tarwrite;
 pub mod untrusted;
+pub mod vm;
 pub mod workdir;

@@ -27,10 +27,11 @@ use serde_json::json;
 
 use super::checks::Checks;
 use super::steps::Steps;
-use super::{guest, mbus, vm, BootTestError, Logs};
+use super::{guest, mbus, BootTestError, Logs};
 use crate::deploy::dav::DavServer;
 use crate::deploy::director::{BlobRef, Director, DrainKind};
 use crate::deploy::release::{TestRelease, JOB, PACKAGE, PACKAGE_VERSION};
+use crate::vm;
 
 /// The host as the guest sees it on qemu's user network (connections reach the host's 127.0.0.1).
 pub const GUEST_HOST: &str = "10.0.2.2";
@@ -46,9 +47,9 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Everything the proof drives.
 pub struct Session<'a> {
     /// How the VM is started (again, for the reboot).
-    pub cfg: vm::VmConfig,
+    pub cfg: vm::qemu::VmConfig,
     /// The running VM.
-    pub machine: vm::Vm,
+    pub machine: vm::qemu::Vm,
     /// The agent's mbus.
     pub mbus: &'a mbus::Mbus,
     /// The blobstore.
@@ -180,9 +181,10 @@ impl Session<'_> {
 
     fn reboot(&mut self, d: &D) -> Result<String, String> {
         let down = Instant::now();
-        let clean = self
-            .machine
-            .shutdown(&self.cfg.dir, Duration::from_secs(120));
+        let clean = self.machine.shutdown(
+            &self.cfg.dir.join(guest::CONTROL_SOCKET),
+            Duration::from_secs(120),
+        );
         if !clean {
             self.machine.stop(Duration::from_secs(20));
             return Err(format!(
@@ -194,7 +196,7 @@ impl Session<'_> {
         let dir = self.cfg.dir.join("after-reboot");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         self.cfg.dir = dir.clone();
-        self.machine = vm::Vm::start(&self.cfg).map_err(|e| e.to_string())?;
+        self.machine = vm::qemu::Vm::start(&self.cfg).map_err(|e| e.to_string())?;
         let powered = Instant::now();
         self.logs = Logs::new(&dir);
         self.wait_for("ping after the reboot", |_| {
@@ -227,7 +229,7 @@ pub fn run(s: &mut Session, proof: &mut Steps) -> Result<(), BootTestError> {
                 compiled = Some(blob);
                 detail
             }),
-            "mount-disk" => mount(&d, Some(&s.cfg.persistent_device())),
+            "mount-disk" => mount(&d, Some(&persistent_device(&s.cfg))),
             "apply" => match &compiled {
                 Some(c) => apply(s, &d, &release, c),
                 None => Err("no compiled package".into()),
@@ -300,6 +302,11 @@ fn compile(s: &mut Session, d: &D, release: &TestRelease) -> Result<(BlobRef, St
         bytes.len()
     );
     Ok((blob, detail))
+}
+
+/// The guest's device for the persistent disk: the last disk given.
+fn persistent_device(cfg: &vm::qemu::VmConfig) -> String {
+    cfg.disk_device(cfg.disks.len().saturating_sub(1))
 }
 
 /// Adds the persistent disk (at `add`, its device in the guest) when given, then mounts it.

@@ -31,6 +31,8 @@ pub const GUEST_MAC: &str = "52:54:00:12:34:56";
 pub const EPHEMERAL_SERIAL: &str = "pstc-ephemeral";
 /// The serial number of the deploy proof's persistent disk.
 pub const PERSISTENT_SERIAL: &str = "pstc-persistent";
+/// The unix socket (in the scratch dir) that reaches the probe's control port.
+pub const CONTROL_SOCKET: &str = "control.sock";
 
 /// The udev rule that turns discard off for the emulated SD card (see [`NO_DISCARD_RULE`]).
 pub const NO_DISCARD: &str = "etc/udev/rules.d/99-pistemcell-boot-test-no-discard.rules";

@@ -10,33 +10,23 @@
 pub mod card;
 pub mod checks;
 pub mod deploy;
-pub mod disk;
 pub mod guest;
 pub mod mbus;
-pub mod overlay;
 pub mod report;
 pub mod steps;
-pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::vm::{self, disk, overlay};
 use checks::{CheckId, Checks};
 
 /// Errors that stop the boot test before or around the VM (a failed check is a report).
 #[derive(Debug, thiserror::Error)]
 pub enum BootTestError {
-    /// The stemcell cannot be read as a disk stemcell.
-    #[error("stemcell {path}: {msg}")]
-    Stemcell {
-        /// The stemcell.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
-    /// The boot partition lacks what the test boots.
-    #[error("the image's boot partition: {0}")]
-    BootPartition(String),
+    /// The stemcell could not be read, the overlay written or the VM run.
+    #[error(transparent)]
+    Machine(#[from] crate::vm::VmError),
     /// Writing the test's files into the overlay failed.
     #[error("the boot test's overlay: {0}")]
     Overlay(String),
@@ -116,20 +106,20 @@ impl Report {
 /// The VM's three logs as the host follows them (a reboot starts new ones).
 pub struct Logs {
     /// The serial console.
-    pub console: vm::Follow,
+    pub console: vm::follow::Follow,
     /// The probe's port.
-    pub probe: vm::Follow,
+    pub probe: vm::follow::Follow,
     /// The agent's log, streamed.
-    pub agent_log: vm::Follow,
+    pub agent_log: vm::follow::Follow,
 }
 
 impl Logs {
     /// Followers of the logs a VM with log directory `dir` writes.
     pub fn new(dir: &Path) -> Logs {
         Logs {
-            console: vm::Follow::new(&dir.join("console.log")),
-            probe: vm::Follow::new(&dir.join("probe.log")),
-            agent_log: vm::Follow::new(&dir.join("agent.log")),
+            console: vm::follow::Follow::new(&dir.join("console.log")),
+            probe: vm::follow::Follow::new(&dir.join("probe.log")),
+            agent_log: vm::follow::Follow::new(&dir.join("agent.log")),
         }
     }
 }
@@ -359,25 +349,44 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         }
         _ => None,
     };
-    let port = vm::free_port()?;
+    let port = vm::qemu::free_port()?;
     let (persistent, job_port) = match opts.deploy {
-        true => (Some(deploy::persistent_disk(dir)?), Some(vm::free_port()?)),
+        true => (
+            Some(deploy::persistent_disk(dir)?),
+            Some(vm::qemu::free_port()?),
+        ),
         false => (None, None),
     };
-    let cfg = vm::VmConfig {
+    let drive = |path: PathBuf, serial: &str| vm::qemu::Drive {
+        path,
+        format: "raw",
+        serial: serial.to_string(),
+    };
+    let mut disks: Vec<vm::qemu::Drive> = ephemeral
+        .map(|e| drive(e, guest::EPHEMERAL_SERIAL))
+        .into_iter()
+        .collect();
+    disks.extend(persistent.map(|p| drive(p, guest::PERSISTENT_SERIAL)));
+    let mut forwards = vec![(port, 6868)];
+    forwards.extend(job_port.map(|p| (p, deploy::JOB_PORT)));
+    let cfg = vm::qemu::VmConfig {
         arch: d.arch.clone(),
+        accel: vm::qemu::Accel::best_for(&d.arch),
         kernel,
         initramfs,
         root_partuuid: d.root_partuuid(),
         overlay: overlay_path,
         root_on_sd: on_sd,
-        ephemeral,
-        mbus_port: port,
-        persistent,
-        forwards: job_port
-            .map(|p| vec![(p, deploy::JOB_PORT)])
-            .unwrap_or_default(),
-        control: opts.deploy,
+        disks,
+        forwards,
+        mac: guest::GUEST_MAC.into(),
+        ports: vec![
+            (guest::PORT_PROBE.into(), dir.join("probe.log")),
+            (guest::PORT_AGENT_LOG.into(), dir.join("agent.log")),
+        ],
+        control: opts
+            .deploy
+            .then(|| (guest::PORT_CONTROL.into(), dir.join(guest::CONTROL_SOCKET))),
         memory_mib: opts.memory_mib,
         cpus: std::thread::available_parallelism().map_or(2, |n| n.get()),
         dir: dir.to_path_buf(),
@@ -388,7 +397,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     let mut checks = Checks::new(facts.monit_pin.clone(), facts.no_agent.as_deref(), plan);
     checks.expect_arch(&d.arch);
     progress(&format!("powering on: {kernel_note}"));
-    let mut machine = vm::Vm::start(&cfg)?;
+    let mut machine = vm::qemu::Vm::start(&cfg)?;
     let t0 = Instant::now();
     let mut logs = Logs::new(dir);
     let mut next_mbus = Duration::ZERO;

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::BootTestError;
+use super::VmError;
 
 /// The stemcell's image on scratch, with what the manifest says about it.
 pub struct Disk {
@@ -33,15 +33,15 @@ impl Disk {
     }
 }
 
-fn bad(stemcell: &Path, msg: impl Into<String>) -> BootTestError {
-    BootTestError::Stemcell {
+fn bad(stemcell: &Path, msg: impl Into<String>) -> VmError {
+    VmError::Stemcell {
         path: stemcell.to_path_buf(),
         msg: msg.into(),
     }
 }
 
 /// Reads `stemcell` (a .tgz): its manifest, and its `image` written raw to `dest`.
-pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, BootTestError> {
+pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, VmError> {
     let f = File::open(stemcell).map_err(|e| bad(stemcell, e.to_string()))?;
     let mut outer = tar::Archive::new(crate::untrusted::TarGuard::new(
         flate2::read::MultiGzDecoder::new(std::io::BufReader::new(f)),
@@ -210,12 +210,8 @@ pub struct BootFiles {
 
 /// Copies the kernel and initramfs named by the boot partition's `config.txt` to `kernel` and
 /// `initramfs`.
-pub fn boot_files(
-    disk: &Disk,
-    kernel: &Path,
-    initramfs: &Path,
-) -> Result<BootFiles, BootTestError> {
-    let err = |msg: String| BootTestError::BootPartition(msg);
+pub fn boot_files(disk: &Disk, kernel: &Path, initramfs: &Path) -> Result<BootFiles, VmError> {
+    let err = |msg: String| VmError::BootPartition(msg);
     let f = File::open(&disk.image).map_err(|e| err(e.to_string()))?;
     let fs = fatfs::FileSystem::new(
         crate::image::fat::Window::new(&f, disk.boot.0, disk.boot.1),

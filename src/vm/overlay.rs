@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 
 use sys_mount::{Mount, Unmount, UnmountFlags};
 
-use super::BootTestError;
+use super::VmError;
 use crate::image::loopdev::Loop;
 
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> BootTestError {
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> VmError {
     let msg = format!("{what} {}", path.display());
-    move |e| BootTestError::Overlay(format!("{msg}: {e}"))
+    move |e| VmError::Overlay(format!("{msg}: {e}"))
 }
 
 /// Creates `overlay` (qcow2) on top of the raw `image`; `size` (bytes) makes the disk larger
 /// than the image, as an SD card is larger than what is written to it.
-pub fn create(image: &Path, overlay: &Path, size: Option<u64>) -> Result<(), BootTestError> {
+pub fn create(image: &Path, overlay: &Path, size: Option<u64>) -> Result<(), VmError> {
     crate::cmd::run(
         Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -46,7 +46,7 @@ struct Export {
 }
 
 impl Export {
-    fn start(overlay: &Path, file: &Path) -> Result<Export, BootTestError> {
+    fn start(overlay: &Path, file: &Path) -> Result<Export, VmError> {
         std::fs::write(file, b"").map_err(io("creating", file))?;
         let mut cmd = Command::new("qemu-storage-daemon");
         cmd.arg("--blockdev")
@@ -78,13 +78,13 @@ impl Export {
                 if let Some(mut e) = export.child.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
-                return Err(BootTestError::Overlay(format!(
+                return Err(VmError::Overlay(format!(
                     "qemu-storage-daemon exited ({st}) before exporting the overlay: {}; it needs /dev/fuse (the fuse kernel module)",
                     err.trim()
                 )));
             }
             if Instant::now() > deadline {
-                return Err(BootTestError::Overlay(
+                return Err(VmError::Overlay(
                     "qemu-storage-daemon did not export the overlay within 20 s".into(),
                 ));
             }
@@ -128,10 +128,10 @@ impl MountedOverlay {
         overlay: &Path,
         part: (u64, u64),
         scratch: &Path,
-    ) -> Result<MountedOverlay, BootTestError> {
+    ) -> Result<MountedOverlay, VmError> {
         let export = Export::start(overlay, &scratch.join("overlay.raw"))?;
         let lo = Loop::attach(&export.file, part.0, part.1)
-            .map_err(|e| BootTestError::Overlay(format!("attaching the root partition: {e}")))?;
+            .map_err(|e| VmError::Overlay(format!("attaching the root partition: {e}")))?;
         let root = scratch.join("root");
         std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
         let mount = Mount::builder()
@@ -149,20 +149,15 @@ impl MountedOverlay {
 
     /// Writes `contents` to `rel` (relative to the root) with `mode`, creating directories,
     /// inside the image whatever its symlinks say (`inside::write`).
-    pub fn write(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), BootTestError> {
+    pub fn write(&self, rel: &str, contents: &[u8], mode: u32) -> Result<(), VmError> {
         crate::inside::write(&self.root, rel, contents, mode)
             .map(|_| ())
-            .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))
+            .map_err(|e| VmError::Overlay(format!("the image's /{rel}: {e}")))
     }
 
     /// Writes `contents` to `rel` inside the FAT boot partition (`part`: first byte, length),
     /// through the same export, creating directories.
-    pub fn write_boot(
-        &self,
-        part: (u64, u64),
-        rel: &str,
-        contents: &[u8],
-    ) -> Result<(), BootTestError> {
+    pub fn write_boot(&self, part: (u64, u64), rel: &str, contents: &[u8]) -> Result<(), VmError> {
         use std::io::Write;
         let file = &self.export.file;
         let f = std::fs::OpenOptions::new()
@@ -170,8 +165,7 @@ impl MountedOverlay {
             .write(true)
             .open(file)
             .map_err(io("opening", file))?;
-        let bad =
-            |e: std::io::Error| BootTestError::Overlay(format!("the boot partition's {rel}: {e}"));
+        let bad = |e: std::io::Error| VmError::Overlay(format!("the boot partition's {rel}: {e}"));
         let fs = fatfs::FileSystem::new(
             crate::image::fat::Window::new(&f, part.0, part.1),
             fatfs::FsOptions::new(),
@@ -181,9 +175,7 @@ impl MountedOverlay {
             let mut dir = fs.root_dir();
             let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
             let Some((name, dirs)) = parts.split_last() else {
-                return Err(BootTestError::Overlay(format!(
-                    "`{rel}` is not a file path"
-                )));
+                return Err(VmError::Overlay(format!("`{rel}` is not a file path")));
             };
             for d in dirs {
                 dir = dir.create_dir(d).map_err(bad)?;
@@ -196,21 +188,21 @@ impl MountedOverlay {
     }
 
     /// Makes `rel` a symlink to `target`.
-    pub fn symlink(&self, target: &str, rel: &str) -> Result<(), BootTestError> {
+    pub fn symlink(&self, target: &str, rel: &str) -> Result<(), VmError> {
         // Written as a file first (inside the image), then replaced by the link.
         let p = crate::inside::write(&self.root, rel, b"", 0o644)
-            .map_err(|e| BootTestError::Overlay(format!("the image's /{rel}: {e}")))?;
+            .map_err(|e| VmError::Overlay(format!("the image's /{rel}: {e}")))?;
         std::fs::remove_file(&p).map_err(io("linking", &p))?;
         std::os::unix::fs::symlink(target, &p).map_err(io("linking", &p))
     }
 
     /// Unmounts, detaches and stops the export, reporting an unmount failure.
-    pub fn close(mut self) -> Result<(), BootTestError> {
+    pub fn close(mut self) -> Result<(), VmError> {
         // SAFETY: sync has no preconditions.
         unsafe { libc::sync() };
         drop(self.mount.take());
         if crate::rootfs::mounts::mounts_under(&self.root).contains(&self.root) {
-            return Err(BootTestError::Overlay(format!(
+            return Err(VmError::Overlay(format!(
                 "could not unmount the overlay's root at {}",
                 self.root.display()
             )));

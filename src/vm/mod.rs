@@ -1,0 +1,44 @@
+//! The VM layer that `boot-test` (with the deploy proof) and the CPI share: a stemcell's disk
+//! read into scratch (`disk`), the copy-on-write overlay a VM boots and the files written into
+//! it before power-on (`overlay`), the qemu command line and the VM as a guard (`qemu`), a VM
+//! that outlives the call that started it (`detached`), and following the logs a VM writes
+//! (`follow`).
+
+pub mod detached;
+pub mod disk;
+pub mod follow;
+pub mod overlay;
+pub mod qemu;
+
+use std::path::PathBuf;
+
+/// Why a stemcell could not be read, an overlay written, or a VM started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The stemcell cannot be read as a disk stemcell.
+    #[error("stemcell {path}: {msg}")]
+    Stemcell {
+        /// The stemcell.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The boot partition lacks what the VM boots.
+    #[error("the image's boot partition: {0}")]
+    BootPartition(String),
+    /// Writing files into the overlay failed.
+    #[error("the overlay: {0}")]
+    Overlay(String),
+    /// The image or architecture is of a kind the VM layer cannot boot.
+    #[error("cannot boot this image: {0}")]
+    Unsupported(String),
+    /// The VM could not be started or stopped.
+    #[error("the VM: {0}")]
+    Vm(String),
+    /// An external tool failed.
+    #[error(transparent)]
+    Cmd(#[from] crate::cmd::CmdError),
+    /// The user pressed Ctrl-C.
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
+}
