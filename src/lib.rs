@@ -12,7 +12,7 @@
 //!
 //! | layer | modules | what they are |
 //! |---|---|---|
-//! | commands | `boottest` `diff` `doctor` `os_image` | `boot-test` (and the deploy proof), `diff`, `doctor`, `build --os-image` |
+//! | commands | `boottest` `cpi` `diff` `doctor` `os_image` | `boot-test` (and the deploy proof), the BOSH CPI, `diff`, `doctor`, `build --os-image` |
 //! | VMs | `vm` | a stemcell's disk, overlays, qemu VMs (guarded or detached) and their logs: what boot-test and the CPI share |
 //! | stemcell | `pack` `deploy` | the stemcell tarball: writing, inspecting, verifying; the director's side of the deploy proof |
 //! | sbom | `sbom` | SPDX and CycloneDX documents made from a rootfs |
@@ -44,6 +44,7 @@ pub mod boottest;
 pub mod checkos;
 pub mod cmd;
 pub mod context;
+pub mod cpi;
 pub mod deb;
 pub mod deploy;
 pub mod diff;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod artifacts;
 mod build;
+mod cpi_cmd;
 mod doctor_cmd;
 mod reproducible;
 
@@ -200,6 +201,13 @@ enum Cmd {
     },
     /// Check this host for everything a build needs (with --fix, install what is missing).
     Doctor(doctor_cmd::DoctorArgs),
+    /// A BOSH CPI (API 2) for ARM VMs under qemu: one JSON request on stdin, the response on
+    /// stdout, a log on stderr. What `bosh create-env` runs as the CPI release's `bin/cpi`.
+    Cpi {
+        /// The CPI's config (JSON: state_dir, agent, vm).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Remove what builds left in the work dir (and with --cache, the download cache).
     Clean {
         /// Also empty the download cache.
@@ -445,6 +453,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Doctor(args) => doctor_cmd::command(g, args),
+        Cmd::Cpi { config } => cpi_cmd::command(config),
         Cmd::Clean { keep: Some(n), .. } => {
             if g.cache_dir.exists() {
                 owned::check(&g.cache_dir, owned::Kind::Cache)?;

@@ -9,13 +9,15 @@ use std::path::{Path, PathBuf};
 
 use crate::untrusted::{escape_path, kind_of};
 
-/// The two kinds of directory pistemcell deletes in.
+/// The kinds of directory pistemcell deletes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `--work-dir`: trees, logs, stemcells.
     WorkDir,
     /// `--cache-dir`: downloads, stage snapshots, the agent's source.
     Cache,
+    /// The CPI's `state_dir`: imported stemcells, VMs and disks.
+    CpiState,
 }
 
 impl Kind {
@@ -24,6 +26,7 @@ impl Kind {
         match self {
             Kind::WorkDir => ".pistemcell-work-dir",
             Kind::Cache => ".pistemcell-cache",
+            Kind::CpiState => ".pistemcell-cpi-state",
         }
     }
     /// In words.
@@ -31,6 +34,7 @@ impl Kind {
         match self {
             Kind::WorkDir => "work dir",
             Kind::Cache => "cache",
+            Kind::CpiState => "CPI state dir",
         }
     }
     /// The option that chooses it.
@@ -38,6 +42,7 @@ impl Kind {
         match self {
             Kind::WorkDir => "--work-dir",
             Kind::Cache => "--cache-dir",
+            Kind::CpiState => "`state_dir` in the CPI's config",
         }
     }
 }

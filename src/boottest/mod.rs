@@ -162,14 +162,7 @@ fn read_image(root: &Path) -> ImageFacts {
     .ok()
     .flatten()
     .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let settings_path = agent_json.as_ref().and_then(|v| {
-        v["Infrastructure"]["Settings"]["Sources"]
-            .as_array()?
-            .iter()
-            .find(|s| s["Type"] == "File")?["SettingsPath"]
-            .as_str()
-            .map(str::to_string)
-    });
+    let settings_path = agent_json.as_ref().and_then(overlay::settings_path);
     ImageFacts {
         monit_pin: version("monit"),
         agent_version: version("bosh-agent"),
@@ -214,18 +207,6 @@ fn data_plan(facts: &ImageFacts, d: &disk::Disk, on_sd: bool) -> card::DataPlan 
         root: sectors(d.root),
     });
     card::plan(facts.agent_json.as_ref(), card)
-}
-
-/// Where the image's fstab mounts the FAT boot partition (`/boot/firmware`), if it does.
-fn fat_mount_point(root: &Path) -> Option<String> {
-    let fstab = crate::inside::read_text(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
-        .ok()
-        .flatten()?;
-    fstab.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() >= 3 && !f[0].starts_with('#') && f[2] == "vfat")
-            .then(|| f[1].trim_end_matches('/').to_string())
-    })
 }
 
 /// Boots the stemcell and runs the checks. `progress` gets one line per check as it ends.
@@ -309,17 +290,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
             ephemeral: (plan == card::DataPlan::EphemeralDisk).then(|| "/dev/vdb".into()),
         };
         let text = guest::settings(&agent_id, &user, &password, &cert, &disks, blobstore);
-        match fat_mount_point(&m.root).and_then(|mp| {
-            let rel = settings
-                .strip_prefix(&mp)?
-                .trim_start_matches('/')
-                .to_string();
-            Some(rel)
-        }) {
-            // On the boot partition (raw): written through the FAT there, as a Pi would see it.
-            Some(rel) => m.write_boot(d.boot, &rel, text.as_bytes())?,
-            None => m.write(settings.trim_start_matches('/'), text.as_bytes(), 0o600)?,
-        }
+        m.write_settings(d.boot, &settings, text.as_bytes())?;
         if on_sd {
             m.write(guest::NO_DISCARD, guest::NO_DISCARD_RULE.as_bytes(), 0o644)?;
         }

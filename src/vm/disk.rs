@@ -89,21 +89,49 @@ pub fn extract(stemcell: &Path, dest: &Path) -> Result<Disk, VmError> {
         return Err(bad(stemcell, "no `image` member: not a stemcell"));
     }
     let cp = |k: &str| m.cloud_properties.get(k).cloned().unwrap_or_default();
-    let (arch, infrastructure) = (cp("architecture"), cp("infrastructure"));
     let name = format!("{} {}", m.name, m.version);
+    partitions(dest, cp("architecture"), cp("infrastructure"), name)
+        .map_err(|msg| bad(stemcell, msg))
+}
+
+/// Writes a stemcell's `image` (the file `bosh` extracted from the tarball: a `piimg` as is,
+/// a `rawdisk` gzipped) raw to `dest`, and reads its partitions; `arch` and `infrastructure`
+/// come from the stemcell's cloud properties.
+pub fn import(
+    image: &Path,
+    dest: &Path,
+    arch: &str,
+    infrastructure: &str,
+    name: &str,
+) -> Result<Disk, VmError> {
+    let bad = |msg: String| VmError::Stemcell {
+        path: image.to_path_buf(),
+        msg,
+    };
+    let mut f = crate::untrusted::open_regular(image).map_err(|e| bad(e.to_string()))?;
+    write_raw(&mut f, dest).map_err(bad)?;
+    partitions(dest, arch.into(), infrastructure.into(), name.into()).map_err(bad)
+}
+
+/// The Pi layout of the raw image at `dest`: partition 1 (boot) and 2 (root).
+fn partitions(
+    dest: &Path,
+    arch: String,
+    infrastructure: String,
+    name: String,
+) -> Result<Disk, String> {
     let mut sector = [0u8; 512];
     File::open(dest)
         .and_then(|mut img| img.read_exact(&mut sector))
-        .map_err(|e| bad(stemcell, e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let (disk_id, parts) = crate::image::mbr::parse(&sector)
         .filter(|(_, p)| !p.is_empty())
-        .ok_or_else(|| bad(stemcell, "its image has no partition table"))?;
+        .ok_or("its image has no partition table")?;
     let part = |n: usize| parts.iter().find(|p| p.0 == n).map(|p| (p.2, p.3));
     let (Some(boot), Some(root)) = (part(1), part(2)) else {
-        return Err(bad(
-            stemcell,
-            "its image lacks partition 1 (boot) or 2 (root); boot-test needs the Pi layout",
-        ));
+        return Err(
+            "its image lacks partition 1 (boot) or 2 (root); a VM boots the Pi layout".into(),
+        );
     };
     Ok(Disk {
         image: dest.to_path_buf(),

@@ -187,6 +187,19 @@ impl MountedOverlay {
         fs.unmount().map_err(bad)
     }
 
+    /// Writes the agent's settings to `path`, where the image's File settings source reads
+    /// them: through the FAT boot partition (`boot`: first byte, length) when the image's fstab
+    /// mounts it over that path, as a Pi's firmware partition is (raw); in the root filesystem
+    /// otherwise (bakery's `/piConfig`). Readable by root only.
+    pub fn write_settings(&self, boot: (u64, u64), path: &str, text: &[u8]) -> Result<(), VmError> {
+        let on_fat = fat_mount_point(&self.root)
+            .and_then(|mp| Some(path.strip_prefix(&mp)?.strip_prefix('/')?.to_string()));
+        match on_fat {
+            Some(rel) => self.write_boot(boot, &rel, text),
+            None => self.write(path.trim_start_matches('/'), text, 0o600),
+        }
+    }
+
     /// Makes `rel` a symlink to `target`.
     pub fn symlink(&self, target: &str, rel: &str) -> Result<(), VmError> {
         // Written as a file first (inside the image), then replaced by the link.
@@ -217,4 +230,26 @@ impl Drop for MountedOverlay {
         drop(self.mount.take());
         drop(self.lo.take());
     }
+}
+
+/// The path the `File` settings source of an image's agent.json reads.
+pub fn settings_path(agent_json: &serde_json::Value) -> Option<String> {
+    agent_json["Infrastructure"]["Settings"]["Sources"]
+        .as_array()?
+        .iter()
+        .find(|s| s["Type"] == "File")?["SettingsPath"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Where the image's fstab mounts the FAT boot partition (`/boot/firmware`), if it does.
+fn fat_mount_point(root: &Path) -> Option<String> {
+    let fstab = crate::inside::read_text(root, "etc/fstab", crate::untrusted::SMALL_MAX, "fstab")
+        .ok()
+        .flatten()?;
+    fstab.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 3 && !f[0].starts_with('#') && f[2] == "vfat")
+            .then(|| f[1].trim_end_matches('/').to_string())
+    })
 }
