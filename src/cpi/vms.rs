@@ -48,8 +48,8 @@ const OVERLAY: &str = "overlay.qcow2";
 const EPHEMERAL: &str = "ephemeral.qcow2";
 /// The ephemeral disk's virtio serial.
 const EPHEMERAL_SERIAL: &str = "ephemeral";
-/// How long a VM gets to power off before it is stopped hard.
-pub const POWER_DOWN_GRACE: Duration = Duration::from_secs(90);
+/// How long qemu gets to flush its disk images after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// The cloud properties a VM takes.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -313,8 +313,10 @@ pub fn open(store: &Store, cid: &str) -> Result<(PathBuf, VmRecord), CpiError> {
     Ok((dir, rec))
 }
 
-/// Powers the VM off (its guest shut down as by a power button), changes its record with
-/// `change`, and boots it again with new settings.
+/// Powers the VM off, changes its record with `change`, and boots it again with new settings.
+/// The guest sees a power cut (its filesystems recover from their journals): the stemcell's
+/// minimal systemd has no logind to act on qemu's power button, and under emulation a clean
+/// shutdown would cost a minute.
 pub fn restart(
     ctx: &mut Ctx,
     cid: &str,
@@ -322,7 +324,7 @@ pub fn restart(
 ) -> Result<(), CpiError> {
     let (dir, mut rec) = open(&ctx.store, cid)?;
     (ctx.log)(format!("powering VM {cid} off"));
-    detached::power_down(&dir, POWER_DOWN_GRACE)?;
+    detached::stop(&dir, STOP_GRACE)?;
     change(&mut rec);
     store::write_meta(&dir, &rec)?;
     let sdir = ctx
@@ -337,7 +339,7 @@ pub fn restart(
 pub fn delete(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
     let cid = a.string(0, "vm_cid")?;
     let (dir, _) = open(&ctx.store, cid)?;
-    detached::stop(&dir, Duration::from_secs(20))?;
+    detached::stop(&dir, STOP_GRACE)?;
     ctx.store.remove(&dir)?;
     (ctx.log)(format!("VM {cid} deleted"));
     Ok(Value::Null)

@@ -13,25 +13,13 @@ use super::VmError;
 
 /// The pidfile's name in the VM's directory.
 pub const PIDFILE: &str = "qemu.pid";
-/// qemu's QMP socket in the VM's directory: the power button.
-pub const QMP: &str = "qmp.sock";
 
 /// Starts the VM in the background; returns once qemu has daemonized (its setup errors, such
 /// as a missing disk or a port in use, are returned with qemu's own message).
 pub fn start(c: &VmConfig) -> Result<u32, VmError> {
     let pidfile = c.dir.join(PIDFILE);
-    let qmp = c.dir.join(QMP);
-    if qmp.as_os_str().len() > super::qemu::SOCKET_PATH_MAX {
-        return Err(VmError::Vm(format!(
-            "{} is longer than a unix socket path may be ({} bytes); choose a shorter directory",
-            qmp.display(),
-            super::qemu::SOCKET_PATH_MAX
-        )));
-    }
     let mut cmd = command(c)?;
-    cmd.arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-        .arg("-daemonize")
+    cmd.arg("-daemonize")
         .arg("-pidfile")
         .arg(&pidfile)
         .stdin(Stdio::null())
@@ -80,50 +68,6 @@ pub fn running(dir: &Path) -> Option<u32> {
         .rsplit_once(')')
         .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
     (names_pidfile && is_qemu && !zombie).then_some(pid)
-}
-
-/// Shuts the VM in `dir` down as a power button would (qemu's `system_powerdown`: the
-/// guest's systemd powers off, its filesystems written, and qemu exits), waiting up to
-/// `grace`; then stops it as [`stop`] does if it still runs. Returns whether a VM was running.
-pub fn power_down(dir: &Path, grace: Duration) -> Result<bool, VmError> {
-    let Some(pid) = running(dir) else {
-        return Ok(false);
-    };
-    if qmp_powerdown(&dir.join(QMP)).is_ok() {
-        let until = Instant::now() + grace;
-        while Instant::now() < until && running(dir) == Some(pid) {
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-    stop(dir, Duration::from_secs(10)).map(|_| true)
-}
-
-/// Presses the power button through QMP.
-fn qmp_powerdown(sock: &Path) -> std::io::Result<()> {
-    use std::io::{BufRead, BufReader, Write};
-    let s = std::os::unix::net::UnixStream::connect(sock)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut r = BufReader::new(s.try_clone()?);
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line)?; // the greeting
-    for cmd in ["qmp_capabilities", "system_powerdown"] {
-        w.write_all(format!("{{\"execute\": \"{cmd}\"}}\n").as_bytes())?;
-        // Events (`POWERDOWN`) may come before the answer.
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::other(format!("{cmd}: QMP closed")));
-            }
-            if line.contains("\"return\"") {
-                break;
-            }
-            if line.contains("\"error\"") {
-                return Err(std::io::Error::other(format!("{cmd}: {}", line.trim())));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Stops the VM whose directory is `dir`: SIGTERM (qemu flushes its disk images; the guest
