@@ -13,50 +13,9 @@ use std::process::{Command, Output};
 
 use pistemcell::pack::write::write_stemcell;
 
-fn spec(yaml: &str) -> pistemcell::spec::Resolved {
-    let s = pistemcell::spec::parse("test.yml", yaml, &[]).unwrap();
-    pistemcell::spec::resolve("test.yml".into(), s).unwrap()
-}
-
-/// A tree with the firmware's files (a kernel that is not one), systemd's marks and the
-/// bakery agent.json.
-fn rootfs(dir: &Path) -> PathBuf {
-    let root = dir.join("rootfs");
-    for d in [
-        "etc/systemd/system",
-        "lib/systemd",
-        "var/lib/dpkg",
-        "boot/firmware",
-        "var/vcap/bosh",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::write(root.join("lib/systemd/systemd"), "not systemd").unwrap();
-    for (name, data) in [
-        ("start.elf", "firmware"),
-        ("bcm2710-rpi-3-b.dtb", "dtb"),
-        ("vmlinuz-6.1.0-9-armmp", "not a kernel"),
-        ("initrd.img-6.1.0-9-armmp", "not an initramfs"),
-        (
-            "config.txt",
-            "kernel=vmlinuz-6.1.0-9-armmp\ninitramfs initrd.img-6.1.0-9-armmp\n",
-        ),
-    ] {
-        std::fs::write(root.join("boot/firmware").join(name), data).unwrap();
-    }
-    std::fs::write(
-        root.join("var/vcap/bosh/agent.json"),
-        r#"{"Infrastructure":{"Settings":{"Sources":[{"Type":"File","SettingsPath":"/piConfig/settings.json"}]}}}"#,
-    )
-    .unwrap();
-    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
-    root
-}
-
 /// A bakery stemcell of the fixture tree, in `dir/out`.
 fn bakery_stemcell(dir: &Path) -> pistemcell::pack::stemcell::Packed {
-    let root = rootfs(dir);
-    write_stemcell(&spec("{}"), &root, None, &dir.join("out"), 0, 2, &[]).unwrap()
+    support::disk_stemcell(dir, "{}")
 }
 
 fn boot_test(work: &Path, stemcell: &Path, keep: bool) -> Output {
@@ -109,9 +68,9 @@ fn scratch_dirs(work: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_warden_stemcell_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let root = rootfs(dir.path());
+    let root = support::boot_rootfs(dir.path());
     let packed = write_stemcell(
-        &spec("infrastructure: warden\n"),
+        &support::spec("infrastructure: warden\n"),
         &root,
         None,
         &dir.path().join("out"),

@@ -86,10 +86,12 @@ pub fn create(ctx: &mut Ctx, a: &Args, api: u64) -> Result<Value, CpiError> {
         }
     }
     let defaults = &ctx.config.vm;
-    let mut ports = defaults.ports.clone();
-    for p in cp.ports {
-        if !ports.iter().any(|q| q.host == p.host) {
-            ports.push(p);
+    // The VM's own forwards, then the config's for the guest ports it does not forward
+    // itself: a second VM gives its mbus another host port.
+    let mut ports = cp.ports.clone();
+    for p in &defaults.ports {
+        if !ports.iter().any(|q| q.host == p.host || q.guest == p.guest) {
+            ports.push(*p);
         }
     }
     let rec = VmRecord {

@@ -425,3 +425,51 @@ pub fn validate_sboms(spdx: &Path, cdx: &Path) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A resolved spec from YAML text.
+pub fn spec(yaml: &str) -> pistemcell::spec::Resolved {
+    let s = pistemcell::spec::parse("test.yml", yaml, &[]).unwrap();
+    pistemcell::spec::resolve("test.yml".into(), s).unwrap()
+}
+
+/// A tree a disk stemcell is made of, for boot tests: the firmware's files (a kernel that is not one), systemd's marks and the
+/// bakery agent.json.
+pub fn boot_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for d in [
+        "etc/systemd/system",
+        "lib/systemd",
+        "var/lib/dpkg",
+        "boot/firmware",
+        "var/vcap/bosh",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("lib/systemd/systemd"), "not systemd").unwrap();
+    for (name, data) in [
+        ("start.elf", "firmware"),
+        ("bcm2710-rpi-3-b.dtb", "dtb"),
+        ("vmlinuz-6.1.0-9-armmp", "not a kernel"),
+        ("initrd.img-6.1.0-9-armmp", "not an initramfs"),
+        (
+            "config.txt",
+            "kernel=vmlinuz-6.1.0-9-armmp\ninitramfs initrd.img-6.1.0-9-armmp\n",
+        ),
+    ] {
+        std::fs::write(root.join("boot/firmware").join(name), data).unwrap();
+    }
+    std::fs::write(
+        root.join("var/vcap/bosh/agent.json"),
+        r#"{"Infrastructure":{"Settings":{"Sources":[{"Type":"File","SettingsPath":"/piConfig/settings.json"}]}}}"#,
+    )
+    .unwrap();
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    root
+}
+
+/// A disk stemcell of the boot fixture tree (spec `yaml`: `{}` for bakery), in `dir/out`.
+pub fn disk_stemcell(dir: &Path, yaml: &str) -> pistemcell::pack::stemcell::Packed {
+    let root = boot_rootfs(dir);
+    pistemcell::pack::write::write_stemcell(&spec(yaml), &root, None, &dir.join("out"), 0, 2, &[])
+        .unwrap()
+}
