@@ -12,103 +12,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::{json, Value};
 
-/// A state dir and a config for it.
-struct Cpi {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    config: PathBuf,
-}
-
-impl Cpi {
-    fn new() -> Cpi {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s");
-        let config = dir.path().join("cpi.json");
-        let port = free_port();
-        std::fs::write(
-            &config,
-            json!({
-                "state_dir": state,
-                "agent": {"mbus": "https://mbus:pw@0.0.0.0:6868"},
-                "vm": {"memory_mib": 256, "cpus": 1, "ephemeral_disk_mib": 64,
-                       "ports": [{"host": port, "guest": 6868}]},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        Cpi {
-            _dir: dir,
-            state,
-            config,
-        }
-    }
-
-    /// One call with API version 2; the whole response.
-    fn raw(&self, request: &str) -> Value {
-        call(&self.config, request)
-    }
-
-    fn call(&self, method: &str, args: Value) -> Value {
-        self.raw(&json!({"method": method, "arguments": args, "context": {"director_uuid": "d"}, "api_version": 2}).to_string())
-    }
-
-    /// The result of a call that must succeed.
-    fn ok(&self, method: &str, args: Value) -> Value {
-        let r = self.call(method, args);
-        assert!(r["error"].is_null(), "{method}: {r}");
-        r["result"].clone()
-    }
-
-    /// The error type and message of a call that must fail.
-    fn err(&self, method: &str, args: Value) -> (String, String) {
-        let r = self.call(method, args);
-        assert!(r["result"].is_null(), "{method}: {r}");
-        (
-            r["error"]["type"].as_str().unwrap().to_string(),
-            r["error"]["message"].as_str().unwrap().to_string(),
-        )
-    }
-}
-
-fn call(config: &Path, request: &str) -> Value {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
-        .args(["cpi", "--config"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the CPI exits 0 even on errors");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON response ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::cpi::{call, free_port, Cpi};
 
 #[test]
 fn info_and_the_error_format() {
@@ -427,20 +336,6 @@ fn missing_vm_tools() -> Option<String> {
     (!Path::new("/dev/fuse").exists()).then(|| "/dev/fuse is missing".into())
 }
 
-/// The qemu processes whose command line names a path under `dir`.
-fn qemus_under(dir: &Path) -> Vec<String> {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.starts_with("qemu-") && cmd.contains(&needle)).then_some(cmd)
-        })
-        .collect()
-}
-
 /// The settings the VM's agent will read, from its overlay (read while the VM runs).
 fn settings_in(vm_dir: &Path, scratch: &Path, root_offset: u64) -> Value {
     let raw = scratch.join("overlay.raw");
@@ -503,7 +398,7 @@ fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
     assert_eq!(r[1], nets, "API 2 answers the VM's id and its networks");
     assert_eq!(c.ok("has_vm", json!([vm])), json!(true));
     let vm_dir = c.state.join("vms").join(&vm);
-    let running = qemus_under(&c.state);
+    let running = support::cpi::qemus_under(&c.state);
     assert_eq!(running.len(), 1, "{running:?}");
     assert!(
         running[0].contains(&format!("hostfwd=tcp:127.0.0.1:{port}-:2222")),
@@ -530,7 +425,7 @@ fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
     let hint = c.ok("attach_disk", json!([vm, d]));
     assert_eq!(hint, json!({"id": d, "volume_id": d, "path": "/dev/vdc"}));
     assert_eq!(c.ok("get_disks", json!([vm])), json!([d]));
-    let running = qemus_under(&c.state);
+    let running = support::cpi::qemus_under(&c.state);
     assert_eq!(running.len(), 1, "the old qemu is gone: {running:?}");
     assert!(
         running[0].contains(&format!("serial={d}")),
@@ -553,14 +448,14 @@ fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
     assert!(t == "Bosh::Clouds::CloudError" && m.contains(&vm), "{m}");
     c.ok("detach_disk", json!([vm, d]));
     assert_eq!(c.ok("get_disks", json!([vm])), json!([]));
-    assert!(!qemus_under(&c.state)[0].contains(&d));
+    assert!(!support::cpi::qemus_under(&c.state)[0].contains(&d));
     assert_eq!(
         c.err("detach_disk", json!([vm, d])).0,
         "Bosh::Clouds::CloudError"
     );
     c.ok("set_vm_metadata", json!([vm, {"name": "x/0"}]));
     c.ok("reboot_vm", json!([vm]));
-    assert_eq!(qemus_under(&c.state).len(), 1);
+    assert_eq!(support::cpi::qemus_under(&c.state).len(), 1);
 
     // A create_vm with the disk given up front, then both VMs deleted.
     // Its own mbus port: the config's forward of the guest's 6868 is replaced.
@@ -570,7 +465,7 @@ fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
     );
     let vm2 = r[0].as_str().unwrap().to_string();
     assert_eq!(c.ok("get_disks", json!([vm2])), json!([d]));
-    assert_eq!(qemus_under(&c.state).len(), 2);
+    assert_eq!(support::cpi::qemus_under(&c.state).len(), 2);
     c.ok("delete_vm", json!([vm]));
     c.ok("delete_vm", json!([vm2]));
     assert_eq!(c.ok("has_vm", json!([vm])), json!(false));
@@ -580,7 +475,7 @@ fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
     );
     c.ok("delete_disk", json!([d]));
     c.ok("delete_stemcell", json!([sc]));
-    let left = qemus_under(&c.state);
+    let left = support::cpi::qemus_under(&c.state);
     assert!(left.is_empty(), "{left:?}");
     assert!(pistemcell::rootfs::mounts::mounts_under(&c.state).is_empty());
     assert!(pistemcell::image::loopdev::attached_under(&c.state).is_empty());
@@ -620,7 +515,7 @@ fn a_killed_calls_leftovers_are_swept_by_the_next_call() {
     std::fs::write(c.state.join("vms").join(&vm).join("creating"), "").unwrap();
     std::fs::create_dir(c.state.join("stemcells/.new-sc-0badc0ffee00")).unwrap();
     std::fs::create_dir(c.state.join("disks/.new-disk-0badc0ffee00")).unwrap();
-    assert_eq!(qemus_under(&c.state).len(), 1);
+    assert_eq!(support::cpi::qemus_under(&c.state).len(), 1);
     let r = c.call("has_vm", json!([vm]));
     assert_eq!(r["result"], json!(false), "{r}");
     let log = r["log"].as_str().unwrap();
@@ -628,7 +523,7 @@ fn a_killed_calls_leftovers_are_swept_by_the_next_call() {
         log.contains("removed a killed call's") && log.contains(&vm),
         "{log}"
     );
-    assert!(qemus_under(&c.state).is_empty());
+    assert!(support::cpi::qemus_under(&c.state).is_empty());
     assert!(!c.state.join("stemcells/.new-sc-0badc0ffee00").exists());
     assert!(!c.state.join("disks/.new-disk-0badc0ffee00").exists());
     assert!(!c.state.join("vms").join(&vm).exists());

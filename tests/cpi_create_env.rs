@@ -96,6 +96,7 @@ fn cpi_release(home: &Path, dir: &Path) -> PathBuf {
 /// The test release: package `pstc-hello` (C, built by `make` on the VM) and job `pstc-web`.
 fn test_release(home: &Path, dir: &Path) -> PathBuf {
     write(&dir.join("config/final.yml"), "---\nname: pstc-test\nblobstore:\n  provider: local\n  options:\n    blobstore_path: /tmp/pstc-test-blobs\n");
+    write(&dir.join("config/blobs.yml"), "--- {}\n");
     write(&dir.join("src/pstc-hello/hello.c"), files::HELLO_C);
     write(&dir.join("src/pstc-hello/Makefile"), files::MAKEFILE);
     write(&dir.join("packages/pstc-hello/spec"), "---\nname: pstc-hello\nfiles:\n- pstc-hello/hello.c\n- pstc-hello/Makefile\n");
@@ -153,6 +154,16 @@ fn manifest(stemcell: &Path, cpi: &Path, release: &Path, cert: &pistemcell::boot
             },
         },
     })
+}
+
+/// The CLI's own phase lines with their times (`Compiling package ... Finished (00:00:41)`).
+fn phases(output: &str) -> String {
+    output
+        .lines()
+        .filter(|l| l.contains("(00:") && l.trim_end().ends_with(')'))
+        .map(|l| format!("    {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What the job answers on `port`, retried for up to `wait`.
@@ -222,14 +233,16 @@ fn create_env_deploys_recreates_and_deletes_on_our_stemcells() {
             bosh(&home, &["create-env", m.to_str().unwrap(), "--state", env_state.to_str().unwrap()], &dir)
         };
 
-        let (_, first) = deploy(1024);
+        let (out, first) = deploy(1024);
+        eprintln!("{}: first create-env, the CLI's phases:\n{}", stemcell.display(), phases(&out));
         let answer = job_answer(ports.1, Duration::from_secs(120));
         assert!(answer.starts_with("pstc-hello first-start "), "{answer}");
         let vm1 = vm_cid(&env_state);
         eprintln!("{}: first create-env {:.1} s; the job answers `{answer}` (VM {vm1})", stemcell.display(), first.as_secs_f64());
 
         // A changed resource pool recreates the VM; the persistent disk moves to the new one.
-        let (_, second) = deploy(1100);
+        let (out, second) = deploy(1100);
+        eprintln!("{}: recreate, the CLI's phases:\n{}", stemcell.display(), phases(&out));
         let again = job_answer(ports.1, Duration::from_secs(120));
         let vm2 = vm_cid(&env_state);
         assert_ne!(vm1, vm2, "the VM was recreated");

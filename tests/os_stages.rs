@@ -21,6 +21,8 @@ mod bakery;
 mod boot;
 #[path = "os_stages/builtins.rs"]
 mod builtins;
+#[path = "os_stages/cpi_vm.rs"]
+mod cpi_vm;
 #[path = "os_stages/dev_tools.rs"]
 mod dev_tools;
 #[path = "os_stages/os_image.rs"]
@@ -525,6 +527,7 @@ fn default_spec_rootfs_has_the_bosh_os() {
         tmp.path(),
     );
     boot::check_default(stemcell, &work, tmp.path());
+    cpi_vm::check_default(stemcell, tmp.path());
     // The raw SD-card stemcell from the same build (only the stages from 71-infra-raw on run):
     // its OS, and its boot from an emulated SD card.
     let mut raw_sets = sets.clone();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod cpi;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
