@@ -515,6 +515,8 @@ fn a_killed_calls_leftovers_are_swept_by_the_next_call() {
     std::fs::write(c.state.join("vms").join(&vm).join("creating"), "").unwrap();
     std::fs::create_dir(c.state.join("stemcells/.new-sc-0badc0ffee00")).unwrap();
     std::fs::create_dir(c.state.join("disks/.new-disk-0badc0ffee00")).unwrap();
+    // A VM directory killed before its `creating` mark or record was written.
+    std::fs::create_dir(c.state.join("vms/vm-0badc0ffee01")).unwrap();
     assert_eq!(support::cpi::qemus_under(&c.state).len(), 1);
     let r = c.call("has_vm", json!([vm]));
     assert_eq!(r["result"], json!(false), "{r}");
@@ -527,5 +529,6 @@ fn a_killed_calls_leftovers_are_swept_by_the_next_call() {
     assert!(!c.state.join("stemcells/.new-sc-0badc0ffee00").exists());
     assert!(!c.state.join("disks/.new-disk-0badc0ffee00").exists());
     assert!(!c.state.join("vms").join(&vm).exists());
+    assert!(!c.state.join("vms/vm-0badc0ffee01").exists());
     c.ok("delete_stemcell", json!([sc]));
 }

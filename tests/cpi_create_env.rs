@@ -36,9 +36,17 @@ fn missing() -> Option<String> {
     if std::env::var_os("PISTEMCELL_TEST_CPI_STEMCELLS").is_none() {
         return Some("set PISTEMCELL_TEST_CPI_STEMCELLS to stemcells built with the real agent (PATH[:PATH])".into());
     }
-    for t in ["ruby", "qemu-img", "qemu-storage-daemon", "qemu-system-arm", "qemu-system-aarch64"] {
+    for t in [
+        "ruby",
+        "qemu-img",
+        "qemu-storage-daemon",
+        "qemu-system-arm",
+        "qemu-system-aarch64",
+    ] {
         if !pistemcell::cmd::on_path(t) {
-            return Some(format!("{t} is not installed (apt-get install ruby qemu-system-arm qemu-utils)"));
+            return Some(format!(
+                "{t} is not installed (apt-get install ruby qemu-system-arm qemu-utils)"
+            ));
         }
     }
     None
@@ -87,7 +95,10 @@ fn cpi_release(home: &Path, dir: &Path) -> PathBuf {
         Command::new(dir.join("build.sh"))
             .arg(bin)
             .arg(&out)
-            .env("BOSH_CLI", std::env::var("PISTEMCELL_TEST_BOSH_CLI").unwrap())
+            .env(
+                "BOSH_CLI",
+                std::env::var("PISTEMCELL_TEST_BOSH_CLI").unwrap(),
+            )
             .env("HOME", home),
     );
     out
@@ -99,21 +110,49 @@ fn test_release(home: &Path, dir: &Path) -> PathBuf {
     write(&dir.join("config/blobs.yml"), "--- {}\n");
     write(&dir.join("src/pstc-hello/hello.c"), files::HELLO_C);
     write(&dir.join("src/pstc-hello/Makefile"), files::MAKEFILE);
-    write(&dir.join("packages/pstc-hello/spec"), "---\nname: pstc-hello\nfiles:\n- pstc-hello/hello.c\n- pstc-hello/Makefile\n");
+    write(
+        &dir.join("packages/pstc-hello/spec"),
+        "---\nname: pstc-hello\nfiles:\n- pstc-hello/hello.c\n- pstc-hello/Makefile\n",
+    );
     write(&dir.join("packages/pstc-hello/packaging"), files::PACKAGING);
     write(&dir.join("jobs/pstc-web/spec"), "---\nname: pstc-web\ntemplates:\n  ctl: bin/ctl\n  pre-start: bin/pre-start\n  drain: bin/drain\n  port.erb: config/port\npackages:\n- pstc-hello\nproperties:\n  port:\n    description: the port pstc-hello answers on\n    default: 8080\n");
     write(&dir.join("jobs/pstc-web/monit"), files::MONIT);
     write(&dir.join("jobs/pstc-web/templates/ctl"), files::CTL);
-    write(&dir.join("jobs/pstc-web/templates/pre-start"), files::PRE_START);
+    write(
+        &dir.join("jobs/pstc-web/templates/pre-start"),
+        files::PRE_START,
+    );
     write(&dir.join("jobs/pstc-web/templates/drain"), files::DRAIN);
-    write(&dir.join("jobs/pstc-web/templates/port.erb"), "<%= p(\"port\") %>\n");
+    write(
+        &dir.join("jobs/pstc-web/templates/port.erb"),
+        "<%= p(\"port\") %>\n",
+    );
     let out = dir.join("pstc-test.tgz");
-    bosh(home, &["create-release", "--force", "--tarball", out.to_str().unwrap(), "--name", "pstc-test"], dir);
+    bosh(
+        home,
+        &[
+            "create-release",
+            "--force",
+            "--tarball",
+            out.to_str().unwrap(),
+            "--name",
+            "pstc-test",
+        ],
+        dir,
+    );
     out
 }
 
 /// The manifest: one VM from `stemcell`, the test job, a persistent disk, and the CPI.
-fn manifest(stemcell: &Path, cpi: &Path, release: &Path, cert: &pistemcell::boottest::guest::MbusCert, ports: (u16, u16), state: &Path, memory: u32) -> Value {
+fn manifest(
+    stemcell: &Path,
+    cpi: &Path,
+    release: &Path,
+    cert: &pistemcell::boottest::guest::MbusCert,
+    ports: (u16, u16),
+    state: &Path,
+    memory: u32,
+) -> Value {
     let password = "pstc-mbus-password";
     json!({
         "name": "pstc-create-env",
@@ -177,7 +216,10 @@ fn job_answer(port: u16, wait: Duration) -> String {
                 return line.trim().to_string();
             }
         }
-        assert!(Instant::now() < until, "the job never answered on 127.0.0.1:{port}");
+        assert!(
+            Instant::now() < until,
+            "the job never answered on 127.0.0.1:{port}"
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
 }
@@ -204,7 +246,11 @@ fn qemus_under(dir: &Path) -> usize {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -214,7 +260,10 @@ fn create_env_deploys_recreates_and_deletes_on_our_stemcells() {
         return;
     }
     let stemcells = std::env::var("PISTEMCELL_TEST_CPI_STEMCELLS").unwrap();
-    let tmp = tempfile::Builder::new().prefix("pce").tempdir_in("/var/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("pce")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let cpi = cpi_release(&home, &tmp.path().join("cpi"));
@@ -229,30 +278,81 @@ fn create_env_deploys_recreates_and_deletes_on_our_stemcells() {
         let env_state = dir.join("state.json");
         let m = dir.join("manifest.yml");
         let deploy = |memory: u32| {
-            write(&m, &serde_json::to_string_pretty(&manifest(stemcell, &cpi, &release, &cert, ports, &state, memory)).unwrap());
-            bosh(&home, &["create-env", m.to_str().unwrap(), "--state", env_state.to_str().unwrap()], &dir)
+            write(
+                &m,
+                &serde_json::to_string_pretty(&manifest(
+                    stemcell, &cpi, &release, &cert, ports, &state, memory,
+                ))
+                .unwrap(),
+            );
+            bosh(
+                &home,
+                &[
+                    "create-env",
+                    m.to_str().unwrap(),
+                    "--state",
+                    env_state.to_str().unwrap(),
+                ],
+                &dir,
+            )
         };
 
         let (out, first) = deploy(1024);
-        eprintln!("{}: first create-env, the CLI's phases:\n{}", stemcell.display(), phases(&out));
+        eprintln!(
+            "{}: first create-env, the CLI's phases:\n{}",
+            stemcell.display(),
+            phases(&out)
+        );
         let answer = job_answer(ports.1, Duration::from_secs(120));
         assert!(answer.starts_with("pstc-hello first-start "), "{answer}");
         let vm1 = vm_cid(&env_state);
-        eprintln!("{}: first create-env {:.1} s; the job answers `{answer}` (VM {vm1})", stemcell.display(), first.as_secs_f64());
+        eprintln!(
+            "{}: first create-env {:.1} s; the job answers `{answer}` (VM {vm1})",
+            stemcell.display(),
+            first.as_secs_f64()
+        );
 
         // A changed resource pool recreates the VM; the persistent disk moves to the new one.
         let (out, second) = deploy(1100);
-        eprintln!("{}: recreate, the CLI's phases:\n{}", stemcell.display(), phases(&out));
+        eprintln!(
+            "{}: recreate, the CLI's phases:\n{}",
+            stemcell.display(),
+            phases(&out)
+        );
         let again = job_answer(ports.1, Duration::from_secs(120));
         let vm2 = vm_cid(&env_state);
         assert_ne!(vm1, vm2, "the VM was recreated");
-        assert_eq!(again, answer, "the marker on the persistent disk survived the recreate");
-        eprintln!("{}: recreate {:.1} s; the job answers `{again}` (VM {vm2})", stemcell.display(), second.as_secs_f64());
+        assert_eq!(
+            again, answer,
+            "the marker on the persistent disk survived the recreate"
+        );
+        eprintln!(
+            "{}: recreate {:.1} s; the job answers `{again}` (VM {vm2})",
+            stemcell.display(),
+            second.as_secs_f64()
+        );
 
-        let (_, gone) = bosh(&home, &["delete-env", m.to_str().unwrap(), "--state", env_state.to_str().unwrap()], &dir);
-        eprintln!("{}: delete-env {:.1} s", stemcell.display(), gone.as_secs_f64());
+        let (_, gone) = bosh(
+            &home,
+            &[
+                "delete-env",
+                m.to_str().unwrap(),
+                "--state",
+                env_state.to_str().unwrap(),
+            ],
+            &dir,
+        );
+        eprintln!(
+            "{}: delete-env {:.1} s",
+            stemcell.display(),
+            gone.as_secs_f64()
+        );
         for k in ["vms", "disks", "stemcells"] {
-            let left: Vec<_> = std::fs::read_dir(state.join(k)).unwrap().flatten().map(|e| e.path()).collect();
+            let left: Vec<_> = std::fs::read_dir(state.join(k))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
             assert!(left.is_empty(), "delete-env left {left:?}");
         }
         assert_eq!(qemus_under(&state), 0, "a qemu still runs");

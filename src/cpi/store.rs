@@ -101,12 +101,8 @@ impl Store {
             ));
         }
         let vms = self.root.join(Kind::Vm.dir());
-        for e in std::fs::read_dir(&vms).map_err(|source| CpiError::Io {
-            path: vms.clone(),
-            source,
-        })? {
-            let Ok(e) = e else { continue };
-            if e.path().join(CREATING).exists() {
+        for e in std::fs::read_dir(&vms).into_iter().flatten().flatten() {
+            if leftover(&e.path()) {
                 crate::vm::detached::stop(&e.path(), std::time::Duration::from_secs(5))?;
             }
         }
@@ -122,9 +118,7 @@ impl Store {
         for k in [Kind::Stemcell, Kind::Vm, Kind::Disk] {
             let d = self.root.join(k.dir());
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let half = e.file_name().to_string_lossy().starts_with(NEW)
-                    || e.path().join(CREATING).exists();
-                if half {
+                if leftover(&e.path()) {
                     crate::workdir::remove_tree(&e.path()).map_err(|source| CpiError::Io {
                         path: e.path(),
                         source,
@@ -194,6 +188,14 @@ impl Store {
             source,
         })
     }
+}
+
+/// Whether an object's directory is what a killed call left: staged under `.new-`, marked
+/// `creating`, or without its record (killed before it was written). Asked only under the lock,
+/// when no other call is making anything.
+fn leftover(dir: &Path) -> bool {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    name.starts_with(NEW) || dir.join(CREATING).exists() || !dir.join(META).is_file()
 }
 
 /// Reads an object's record.

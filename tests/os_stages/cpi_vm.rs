@@ -37,14 +37,24 @@ pub fn check_default(stemcell: &Path, dir: &Path) {
     let c = Cpi::new();
     let x = dir.join("cpi-stemcell");
     std::fs::create_dir_all(&x).unwrap();
-    support::sh(Command::new("tar").arg("-xzf").arg(stemcell).arg("-C").arg(&x).arg("image"));
+    support::sh(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(stemcell)
+            .arg("-C")
+            .arg(&x)
+            .arg("image"),
+    );
     let cp = json!({"architecture": "armhf", "infrastructure": "bakery", "name": "default", "version": "0"});
     let t0 = Instant::now();
     let sc = c.ok("create_stemcell", json!([x.join("image"), cp]));
     std::fs::remove_dir_all(&x).unwrap();
     let imported = t0.elapsed().as_secs_f64();
     let nets = json!({"default": {"type": "dynamic", "cloud_properties": {}}});
-    let r = c.ok("create_vm", json!(["agent-0", sc, {"memory_mib": 1024}, nets, [], {}]));
+    let r = c.ok(
+        "create_vm",
+        json!(["agent-0", sc, {"memory_mib": 1024}, nets, [], {}]),
+    );
     let vm = r[0].as_str().unwrap().to_string();
     let vm_dir = c.state.join("vms").join(&vm);
     let root = console_shows(&vm_dir, "EXT4-fs (vda2)", Duration::from_secs(300));
@@ -72,6 +82,10 @@ pub fn check_default(stemcell: &Path, dir: &Path) {
     assert!(pistemcell::rootfs::mounts::mounts_under(&c.state).is_empty());
     assert!(pistemcell::image::loopdev::attached_under(&c.state).is_empty());
     for k in ["vms", "disks", "stemcells"] {
-        assert_eq!(std::fs::read_dir(c.state.join(k)).unwrap().count(), 0, "{k}");
+        assert_eq!(
+            std::fs::read_dir(c.state.join(k)).unwrap().count(),
+            0,
+            "{k}"
+        );
     }
 }

@@ -111,4 +111,3 @@ pub fn qemus_under(dir: &Path) -> Vec<String> {
         })
         .collect()
 }
-
