@@ -198,7 +198,7 @@ fn write_raw(r: &mut impl Read, dest: &Path) -> Result<(), String> {
                 written += n as u64;
                 if written > budget {
                     return Err(format!(
-                        "image: its data needs more scratch space than {} has free ({free} bytes, {SCRATCH_RESERVE} kept in reserve); free space there or use another --work-dir",
+                        "image: its data needs more scratch space than {} has free ({free} bytes, {SCRATCH_RESERVE} kept in reserve); free space there, or give the command another directory (boot-test: --work-dir; the CPI: its state_dir)",
                         dir.display()
                     ));
                 }

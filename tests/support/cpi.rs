@@ -64,6 +64,16 @@ impl Cpi {
     }
 }
 
+/// A test that fails leaves no VM running: every qemu of the state dir is killed.
+impl Drop for Cpi {
+    fn drop(&mut self) {
+        for pid in qemu_pids_under(&self.state) {
+            // SAFETY: kill with a pid read from /proc whose command line names our state dir.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 pub fn call(config: &Path, request: &str) -> Value {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pistemcell"))
         .args(["cpi", "--config"])
@@ -96,6 +106,21 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The pids of the qemu processes whose command line names a path under `dir`.
+pub fn qemu_pids_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            (cmd.starts_with("qemu-") && cmd.contains(&needle)).then_some(pid)
+        })
+        .collect()
 }
 
 /// The qemu processes whose command line names a path under `dir`.
