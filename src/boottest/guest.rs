@@ -23,10 +23,8 @@ pub const PORT_AGENT_LOG: &str = "pistemcell.agentlog";
 pub const PORT_CONTROL: &str = "pistemcell.control";
 /// The prefix of every probe line.
 pub const TAG: &str = "PSTC";
-/// The guest's address on qemu's user network, and its gateway and DNS.
-pub const GUEST_IP: &str = "10.0.2.15";
-/// The MAC address given to the guest's network card.
-pub const GUEST_MAC: &str = "52:54:00:12:34:56";
+/// The guest's address on qemu's user network.
+pub use crate::vm::settings::GUEST_IP;
 /// The serial number of the ephemeral disk (`/sys/block/vdX/serial`, `/dev/disk/by-id/virtio-…`).
 pub const EPHEMERAL_SERIAL: &str = "pstc-ephemeral";
 /// The serial number of the deploy proof's persistent disk.
@@ -214,30 +212,42 @@ pub fn settings(
     disks: &GuestDisks,
     blobstore: Option<serde_json::Value>,
 ) -> String {
-    let mut v = json!({
-        "agent_id": agent_id,
-        "vm": {"name": agent_id},
-        "mbus": format!("https://{user}:{password}@0.0.0.0:6868"),
-        "blobstore": {"provider": "local", "options": {"blobstore_path": "/var/vcap/micro_bosh/data/cache"}},
-        "networks": {"default": {
-            "type": "manual", "ip": GUEST_IP, "netmask": "255.255.255.0",
-            "gateway": "10.0.2.2", "dns": ["10.0.2.3"], "default": ["dns", "gateway"],
-            "mac": GUEST_MAC, "preconfigured": true,
-        }},
-        "disks": {"system": disks.system, "persistent": {}},
-        "ntp": [],
-        "env": {"bosh": {
-            "mbus": {"cert": {"ca": cert.ca, "certificate": cert.certificate, "private_key": cert.private_key}},
-        }},
-    });
-    if let Some(path) = &disks.ephemeral {
-        v["disks"]["ephemeral"] = json!({"id": EPHEMERAL_SERIAL, "path": path});
-    }
-    if let Some(b) = blobstore {
-        v["blobstore"] = b;
+    let networks = json!({"default": {
+        "type": "manual", "ip": GUEST_IP, "netmask": "255.255.255.0",
+        "gateway": "10.0.2.2", "dns": ["10.0.2.3"], "default": ["dns", "gateway"],
+    }});
+    let mut env = json!({"bosh": {
+        "mbus": {"cert": {"ca": cert.ca, "certificate": cert.certificate, "private_key": cert.private_key}},
+    }});
+    if blobstore.is_some() {
         // A compilation VM keeps its compilers (the director sets this for every other VM).
-        v["env"]["bosh"]["remove_dev_tools"] = json!(false);
+        env["bosh"]["remove_dev_tools"] = json!(false);
     }
+    let local = json!({"provider": "local", "options": {"blobstore_path": "/var/vcap/micro_bosh/data/cache"}});
+    let mbus = format!("https://{user}:{password}@0.0.0.0:6868");
+    let v = crate::vm::settings::agent_settings(
+        agent_id,
+        agent_id,
+        &crate::vm::settings::Agent {
+            mbus: &mbus,
+            blobstore: blobstore.as_ref().unwrap_or(&local),
+            ntp: &[],
+        },
+        networks
+            .as_object()
+            .cloned()
+            .as_ref()
+            .unwrap_or(&Default::default()),
+        &env,
+        &crate::vm::settings::Disks {
+            system: disks.system.clone(),
+            ephemeral: disks
+                .ephemeral
+                .clone()
+                .map(|path| (EPHEMERAL_SERIAL.to_string(), path)),
+            persistent: Vec::new(),
+        },
+    );
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 

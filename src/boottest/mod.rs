@@ -350,7 +350,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         root_on_sd: on_sd,
         disks,
         forwards,
-        mac: guest::GUEST_MAC.into(),
+        mac: vm::settings::MAC.into(),
         ports: vec![
             (guest::PORT_PROBE.into(), dir.join("probe.log")),
             (guest::PORT_AGENT_LOG.into(), dir.join("agent.log")),

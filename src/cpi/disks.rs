@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::protocol::Args;
-use super::settings;
 use super::store::{self, Kind, Store};
 use super::{vms, CpiError, Ctx};
+use crate::vm::settings;
 
 /// A disk's record.
 #[derive(Debug, Clone, Serialize, Deserialize)]

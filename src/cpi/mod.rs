@@ -10,7 +10,6 @@
 pub mod config;
 pub mod disks;
 pub mod protocol;
-pub mod settings;
 pub mod stemcells;
 pub mod store;
 pub mod vms;

@@ -10,10 +10,10 @@ use serde_json::{json, Map, Value};
 
 use super::config::Forward;
 use super::protocol::Args;
-use super::settings::{self, Disks};
 use super::stemcells::{self, Stemcell};
 use super::store::{self, Kind, Store};
 use super::{CpiError, Ctx};
+use crate::vm::settings::{self, Disks};
 use crate::vm::{detached, overlay, qemu};
 
 /// A VM's record.
@@ -253,7 +253,11 @@ fn boot(
     let text = settings::agent_settings(
         &rec.agent_id,
         cid,
-        &ctx.config.agent,
+        &settings::Agent {
+            mbus: &ctx.config.agent.mbus,
+            blobstore: &ctx.config.agent.blobstore,
+            ntp: &ctx.config.agent.ntp,
+        },
         &rec.networks,
         &rec.env,
         &disks,

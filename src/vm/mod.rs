@@ -1,6 +1,6 @@
 //! The VM layer that `boot-test` (with the deploy proof) and the CPI share: a stemcell's disk
 //! read into scratch (`disk`), the copy-on-write overlay a VM boots and the files written into
-//! it before power-on (`overlay`), the qemu command line and the VM as a guard (`qemu`), a VM
+//! it before power-on (`overlay`), the agent's settings (`settings`), the qemu command line and the VM as a guard (`qemu`), a VM
 //! that outlives the call that started it (`detached`), and following the logs a VM writes
 //! (`follow`).
 
@@ -9,6 +9,7 @@ pub mod disk;
 pub mod follow;
 pub mod overlay;
 pub mod qemu;
+pub mod settings;
 
 use std::path::PathBuf;
 

@@ -1,11 +1,21 @@
-//! The agent's settings for a VM, as a cloud's metadata service would hand them over: its id,
-//! the mbus and blobstore from the CPI config, the networks `create_vm` was given (marked
-//! preconfigured: qemu's user network has already given the guest its address), the disks the
-//! VM has, and the director's `env` (which carries the mbus certificate).
+//! The agent's settings for a VM, as a cloud's metadata service would hand them over, for
+//! boot-test and the CPI alike: its id, the mbus, blobstore and NTP servers, the networks
+//! (marked preconfigured: qemu's user network has already given the guest its address), the
+//! disks the VM has, and the director's `env` (which carries the mbus certificate). Written
+//! into the overlay by `overlay::MountedOverlay::write_settings`.
 
 use serde_json::{json, Map, Value};
 
-use super::config::AgentConfig;
+/// What every agent of a VM host is told: the mbus URL, the blobstore and NTP servers.
+#[derive(Debug, Clone)]
+pub struct Agent<'a> {
+    /// The mbus URL the agent serves.
+    pub mbus: &'a str,
+    /// The agent's blobstore.
+    pub blobstore: &'a Value,
+    /// NTP servers.
+    pub ntp: &'a [String],
+}
 
 /// The MAC address of every VM's one network card (each VM has its own user network).
 pub const MAC: &str = "52:54:00:12:34:56";
@@ -32,7 +42,7 @@ pub fn disk_hint(serial: &str, device: &str) -> Value {
 pub fn agent_settings(
     agent_id: &str,
     vm_cid: &str,
-    agent: &AgentConfig,
+    agent: &Agent,
     networks: &Map<String, Value>,
     env: &Value,
     disks: &Disks,
@@ -76,10 +86,11 @@ mod tests {
 
     #[test]
     fn the_settings_carry_the_config_the_networks_the_disks_and_env() {
-        let agent = AgentConfig {
-            mbus: "https://mbus:p@0.0.0.0:6868".into(),
-            blobstore: json!({"provider": "local"}),
-            ntp: vec![],
+        let blobstore = json!({"provider": "local"});
+        let agent = Agent {
+            mbus: "https://mbus:p@0.0.0.0:6868",
+            blobstore: &blobstore,
+            ntp: &[],
         };
         let nets =
             json!({"default": {"type": "manual", "ip": "10.0.2.15", "cloud_properties": {"x": 1}}});
