@@ -3,37 +3,14 @@
 //! disk's id (hot-plug would need the guest's virtio-mmio to take a new device, which it
 //! cannot: `virt` has no hot-pluggable bus for them).
 
-use std::path::PathBuf;
-
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::machine;
 use super::protocol::Args;
-use super::store::{self, Kind, Store};
-use super::{vms, CpiError, Ctx};
+use super::records::{self, open_disk as open, DiskRecord};
+use super::store::{self, Kind};
+use super::{CpiError, Ctx};
 use crate::vm::settings;
-
-/// A disk's record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DiskRecord {
-    /// Its size in MiB.
-    pub size_mib: u64,
-    /// Metadata from `set_disk_metadata`.
-    #[serde(default)]
-    pub metadata: Value,
-}
-
-/// The image file of disk `cid`.
-pub fn image(store: &Store, cid: &str) -> PathBuf {
-    store.root().join("disks").join(cid).join("disk.qcow2")
-}
-
-fn open(store: &Store, cid: &str) -> Result<(PathBuf, DiskRecord), CpiError> {
-    let dir = store
-        .find(Kind::Disk, cid)
-        .ok_or_else(|| CpiError::DiskNotFound(cid.to_string()))?;
-    Ok((dir.clone(), store::read_meta(&dir)?))
-}
 
 /// `create_disk(size_mib, cloud_properties, vm_cid)`.
 pub fn create(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
@@ -74,7 +51,7 @@ pub fn create(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
 pub fn delete(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
     let cid = a.string(0, "disk_cid")?;
     let (dir, _) = open(&ctx.store, cid)?;
-    if let Some(vm) = vms::attached_to(&ctx.store, cid) {
+    if let Some(vm) = records::attached_to(&ctx.store, cid) {
         return Err(CpiError::Cloud(format!(
             "disk {cid} is attached to VM {vm}: detach it first"
         )));
@@ -96,9 +73,9 @@ pub fn has(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
 /// the disk hint (API 2) or nothing (API 1).
 pub fn attach(ctx: &mut Ctx, a: &Args, api: u64) -> Result<Value, CpiError> {
     let (vm, cid) = (a.string(0, "vm_cid")?, a.string(1, "disk_cid")?);
-    vms::open(&ctx.store, vm)?;
+    records::open_vm(&ctx.store, vm)?;
     open(&ctx.store, cid)?;
-    match vms::attached_to(&ctx.store, cid) {
+    match records::attached_to(&ctx.store, cid) {
         Some(other) if other != vm => {
             return Err(CpiError::Cloud(format!(
                 "disk {cid} is attached to VM {other}: detach it first"
@@ -107,10 +84,10 @@ pub fn attach(ctx: &mut Ctx, a: &Args, api: u64) -> Result<Value, CpiError> {
         Some(_) => {}
         None => {
             (ctx.log)(format!("attaching disk {cid} to VM {vm} (the VM restarts)"));
-            vms::restart(ctx, vm, |r| r.disks.push(cid.to_string()))?;
+            machine::restart(ctx, vm, |r| r.disks.push(cid.to_string()))?;
         }
     }
-    let device = vms::device_of(&ctx.store, vm, cid)?;
+    let device = machine::device_of(&ctx.store, vm, cid)?;
     Ok(match api {
         1 => Value::Null,
         _ => settings::disk_hint(cid, &device),
@@ -120,7 +97,7 @@ pub fn attach(ctx: &mut Ctx, a: &Args, api: u64) -> Result<Value, CpiError> {
 /// `detach_disk(vm_cid, disk_cid)`: the VM is powered off and booted without the disk.
 pub fn detach(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
     let (vm, cid) = (a.string(0, "vm_cid")?, a.string(1, "disk_cid")?);
-    let (_, rec) = vms::open(&ctx.store, vm)?;
+    let (_, rec) = records::open_vm(&ctx.store, vm)?;
     open(&ctx.store, cid)?;
     if !rec.disks.iter().any(|d| d == cid) {
         return Err(CpiError::Cloud(format!(
@@ -130,13 +107,13 @@ pub fn detach(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
     (ctx.log)(format!(
         "detaching disk {cid} from VM {vm} (the VM restarts)"
     ));
-    vms::restart(ctx, vm, |r| r.disks.retain(|d| d != cid))?;
+    machine::restart(ctx, vm, |r| r.disks.retain(|d| d != cid))?;
     Ok(Value::Null)
 }
 
 /// `get_disks(vm_cid)`.
 pub fn get(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
-    let (_, rec) = vms::open(&ctx.store, a.string(0, "vm_cid")?)?;
+    let (_, rec) = records::open_vm(&ctx.store, a.string(0, "vm_cid")?)?;
     Ok(json!(rec.disks))
 }
 
@@ -144,7 +121,7 @@ pub fn get(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
 pub fn resize(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
     let (cid, size) = (a.string(0, "disk_cid")?, a.number(1, "new_size")?);
     let (dir, mut rec) = open(&ctx.store, cid)?;
-    if let Some(vm) = vms::attached_to(&ctx.store, cid) {
+    if let Some(vm) = records::attached_to(&ctx.store, cid) {
         return Err(CpiError::Cloud(format!(
             "disk {cid} is attached to VM {vm}: detach it before resizing"
         )));
@@ -159,7 +136,7 @@ pub fn resize(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
         crate::cmd::run(
             std::process::Command::new("qemu-img")
                 .args(["resize", "-q", "-f", "qcow2"])
-                .arg(image(&ctx.store, cid))
+                .arg(records::disk_image(&ctx.store, cid))
                 .arg(format!("{size}M")),
         )?;
         rec.size_mib = size;

@@ -9,7 +9,9 @@
 
 pub mod config;
 pub mod disks;
+pub mod machine;
 pub mod protocol;
+pub mod records;
 pub mod stemcells;
 pub mod store;
 pub mod vms;

@@ -3,46 +3,13 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::protocol::Args;
+use super::records::{Stemcell, VmRecord, IMAGE, INITRAMFS, KERNEL};
 use super::store::{self, Kind};
 use super::{CpiError, Ctx};
 use crate::vm::disk;
-
-/// An imported stemcell's record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stemcell {
-    /// The stemcell's name and version.
-    pub name: String,
-    /// `armhf` or `arm64`.
-    pub arch: String,
-    /// `bakery` or `raw`.
-    pub infrastructure: String,
-    /// The MBR disk identifier.
-    pub disk_id: u32,
-    /// Partition 1 (boot): first byte, length.
-    pub boot: (u64, u64),
-    /// Partition 2 (root): first byte, length.
-    pub root: (u64, u64),
-    /// The kernel's name on the boot partition.
-    pub kernel_name: String,
-}
-
-/// The base image's file in a stemcell's directory.
-pub const IMAGE: &str = "image.raw";
-/// The kernel's file.
-pub const KERNEL: &str = "kernel";
-/// The initramfs's file.
-pub const INITRAMFS: &str = "initramfs";
-
-impl Stemcell {
-    /// The root partition's PARTUUID.
-    pub fn root_partuuid(&self) -> String {
-        format!("{:08x}-02", self.disk_id)
-    }
-}
 
 /// `create_stemcell(image_path, cloud_properties)`.
 pub fn create(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
@@ -113,9 +80,7 @@ pub fn delete(ctx: &mut Ctx, a: &Args) -> Result<Value, CpiError> {
         .store
         .all(Kind::Vm)
         .into_iter()
-        .filter(|(_, d)| {
-            store::read_meta::<super::vms::VmRecord>(d).is_ok_and(|m| m.stemcell == cid)
-        })
+        .filter(|(_, d)| store::read_meta::<VmRecord>(d).is_ok_and(|m| m.stemcell == cid))
         .map(|(id, _)| id)
         .collect();
     if !users.is_empty() {
