@@ -79,6 +79,10 @@ pub struct VmConfig {
     pub disks: Vec<Drive>,
     /// Forwards from 127.0.0.1: host port to guest port.
     pub forwards: Vec<(u16, u16)>,
+    /// Whether the guest is cut off from the host and the outside (qemu's `restrict=on`): it
+    /// can only answer on its forwards, and none of its own connections or DNS queries leave
+    /// qemu's user network.
+    pub restrict: bool,
     /// The guest's network card's MAC address.
     pub mac: String,
     /// Virtio serial ports written to files: the port's name and the file.
@@ -164,7 +168,8 @@ pub fn command(c: &VmConfig) -> Result<Command, VmError> {
         .args(root_device_args(c))
         .arg("-netdev")
         .arg(format!(
-            "user,id=net0{}",
+            "user,id=net0{}{}",
+            if c.restrict { ",restrict=on" } else { "" },
             c.forwards
                 .iter()
                 .map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"))
@@ -396,6 +401,7 @@ mod tests {
             root_on_sd: false,
             disks: vec![drive("e.raw", "eph")],
             forwards: vec![(4242, 6868)],
+            restrict: true,
             mac: "52:54:00:12:34:56".into(),
             ports: Vec::new(),
             control: None,
@@ -406,7 +412,7 @@ mod tests {
         let argv = crate::cmd::argv_of(&command(&c).unwrap());
         assert!(argv.starts_with("qemu-system-arm -M virt,highmem=off -cpu cortex-a7 -accel tcg,thread=multi,tb-size=256"));
         assert!(argv.contains("root=PARTUUID=c84cad11-02 rw"));
-        assert!(argv.contains("hostfwd=tcp:127.0.0.1:4242-:6868 "));
+        assert!(argv.contains("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:4242-:6868 "));
         assert!(argv.find("drive=disk0").unwrap() < argv.find("drive=root").unwrap());
         assert!(!argv.contains("virtio-serial-device"));
         assert_eq!(c.disk_device(0), "/dev/vdb");
@@ -419,6 +425,7 @@ mod tests {
         let d = VmConfig {
             disks: vec![drive("e.raw", "eph"), drive("p.raw", "pers")],
             forwards: vec![(4242, 6868), (5000, 2345)],
+            restrict: false,
             ports: vec![("probe".into(), "/x/probe.log".into())],
             control: Some(("ctl".into(), "/x/control.sock".into())),
             ..c.clone()
@@ -426,7 +433,9 @@ mod tests {
         let argv = crate::cmd::argv_of(&command(&d).unwrap());
         let pers = argv.find("drive=disk1,serial=pers").unwrap();
         assert!(pers < argv.find("drive=disk0,serial=eph").unwrap());
-        assert!(argv.contains("hostfwd=tcp:127.0.0.1:4242-:6868,hostfwd=tcp:127.0.0.1:5000-:2345"));
+        assert!(argv.contains(
+            "user,id=net0,hostfwd=tcp:127.0.0.1:4242-:6868,hostfwd=tcp:127.0.0.1:5000-:2345"
+        ));
         assert_eq!(
             argv.matches("hostfwd=tcp:").count(),
             argv.matches("hostfwd=tcp:127.0.0.1:").count()
