@@ -361,6 +361,7 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
         control: opts
             .deploy
             .then(|| (guest::PORT_CONTROL.into(), dir.join(guest::CONTROL_SOCKET))),
+        console_input: None,
         memory_mib: opts.memory_mib,
         cpus: std::thread::available_parallelism().map_or(2, |n| n.get()),
         dir: dir.to_path_buf(),

@@ -15,6 +15,8 @@ use crate::vm::{detached, overlay, qemu};
 
 /// How long qemu gets to flush its disk images after SIGTERM before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How long a guest gets to sync, remount read-only and power off before qemu is stopped.
+const CLEAN_GRACE: Duration = Duration::from_secs(30);
 
 /// The VM's qemu configuration for the disks its record names.
 fn config(store: &Store, dir: &Path, rec: &VmRecord, sc: &Stemcell, sdir: &Path) -> qemu::VmConfig {
@@ -49,6 +51,7 @@ fn config(store: &Store, dir: &Path, rec: &VmRecord, sc: &Stemcell, sdir: &Path)
         mac: settings::MAC.into(),
         ports: Vec::new(),
         control: None,
+        console_input: Some(dir.join(detached::CONSOLE_SOCKET)),
         memory_mib: rec.memory_mib,
         cpus: rec.cpus,
         dir: dir.to_path_buf(),
@@ -159,9 +162,11 @@ pub fn boot(
 }
 
 /// Powers the VM off, changes its record with `change`, and boots it again with new settings.
-/// The guest sees a power cut (its filesystems recover from their journals): the stemcell's
-/// minimal systemd has no logind to act on qemu's power button, and under emulation a clean
-/// shutdown would cost a minute.
+/// The guest is not shut down (the stemcell's minimal systemd has no logind to act on qemu's
+/// power button, and under emulation a shutdown would cost a minute) but made safe to cut:
+/// Magic SysRq syncs, remounts read-only and powers off (`detached::power_off_cleanly`). A
+/// power cut without that lost the agent's freshly written state files, and the agent did not
+/// come back.
 pub fn restart(
     ctx: &mut Ctx,
     cid: &str,
@@ -169,6 +174,17 @@ pub fn restart(
 ) -> Result<(), CpiError> {
     let (dir, mut rec) = records::open_vm(&ctx.store, cid)?;
     (ctx.log)(format!("powering VM {cid} off"));
+    let t0 = std::time::Instant::now();
+    match detached::power_off_cleanly(&dir, CLEAN_GRACE) {
+        true => (ctx.log)(format!(
+            "VM {cid}: synced, remounted read-only and powered off (SysRq) in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        )),
+        false => (ctx.log)(format!(
+            "VM {cid}: no clean power-off within {} s (SysRq over the console); stopping qemu",
+            CLEAN_GRACE.as_secs()
+        )),
+    }
     detached::stop(&dir, STOP_GRACE)?;
     change(&mut rec);
     store::write_meta(&dir, &rec)?;

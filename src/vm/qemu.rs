@@ -89,6 +89,9 @@ pub struct VmConfig {
     pub ports: Vec<(String, PathBuf)>,
     /// A virtio serial port reached through a unix socket: its name and the socket.
     pub control: Option<(String, PathBuf)>,
+    /// A unix socket (telnet) that reaches the serial console's input, for SysRq; the output
+    /// still goes to `console.log`, appended across boots.
+    pub console_input: Option<PathBuf>,
     /// Memory in MiB.
     pub memory_mib: u32,
     /// Virtual CPUs.
@@ -177,8 +180,7 @@ pub fn command(c: &VmConfig) -> Result<Command, VmError> {
         ))
         .arg("-device")
         .arg(format!("virtio-net-device,netdev=net0,mac={}", c.mac))
-        .arg("-serial")
-        .arg(format!("file:{}", c.dir.join("console.log").display()));
+        .args(console_args(c)?);
     if !c.ports.is_empty() || c.control.is_some() {
         cmd.args(["-device", "virtio-serial-device"]);
     }
@@ -192,6 +194,26 @@ pub fn command(c: &VmConfig) -> Result<Command, VmError> {
         cmd.args(control_args(name, sock)?);
     }
     Ok(cmd)
+}
+
+/// The serial console: written to `console.log`, or (with `console_input`) a telnet socket
+/// whose output is logged there too, across boots.
+fn console_args(c: &VmConfig) -> Result<Vec<String>, VmError> {
+    let log = c.dir.join("console.log");
+    let Some(sock) = &c.console_input else {
+        return Ok(vec!["-serial".into(), format!("file:{}", log.display())]);
+    };
+    check_socket_path(sock)?;
+    Ok(vec![
+        "-chardev".into(),
+        format!(
+            "socket,id=console,path={},server=on,wait=off,telnet=on,logfile={},logappend=on",
+            sock.display(),
+            log.display()
+        ),
+        "-serial".into(),
+        "chardev:console".into(),
+    ])
 }
 
 /// The root disk's device: a virtio disk, or an SD card on a PCI SDHCI controller (the
@@ -238,13 +260,18 @@ impl VmConfig {
 /// sockaddr_un holds 108 bytes with the terminating NUL.
 pub const SOCKET_PATH_MAX: usize = 107;
 
-fn control_args(name: &str, sock: &Path) -> Result<Vec<String>, VmError> {
-    if sock.as_os_str().len() > SOCKET_PATH_MAX {
-        return Err(VmError::Vm(format!(
-            "the control socket {} is longer than a unix socket path may be ({SOCKET_PATH_MAX} bytes); choose a shorter directory",
+fn check_socket_path(sock: &Path) -> Result<(), VmError> {
+    match sock.as_os_str().len() > SOCKET_PATH_MAX {
+        true => Err(VmError::Vm(format!(
+            "the socket {} is longer than a unix socket path may be ({SOCKET_PATH_MAX} bytes); choose a shorter directory",
             sock.display()
-        )));
+        ))),
+        false => Ok(()),
     }
+}
+
+fn control_args(name: &str, sock: &Path) -> Result<Vec<String>, VmError> {
+    check_socket_path(sock)?;
     Ok(vec![
         "-chardev".into(),
         format!(
@@ -405,6 +432,7 @@ mod tests {
             mac: "52:54:00:12:34:56".into(),
             ports: Vec::new(),
             control: None,
+            console_input: None,
             memory_mib: 1024,
             cpus: 2,
             dir: std::env::temp_dir(),
@@ -444,6 +472,13 @@ mod tests {
             "file,id=port0,path=/x/probe.log -device virtserialport,chardev=port0,name=probe"
         ));
         assert!(argv.contains("socket,id=control,path=/x/control.sock,server=on,wait=off"));
+        assert!(argv.contains(&format!("-serial file:{}/console.log", d.dir.display())));
+        let t = VmConfig {
+            console_input: Some("/x/console.sock".into()),
+            ..d.clone()
+        };
+        let argv = crate::cmd::argv_of(&command(&t).unwrap());
+        assert!(argv.contains(&format!("socket,id=console,path=/x/console.sock,server=on,wait=off,telnet=on,logfile={}/console.log,logappend=on -serial chardev:console", t.dir.display())), "{argv}");
         assert_eq!(d.disk_device(1), "/dev/vdc");
 
         // A raw SD-card stemcell: the overlay is the card; the persistent disk is then the
@@ -469,5 +504,6 @@ mod tests {
     fn a_long_control_socket_is_refused() {
         let long = format!("/{}", "d".repeat(SOCKET_PATH_MAX + 1));
         assert!(control_args("c", Path::new(&long)).is_err());
+        assert!(check_socket_path(Path::new("/short")).is_ok());
     }
 }

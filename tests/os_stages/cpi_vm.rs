@@ -1,8 +1,9 @@
 //! The CPI on the default stemcell: `create_stemcell` imports its image, `create_vm` boots it
-//! as a daemon (the console shows the kernel mounting the root from the overlay and the agent's
-//! disk on the ephemeral disk's device), a persistent disk attaches (the guest sees it) and
-//! detaches, and deleting the VM, disk and stemcell leaves no process, mount, loop device or
-//! file. The agent's own answers need a real agent: `tests/cpi_create_env.rs`.
+//! as a daemon (the console shows the kernel mounting the root from the overlay), a persistent
+//! disk attaches (the guest is synced, remounted read-only and powered off by SysRq, then boots
+//! again and sees the disk) and detaches, and deleting the VM, disk and stemcell leaves no
+//! process, mount, loop device or file. The agent's own answers need a real agent:
+//! `tests/cpi_create_env.rs`.
 
 use std::path::Path;
 use std::process::Command;
@@ -67,6 +68,19 @@ pub fn check_default(stemcell: &Path, dir: &Path) {
     assert_eq!(hint["path"], "/dev/vdc", "{hint}");
     // The guest sees the disk: the kernel names it as the hint does.
     let seen = console_shows(&vm_dir, "[vdc]", Duration::from_secs(300));
+    // Before the restart the guest synced, remounted read-only and powered off (SysRq over
+    // its console), so nothing it wrote was lost.
+    let log = std::fs::read_to_string(vm_dir.join("console.log")).unwrap();
+    for step in [
+        "Emergency Sync complete",
+        "Emergency Remount complete",
+        "reboot: Power down",
+    ] {
+        assert!(
+            log.contains(step),
+            "no `{step}` on the console before the restart"
+        );
+    }
     eprintln!(
         "CPI: disk {d} attached (the VM restarted) and seen by the guest after {:.0} s",
         t0.elapsed().as_secs_f64().max(seen)
