@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
@@ -359,16 +359,11 @@ fn settings_in(vm_dir: &Path, scratch: &Path, root_offset: u64) -> Value {
     serde_json::from_str(&text.unwrap()).unwrap()
 }
 
-#[test]
-fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
-    if let Some(why) = missing_vm_tools() {
-        eprintln!("SKIPPED the CPI's VM lifecycle: {why}");
-        return;
-    }
-    let c = Cpi::new();
-    let dir = tempfile::tempdir().unwrap();
-    let packed = support::disk_stemcell(dir.path(), "{}");
-    let x = dir.path().join("x");
+/// The fixture disk stemcell's `image`, extracted as `bosh` hands it to `create_stemcell`,
+/// in `dir/x`.
+fn fixture_image(dir: &Path) -> PathBuf {
+    let packed = support::disk_stemcell(dir, "{}");
+    let x = dir.join("x");
     std::fs::create_dir(&x).unwrap();
     support::sh(
         Command::new("tar")
@@ -377,6 +372,18 @@ fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
             .arg("-C")
             .arg(&x),
     );
+    x
+}
+
+#[test]
+fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
+    if let Some(why) = missing_vm_tools() {
+        eprintln!("SKIPPED the CPI's VM lifecycle: {why}");
+        return;
+    }
+    let c = Cpi::new();
+    let dir = tempfile::tempdir().unwrap();
+    let x = fixture_image(dir.path());
     let cp =
         json!({"architecture": "armhf", "infrastructure": "bakery", "name": "s", "version": "1"});
     let sc = c.ok("create_stemcell", json!([x.join("image"), cp]));
@@ -475,17 +482,7 @@ fn a_vm_lives_takes_disks_and_leaves_nothing_when_deleted() {
     );
     c.ok("delete_disk", json!([d]));
     c.ok("delete_stemcell", json!([sc]));
-    let left = support::cpi::qemus_under(&c.state);
-    assert!(left.is_empty(), "{left:?}");
-    assert!(pistemcell::rootfs::mounts::mounts_under(&c.state).is_empty());
-    assert!(pistemcell::image::loopdev::attached_under(&c.state).is_empty());
-    for k in ["vms", "disks", "stemcells"] {
-        assert_eq!(
-            std::fs::read_dir(c.state.join(k)).unwrap().count(),
-            0,
-            "{k}"
-        );
-    }
+    support::cpi::assert_nothing_left(&c);
 }
 
 #[test]
@@ -496,16 +493,7 @@ fn a_killed_calls_leftovers_are_swept_by_the_next_call() {
     }
     let c = Cpi::new();
     let dir = tempfile::tempdir().unwrap();
-    let packed = support::disk_stemcell(dir.path(), "{}");
-    let x = dir.path().join("x");
-    std::fs::create_dir(&x).unwrap();
-    support::sh(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&packed.path)
-            .arg("-C")
-            .arg(&x),
-    );
+    let x = fixture_image(dir.path());
     let cp = json!({"architecture": "armhf", "infrastructure": "bakery"});
     let sc = c.ok("create_stemcell", json!([x.join("image"), cp]));
     let r = c.ok("create_vm", json!(["a", sc, {}, {}, [], {}]));

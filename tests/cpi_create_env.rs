@@ -229,30 +229,6 @@ fn vm_cid(state: &Path) -> String {
     s["current_vm_cid"].as_str().unwrap_or_default().to_string()
 }
 
-fn qemus_under(dir: &Path) -> usize {
-    let needle = dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.starts_with("qemu-") && c.contains(&needle)
-                })
-                .unwrap_or(false)
-        })
-        .count()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn create_env_deploys_recreates_and_deletes_on_our_stemcells() {
     if let Some(why) = missing() {
@@ -274,7 +250,7 @@ fn create_env_deploys_recreates_and_deletes_on_our_stemcells() {
         std::fs::create_dir_all(&dir).unwrap();
         let state = dir.join("cpi");
         let cert = pistemcell::boottest::guest::mbus_cert().unwrap();
-        let ports = (free_port(), free_port());
+        let ports = (support::cpi::free_port(), support::cpi::free_port());
         let env_state = dir.join("state.json");
         let m = dir.join("manifest.yml");
         let deploy = |memory: u32| {
@@ -355,7 +331,11 @@ fn create_env_deploys_recreates_and_deletes_on_our_stemcells() {
                 .collect();
             assert!(left.is_empty(), "delete-env left {left:?}");
         }
-        assert_eq!(qemus_under(&state), 0, "a qemu still runs");
+        assert_eq!(
+            support::cpi::qemus_under(&state),
+            Vec::<String>::new(),
+            "a qemu still runs"
+        );
         assert!(pistemcell::rootfs::mounts::mounts_under(tmp.path()).is_empty());
         assert!(pistemcell::image::loopdev::attached_under(tmp.path()).is_empty());
     }

@@ -252,10 +252,10 @@ pub fn run(opts: &Options, progress: &dyn Fn(&str)) -> Result<Report, BootTestEr
     overlay::create(&d.image, &overlay_path, card_bytes)?;
     let cert = guest::mbus_cert()
         .map_err(|e| BootTestError::Overlay(format!("making the mbus certificate: {e}")))?;
-    let token = random_hex(8);
+    let token = vm::random_hex(8);
     let (user, password, agent_id) = (
         "pstc".to_string(),
-        random_hex(16),
+        vm::random_hex(16),
         format!("pistemcell-boot-test-{token}"),
     );
     // The deploy proof's blobstore, served on 127.0.0.1 to the guest's agent.
@@ -565,18 +565,4 @@ fn mbus_round(
         Err(e) if e.contains("exception") => checks.fail(CheckId::GetState, t0.elapsed(), e),
         Err(_) => {}
     }
-}
-
-/// `n` random bytes as hex (from the kernel's random source).
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if got < n as isize {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        return format!("{t:x}{:x}", std::process::id());
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

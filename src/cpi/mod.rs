@@ -204,18 +204,3 @@ pub const KNOWN: [&str; 20] = [
     "delete_snapshot",
     "current_vm_id",
 ];
-
-/// `n` random bytes as hex, from the kernel's random source.
-pub fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if got < n as isize {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let mixed = format!("{t:x}{:x}", std::process::id());
-        return mixed.chars().rev().take(2 * n).collect();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}

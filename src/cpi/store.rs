@@ -132,7 +132,7 @@ impl Store {
 
     /// A new id of `kind`.
     pub fn new_id(&self, kind: Kind) -> String {
-        format!("{}{}", kind.prefix(), crate::cpi::random_hex(6))
+        format!("{}{}", kind.prefix(), crate::vm::random_hex(6))
     }
 
     /// The directory of object `cid`, if `cid` is an id of `kind` that exists; a `cid` that is

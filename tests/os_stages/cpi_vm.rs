@@ -92,14 +92,5 @@ pub fn check_default(stemcell: &Path, dir: &Path) {
     c.ok("delete_vm", json!([vm]));
     c.ok("delete_disk", json!([d]));
     c.ok("delete_stemcell", json!([sc]));
-    assert!(qemus_under(&c.state).is_empty());
-    assert!(pistemcell::rootfs::mounts::mounts_under(&c.state).is_empty());
-    assert!(pistemcell::image::loopdev::attached_under(&c.state).is_empty());
-    for k in ["vms", "disks", "stemcells"] {
-        assert_eq!(
-            std::fs::read_dir(c.state.join(k)).unwrap().count(),
-            0,
-            "{k}"
-        );
-    }
+    support::cpi::assert_nothing_left(&c);
 }

@@ -136,3 +136,20 @@ pub fn qemus_under(dir: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// Nothing of the CPI is left under its state dir: no qemu, mount, loop device, stemcell, VM
+/// or disk.
+pub fn assert_nothing_left(c: &Cpi) {
+    let left = qemus_under(&c.state);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(pistemcell::rootfs::mounts::mounts_under(&c.state).is_empty());
+    assert!(pistemcell::image::loopdev::attached_under(&c.state).is_empty());
+    for k in ["vms", "disks", "stemcells"] {
+        let objects: Vec<_> = std::fs::read_dir(c.state.join(k))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(objects.is_empty(), "{k}: {objects:?}");
+    }
+}
