@@ -253,20 +253,46 @@ pub fn configure(
             path: root.join("etc/ssh"),
             source,
         })?;
-        dpkg::install(root, debs, mode, &log, &ctx.reporter)?;
+        // The commands maintainer scripts run per file (sed, grep, cp, ...) are the host's
+        // where the rootfs is foreign: see rootfs::host_tools.
+        let tools = host_tools_for(ctx, root, label, true);
+        dpkg::install(root, debs, mode, &log, &ctx.reporter, tools.as_ref())?;
         keys.remove();
         // Kernels installed before the initramfs stage get theirs there, once (see
         // rootfs::initramfs::STAGE); later ones here.
         let initramfs = !initramfs::deferred_to_stage(label);
-        finish_with_host_tools(ctx, root, label, Some(deferred), initramfs, &log)?;
+        finish_with_host_tools(ctx, root, label, Some(deferred), initramfs, &log, tools)?;
     }
     crate::interrupt::check()?;
     Ok(())
 }
 
+/// The host toolbox in `root` when the rootfs is foreign and `needed`, or None (with a warning
+/// saying why when it cannot be set up: the work then runs emulated).
+pub fn host_tools_for(
+    ctx: &BuildContext,
+    root: &Path,
+    label: &str,
+    needed: bool,
+) -> Option<HostTools> {
+    if !needed || binfmt::native(ctx.spec.arch) {
+        return None;
+    }
+    match HostTools::install(root) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            ctx.reporter.warn(&format!(
+                "{label}: the host's tools cannot be used, so maintainer scripts, the initramfs and deferred commands run emulated (minutes instead of seconds): {why}"
+            ));
+            None
+        }
+    }
+}
+
 /// What runs once after dpkg, with the host's tools where the rootfs is foreign: the deferred
 /// commands (`deferred`), then, with `initramfs`, the initramfs of every kernel that has none.
-/// The caller holds the chroot mounts.
+/// `tools` is the toolbox already in the rootfs, if any (else one is set up when needed); it
+/// is taken out at the end. The caller holds the chroot mounts.
 pub fn finish_with_host_tools(
     ctx: &BuildContext,
     root: &Path,
@@ -274,19 +300,15 @@ pub fn finish_with_host_tools(
     deferred: Option<Deferred>,
     initramfs: bool,
     log: &Path,
+    tools: Option<HostTools>,
 ) -> Result<(), BootstrapError> {
-    let needed = !binfmt::native(ctx.spec.arch)
-        && (deferred.as_ref().is_some_and(|d| d.called())
-            || (initramfs && !initramfs::kernels_without_initramfs(root).is_empty()));
-    let tools = match needed.then(|| HostTools::install(root)) {
-        Some(Ok(t)) => Some(t),
-        Some(Err(why)) => {
-            ctx.reporter.warn(&format!(
-                "{label}: the host's tools cannot be used, so the initramfs and deferred commands run emulated (minutes instead of seconds): {why}"
-            ));
-            None
+    let tools = match tools {
+        Some(t) => Some(t),
+        None => {
+            let needed = deferred.as_ref().is_some_and(|d| d.called())
+                || (initramfs && !initramfs::kernels_without_initramfs(root).is_empty());
+            host_tools_for(ctx, root, label, needed)
         }
-        None => None,
     };
     if let Some(deferred) = deferred {
         for c in deferred.finish(tools.as_ref(), log)? {

@@ -226,13 +226,15 @@ impl Drop for PolicyRcD {
 }
 
 /// Installs `debs` (paths on the host, in install order) into `root` and configures them.
-/// The full dpkg output goes to `log`.
+/// The full dpkg output goes to `log`. With `tools`, maintainer scripts find the host's
+/// commands first on `PATH` (the toolbox holds only commands the target has too).
 pub fn install(
     root: &Path,
     debs: &[PathBuf],
     mode: Mode,
     log: &Path,
     reporter: &Reporter,
+    tools: Option<&super::host_tools::HostTools>,
 ) -> Result<(), DpkgError> {
     let mut staged = Vec::new();
     let mut cmd = match mode {
@@ -286,6 +288,15 @@ pub fn install(
     cmd.env_clear()
         .envs(script_env())
         .env(DEFER_ENV.0, DEFER_ENV.1);
+    let mut header = String::new();
+    if let Some(t) = tools {
+        header = format!(
+            "host tools first on PATH in {}: {}\n",
+            super::host_tools::BIN,
+            t.commands.join(" ")
+        );
+        cmd.env("PATH", super::host_tools::path_with_toolbox());
+    }
     // Maintainer scripts that honour it (py_compile, man-db, ...) write reproducible files.
     match crate::epoch::epoch_for(root) {
         0 => {}
@@ -306,7 +317,7 @@ pub fn install(
         }
         Mode::Chroot => None,
     };
-    let mut result = run_logged(&mut cmd, log, debs.len() as u64 * 2, reporter);
+    let mut result = run_logged(&mut cmd, log, &header, debs.len() as u64 * 2, reporter);
     if let Some(n) = numeric {
         if let Err(e) = n.restore() {
             result = result.and(Err(DpkgError::Io {
@@ -325,6 +336,7 @@ pub fn install(
 fn run_logged(
     cmd: &mut Command,
     log: &Path,
+    header: &str,
     steps: u64,
     reporter: &Reporter,
 ) -> Result<(), DpkgError> {
@@ -333,7 +345,7 @@ fn run_logged(
         path: log.to_path_buf(),
         source,
     })?;
-    let _ = writeln!(file, "$ {argv}");
+    let _ = write!(file, "{header}$ {argv}\n");
     let (reader, writer) = std::io::pipe().map_err(|source| DpkgError::Spawn {
         argv: argv.clone(),
         source,

@@ -26,9 +26,20 @@ pub const BIN: &str = "/.pistemcell-host/bin";
 const LOADER: &str = "/.pistemcell-host/ld.so";
 
 /// The commands provided natively, when both the host and the target have them. `sh` is the
-/// host's dash and is required; the others are what initramfs-tools runs per module and file.
+/// host's dash and is required; the others are what initramfs-tools and maintainer scripts
+/// (ucf, ca-certificates, ...) run per module, file or line. None looks up users or groups or
+/// asks what machine it runs on (no `id`, `chown`, `dpkg`, `uname`).
 const TOOLS: &[(&str, &str)] = &[
     ("sh", "dash"),
+    ("awk", "mawk"),
+    ("cmp", "cmp"),
+    ("expr", "expr"),
+    ("mawk", "mawk"),
+    ("md5sum", "md5sum"),
+    ("rmdir", "rmdir"),
+    ("run-parts", "run-parts"),
+    ("sha256sum", "sha256sum"),
+    ("tee", "tee"),
     ("basename", "basename"),
     ("cat", "cat"),
     ("chmod", "chmod"),
@@ -95,11 +106,22 @@ fn host_command(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Whether the target rootfs has command `name` in its system directories.
-fn target_has(root: &Path, name: &str) -> bool {
-    COMMAND_DIRS
-        .iter()
-        .any(|d| std::fs::symlink_metadata(root.join(d).join(name)).is_ok())
+/// Whether the target rootfs has command `name` in its system directories, and it is the same
+/// program as the host's `host`: both, every symlink followed (the target's inside the rootfs),
+/// end at a file of the same name (`sh` at `dash`, `awk` at `mawk`, `depmod` at `kmod`; a
+/// target whose `awk` is gawk or whose tools are busybox links gets none of the host's).
+fn target_has(root: &Path, name: &str, host: &Path) -> bool {
+    let file_name = |p: &Path| p.file_name().map(|n| n.to_os_string());
+    let Some(host_file) = std::fs::canonicalize(host).ok().and_then(|p| file_name(&p)) else {
+        return false;
+    };
+    COMMAND_DIRS.iter().any(|d| {
+        let rel = format!("{d}/{name}");
+        match crate::inside::resolve(root, &rel) {
+            Ok(Some(p)) => p.is_file() && file_name(&p) == Some(host_file.clone()),
+            _ => false,
+        }
+    })
 }
 
 impl HostTools {
@@ -143,7 +165,7 @@ impl HostTools {
             let Some(src) = host_command(host_name) else {
                 continue;
             };
-            if !target_has(root, name) {
+            if !target_has(root, name, &src) {
                 continue;
             }
             let mut bytes = std::fs::read(&src).map_err(|e| io("reading", &src, e))?;
@@ -320,6 +342,15 @@ pub fn script_command(root: &Path, tools: Option<&HostTools>, script: &str) -> C
     cmd
 }
 
+/// The maintainer scripts' `PATH` with the toolbox first.
+pub fn path_with_toolbox() -> String {
+    let base = super::dpkg::script_env()
+        .into_iter()
+        .find(|(k, _)| *k == "PATH")
+        .map_or("/usr/sbin:/usr/bin:/sbin:/bin", |(_, v)| v);
+    format!("{BIN}:{base}")
+}
+
 /// Writes an executable file (mode 0755).
 fn write_exec(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -345,9 +376,15 @@ mod tests {
             std::os::unix::fs::symlink(format!("usr/{d}"), dir.join(d)).unwrap();
         }
         foreign_root_shell(dir);
-        for c in ["sh", "cp", "cat"] {
+        std::os::unix::fs::symlink("dash", dir.join("usr/bin/sh")).unwrap();
+        for c in ["cp", "cat"] {
             std::fs::write(dir.join("usr/bin").join(c), b"stub").unwrap();
         }
+        // An awk that is not the host's mawk is never replaced.
+        std::fs::create_dir_all(dir.join("etc/alternatives")).unwrap();
+        std::fs::write(dir.join("usr/bin/gawk"), b"stub").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/gawk", dir.join("etc/alternatives/awk")).unwrap();
+        std::os::unix::fs::symlink("/etc/alternatives/awk", dir.join("usr/bin/awk")).unwrap();
     }
 
     fn listing(dir: &Path) -> Vec<String> {
@@ -374,7 +411,8 @@ mod tests {
         foreign_root(t.path());
         let before = listing(t.path());
         let tools = HostTools::install(t.path()).unwrap();
-        // Only what both sides have: the target has no zstd, so neither does the toolbox.
+        // Only what both sides have: the target has no zstd, so neither does the toolbox; its
+        // awk is gawk, which the host's mawk does not stand in for.
         assert_eq!(tools.commands, ["cat", "cp", "sh"]);
         let out = Command::new("chroot")
             .arg(t.path())

@@ -47,7 +47,15 @@ impl Stage for InitramfsStage {
             .map_err(fail)?
             .join(format!("{}.log", initramfs::STAGE));
         let _mounts = mounts::ChrootMounts::setup(root).map_err(fail)?;
-        crate::bootstrap::finish_with_host_tools(ctx, root, initramfs::STAGE, None, true, &log)
-            .map_err(fail)
+        crate::bootstrap::finish_with_host_tools(
+            ctx,
+            root,
+            initramfs::STAGE,
+            None,
+            true,
+            &log,
+            None,
+        )
+        .map_err(fail)
     }
 }
