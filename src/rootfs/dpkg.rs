@@ -345,7 +345,7 @@ fn run_logged(
         path: log.to_path_buf(),
         source,
     })?;
-    let _ = write!(file, "{header}$ {argv}\n");
+    let _ = writeln!(file, "{header}$ {argv}");
     let (reader, writer) = std::io::pipe().map_err(|source| DpkgError::Spawn {
         argv: argv.clone(),
         source,
