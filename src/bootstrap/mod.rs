@@ -256,7 +256,14 @@ pub fn configure(
         // The commands maintainer scripts run per file (sed, grep, cp, ...) are the host's
         // where the rootfs is foreign: see rootfs::host_tools.
         let tools = host_tools_for(ctx, root, label, true);
-        dpkg::install(root, debs, mode, &log, &ctx.reporter, tools.as_ref())?;
+        let path = tools.as_ref().map(|t| {
+            ctx.reporter.detail(&format!(
+                "{label}: the host's {} first on PATH for maintainer scripts",
+                t.commands.join(" ")
+            ));
+            crate::rootfs::host_tools::path_with_toolbox()
+        });
+        dpkg::install(root, debs, mode, &log, &ctx.reporter, path.as_deref())?;
         keys.remove();
         // Kernels installed before the initramfs stage get theirs there, once (see
         // rootfs::initramfs::STAGE); later ones here.

@@ -226,15 +226,15 @@ impl Drop for PolicyRcD {
 }
 
 /// Installs `debs` (paths on the host, in install order) into `root` and configures them.
-/// The full dpkg output goes to `log`. With `tools`, maintainer scripts find the host's
-/// commands first on `PATH` (the toolbox holds only commands the target has too).
+/// The full dpkg output goes to `log`. `script_path`, when given, is the `PATH` maintainer
+/// scripts run with instead of [`script_env`]'s (the host toolbox first: `host_tools`).
 pub fn install(
     root: &Path,
     debs: &[PathBuf],
     mode: Mode,
     log: &Path,
     reporter: &Reporter,
-    tools: Option<&super::host_tools::HostTools>,
+    script_path: Option<&str>,
 ) -> Result<(), DpkgError> {
     let mut staged = Vec::new();
     let mut cmd = match mode {
@@ -289,13 +289,9 @@ pub fn install(
         .envs(script_env())
         .env(DEFER_ENV.0, DEFER_ENV.1);
     let mut header = String::new();
-    if let Some(t) = tools {
-        header = format!(
-            "host tools first on PATH in {}: {}\n",
-            super::host_tools::BIN,
-            t.commands.join(" ")
-        );
-        cmd.env("PATH", super::host_tools::path_with_toolbox());
+    if let Some(path) = script_path {
+        header = format!("maintainer scripts' PATH: {path}\n");
+        cmd.env("PATH", path);
     }
     // Maintainer scripts that honour it (py_compile, man-db, ...) write reproducible files.
     match crate::epoch::epoch_for(root) {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::elf_interp;
+use super::{elf_interp, host_perl};
 
 /// The toolbox's directory inside the rootfs.
 pub const DIR: &str = ".pistemcell-host";
@@ -40,6 +40,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("run-parts", "run-parts"),
     ("sha256sum", "sha256sum"),
     ("tee", "tee"),
+    ("test", "test"),
+    ("[", "["),
     ("basename", "basename"),
     ("cat", "cat"),
     ("chmod", "chmod"),
@@ -161,8 +163,16 @@ impl HostTools {
 
         let mut originals = Vec::new();
         let mut loader: Option<String> = None;
-        for (name, host_name) in TOOLS {
-            let Some(src) = host_command(host_name) else {
+        // The host's perl where the target's is the same version (see host_perl).
+        let perl = host_perl::host_perl().filter(|p| {
+            host_perl::target_perl_version(root).as_deref() == Some(p.version.as_str())
+        });
+        let candidates = TOOLS
+            .iter()
+            .map(|(name, host_name)| (*name, host_command(host_name)))
+            .chain(perl.iter().map(|p| ("perl", Some(p.binary.clone()))));
+        for (name, src) in candidates {
+            let Some(src) = src else {
                 continue;
             };
             if !target_has(root, name, &src) {
@@ -198,8 +208,53 @@ impl HostTools {
         write_exec(&loader_dst, &loader_bytes).map_err(|e| io("writing", &loader_dst, e))?;
         tools.copy_libraries(&originals)?;
         tools.smoke_test()?;
+        if let Some(p) = perl.filter(|_| tools.commands.iter().any(|c| c == "perl")) {
+            tools.add_perl_programs(&p);
+        }
         tools.commands.sort();
         Ok(tools)
+    }
+
+    /// Gives the toolbox's perl the host's core modules and adds the target's perl programs
+    /// ([`host_perl::PROGRAMS`]) run by it. When the modules do not load, perl and the programs
+    /// are taken out again (they then run emulated).
+    fn add_perl_programs(&mut self, perl: &host_perl::HostPerl) {
+        let bin = self.root.join(DIR).join("bin");
+        // Each of perl's own module directories the target has too, inside the host library
+        // directory this toolbox made.
+        let ready = perl.core_dirs.iter().all(|d| {
+            if host_perl::target_counterpart(&self.root, d).is_none() {
+                return !d.ends_with("perl-base");
+            }
+            let dst = self.root.join(d.strip_prefix("/").unwrap_or(d));
+            self.created.iter().skip(1).any(|c| dst.starts_with(c))
+                && host_perl::copy_module_dir(d, &dst).is_ok()
+        }) && Command::new("chroot")
+            .arg(&self.root)
+            .args([&format!("{BIN}/perl"), "-e", host_perl::CHECK])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ready {
+            let _ = std::fs::remove_file(bin.join("perl"));
+            self.commands.retain(|c| c != "perl");
+            return;
+        }
+        let perl_path = format!("{BIN}/perl");
+        for name in host_perl::PROGRAMS {
+            let text = COMMAND_DIRS.iter().find_map(|d| {
+                let p = crate::inside::resolve(&self.root, &format!("{d}/{name}")).ok()??;
+                std::fs::read_to_string(p).ok()
+            });
+            let Some(text) = text.and_then(|t| host_perl::rewrite_shebang(&t, &perl_path)) else {
+                continue;
+            };
+            if write_exec(&bin.join(name), text.as_bytes()).is_ok() {
+                self.commands.push(name.to_string());
+            }
+        }
     }
 
     /// Copies the host libraries `originals` need (by the host's `ldd`) to their host directory

@@ -5,6 +5,7 @@ pub mod deferred;
 pub mod dpkg;
 pub mod elf_interp;
 pub mod extract;
+pub mod host_perl;
 pub mod host_tools;
 pub mod hostkeys;
 pub mod initramfs;
