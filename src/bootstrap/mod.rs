@@ -255,7 +255,7 @@ pub fn configure(
         })?;
         // The commands maintainer scripts run per file (sed, grep, cp, ...) are the host's
         // where the rootfs is foreign: see rootfs::host_tools.
-        let tools = host_tools_for(ctx, root, label, true);
+        let tools = host_tools_for(ctx, root, label, true, true);
         let path = tools.as_ref().map(|t| {
             ctx.reporter.detail(&format!(
                 "{label}: the host's {} first on PATH for maintainer scripts",
@@ -274,18 +274,25 @@ pub fn configure(
     Ok(())
 }
 
-/// The host toolbox in `root` when the rootfs is foreign and `needed`, or None (with a warning
-/// saying why when it cannot be set up: the work then runs emulated).
+/// The host toolbox in `root` (`perl`: with the host's perl, for dpkg runs) when the rootfs is
+/// foreign and `needed`, or None (with a warning saying why when it cannot be set up: the work
+/// then runs emulated).
 pub fn host_tools_for(
     ctx: &BuildContext,
     root: &Path,
     label: &str,
     needed: bool,
+    perl: bool,
 ) -> Option<HostTools> {
     if !needed || binfmt::native(ctx.spec.arch) {
         return None;
     }
-    match HostTools::install(root) {
+    let installed = if perl {
+        HostTools::install_with_perl(root)
+    } else {
+        HostTools::install(root)
+    };
+    match installed {
         Ok(t) => Some(t),
         Err(why) => {
             ctx.reporter.warn(&format!(
@@ -314,7 +321,7 @@ pub fn finish_with_host_tools(
         None => {
             let needed = deferred.as_ref().is_some_and(|d| d.called())
                 || (initramfs && !initramfs::kernels_without_initramfs(root).is_empty());
-            host_tools_for(ctx, root, label, needed)
+            host_tools_for(ctx, root, label, needed, false)
         }
     };
     if let Some(deferred) = deferred {

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use super::stage::{DataStage, RunIn};
 use super::{env, PipelineError};
 use crate::context::BuildContext;
+use crate::rootfs::host_tools::{self, HostTools};
 use crate::rootfs::{binfmt, dpkg, mounts};
 use crate::tarwrite::tree::{self, Kind, TreeError};
 use crate::workdir::{remove_tree, PARTIAL};
@@ -203,14 +204,45 @@ impl DataStage {
         vars.extend(env::epoch_var(root));
         let _mounts = mounts::ChrootMounts::setup(root).map_err(|e| fail(e.to_string()))?;
         let _policy = dpkg::PolicyRcD::install(root).map_err(|e| fail(e.to_string()))?;
+        // Where the rootfs is foreign, the script runs under the host's bash with the host's
+        // toolbox first on PATH (rootfs::host_tools): its sed, grep, cp, ... run natively, the
+        // target's own programs (dpkg, useradd, auditctl, ...) emulated.
+        let tools = if foreign_shell(root) {
+            HostTools::install(root)
+                .map_err(|why| {
+                    ctx.reporter.detail(&format!(
+                        "{}: apply.sh runs emulated: {why}",
+                        self.name
+                    ))
+                })
+                .ok()
+        } else {
+            None
+        };
+        let native_bash = tools
+            .as_ref()
+            .is_some_and(|t| t.commands.iter().any(|c| c == "bash"));
+        let shell = if native_bash {
+            format!("{}/bash", host_tools::BIN)
+        } else {
+            "/bin/bash".to_string()
+        };
         let mut cmd = Command::new("chroot");
         cmd.arg(root)
-            .args(["/bin/bash", "-euo", "pipefail"])
+            .args([shell.as_str(), "-euo", "pipefail"])
             .arg(format!("{inside}/apply.sh"))
             .current_dir("/")
             .env_clear()
             .envs(vars);
-        self.run_logged(ctx, &mut cmd)
+        if tools.is_some() {
+            cmd.env("PATH", host_tools::path_with_toolbox());
+        }
+        let result = self.run_logged(ctx, &mut cmd);
+        if let Some(t) = tools {
+            t.remove()
+                .map_err(io_err("remove the host tools from", &root.join(host_tools::DIR)))?;
+        }
+        result
     }
 
     /// Runs `cmd` with its output in `WORK/logs/stage-NAME.log`, keeping the last lines.
