@@ -210,10 +210,8 @@ impl DataStage {
         let tools = if foreign_shell(root) {
             HostTools::install(root)
                 .map_err(|why| {
-                    ctx.reporter.detail(&format!(
-                        "{}: apply.sh runs emulated: {why}",
-                        self.name
-                    ))
+                    ctx.reporter
+                        .detail(&format!("{}: apply.sh runs emulated: {why}", self.name))
                 })
                 .ok()
         } else {
@@ -239,8 +237,10 @@ impl DataStage {
         }
         let result = self.run_logged(ctx, &mut cmd);
         if let Some(t) = tools {
-            t.remove()
-                .map_err(io_err("remove the host tools from", &root.join(host_tools::DIR)))?;
+            t.remove().map_err(io_err(
+                "remove the host tools from",
+                &root.join(host_tools::DIR),
+            ))?;
         }
         result
     }

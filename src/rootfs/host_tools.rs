@@ -176,12 +176,9 @@ impl HostTools {
         let mut originals = Vec::new();
         let mut loader: Option<String> = None;
         // The host's perl where the target's is the same version (see host_perl).
-        let perl = with_perl
-            .then(host_perl::host_perl)
-            .flatten()
-            .filter(|p| {
-                host_perl::target_perl_version(root).as_deref() == Some(p.version.as_str())
-            });
+        let perl = with_perl.then(host_perl::host_perl).flatten().filter(|p| {
+            host_perl::target_perl_version(root).as_deref() == Some(p.version.as_str())
+        });
         let candidates = TOOLS
             .iter()
             .map(|(name, host_name)| (*name, host_command(host_name)))
