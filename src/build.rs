@@ -283,7 +283,9 @@ pub fn run_once(
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o022) };
     let t = std::time::Instant::now();
-    let (work, ctx) = open_build(g, work_dir, spec, run, reporter)?;
+    let (work, mut ctx) = open_build(g, work_dir, spec, run, reporter)?;
+    // A forced build (and each build of --check-reproducible) makes every initramfs itself.
+    ctx.settings.reuse_initramfs = !plan.force;
     let log = log_path(work.path());
     match reporter.log_to(&log) {
         Ok(()) => reporter.step(&format!("build log: {}", log.display())),

@@ -90,6 +90,9 @@ pub struct Settings {
     pub etc_apt: PathBuf,
     /// Build even when the archive is not the pinned state (`--allow-archive-change`).
     pub allow_archive_change: bool,
+    /// Reuse an initramfs made from the same files (`rootfs::initramfs_reuse`); off for
+    /// `--force`.
+    pub reuse_initramfs: bool,
 }
 
 impl Settings {
@@ -101,6 +104,7 @@ impl Settings {
             mirror: None,
             jobs: 8,
             allow_archive_change: false,
+            reuse_initramfs: true,
             dpkg_mode: None,
             etc_apt: PathBuf::from("/etc/apt"),
         }

@@ -333,7 +333,13 @@ pub fn finish_with_host_tools(
     }
     if initramfs {
         let log = initramfs::log_path(&ctx.log_dir()?, label);
-        initramfs::build_missing(root, tools.as_ref(), &log, &ctx.reporter)?;
+        initramfs::build_missing(
+            root,
+            tools.as_ref(),
+            &log,
+            &ctx.reporter,
+            Some(&ctx.cache_dir),
+        )?;
     }
     if let Some(t) = tools {
         t.remove().map_err(|source| dpkg::DpkgError::HostTools {

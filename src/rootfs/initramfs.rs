@@ -28,6 +28,7 @@ pub fn deferred_to_stage(label: &str) -> bool {
 
 use super::dpkg::{run_captured, DpkgError};
 use super::host_tools::{script_command, HostTools, BIN};
+use super::initramfs_reuse;
 use crate::progress::Reporter;
 
 /// Kernel versions with `/boot/vmlinuz-VERSION` but no `/boot/initrd.img-VERSION`, sorted.
@@ -55,12 +56,15 @@ pub fn kernels_without_initramfs(root: &Path) -> Vec<String> {
 /// ([`HostTools`]); where that toolbox cannot be set up, everything runs emulated, as the
 /// log says. Each initramfs is then read back and must hold no x86 or host program. Does
 /// nothing where the rootfs has no initramfs-tools (such a kernel boots without one). Returns
-/// the versions built; the output goes to `log`.
+/// the versions built; the output goes to `log`. With `cache_dir`, the host's tools and strace,
+/// an image is reused when nothing it was made from changed, and each image made is recorded
+/// for that (`initramfs_reuse`).
 pub fn build_missing(
     root: &Path,
     tools: Option<&HostTools>,
     log: &Path,
     reporter: &Reporter,
+    cache_dir: Option<&Path>,
 ) -> Result<Vec<String>, DpkgError> {
     let versions = kernels_without_initramfs(root);
     if versions.is_empty() || !root.join("usr/sbin/update-initramfs").exists() {
@@ -96,6 +100,32 @@ pub fn build_missing(
         let started = std::time::Instant::now();
         let mut cmd = script_command(root, tools, "/usr/sbin/update-initramfs");
         cmd.args(["-c", "-k", v]);
+        // Reuse (or record) only with the host's tools: they run the toolbox's mkinitramfs.
+        let records = match (cache_dir, tools) {
+            (Some(c), Some(t)) if super::trace::available() => {
+                Some(initramfs_reuse::Records::open(c, v, &t.commands))
+            }
+            _ => None,
+        };
+        let reused = records.as_ref().and_then(|r| r.find(root));
+        let trace_dir = match (&records, &reused) {
+            (Some(_), None) => Some(TraceDir::new(root)?),
+            _ => None,
+        };
+        if let Some((image, inputs)) = &reused {
+            let inside = format!("/{}/initrd.reuse", super::host_tools::DIR);
+            let dest = root.join(inside.trim_start_matches('/'));
+            std::fs::copy(image, &dest).map_err(|source| DpkgError::Io {
+                path: dest.clone(),
+                source,
+            })?;
+            cmd.env(initramfs_reuse::REUSE_ENV, &inside);
+            let _ = writeln!(
+                file,
+                "reusing {}: none of the {inputs} paths it was made from changed",
+                image.display()
+            );
+        }
         // mkinitramfs makes a reproducible image (fixed times, no gzip name or time, one
         // compression thread) when SOURCE_DATE_EPOCH is set.
         match crate::epoch::epoch_for(root) {
@@ -104,7 +134,11 @@ pub fn build_missing(
                 cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
             }
         }
-        let (argv, status, text) = run_captured(&mut cmd)?;
+        let mut run = match &trace_dir {
+            Some(d) => super::trace::traced(&cmd, &d.0),
+            None => cmd,
+        };
+        let (argv, status, text) = run_captured(&mut run)?;
         let _ = writeln!(file, "$ {argv}\n{text}");
         crate::interrupt::check().map_err(|_| DpkgError::Interrupted)?;
         if !status.success() {
@@ -116,6 +150,19 @@ pub fn build_missing(
             });
         }
         let members = check_built(root, v, log)?;
+        if let (Some(r), Some(d)) = (&records, &trace_dir) {
+            let image = root.join(format!("boot/initrd.img-{v}"));
+            let recorded = super::trace::read(&d.0).and_then(|a| r.record(root, &a, &image));
+            let _ = match recorded {
+                Ok(n) => writeln!(file, "recorded the {n} paths it was made from, for reuse"),
+                Err(e) => writeln!(file, "not recorded for reuse: {e}"),
+            };
+        }
+        let how = if reused.is_some() {
+            "reused: nothing it is made from changed"
+        } else {
+            how
+        };
         reporter.detail(&format!(
             "initramfs of {v} built in {:.0} s ({how}; {members} files, no x86 or host program)",
             started.elapsed().as_secs_f64()
@@ -124,10 +171,49 @@ pub fn build_missing(
     Ok(versions)
 }
 
+/// What the toolbox's `mkinitramfs` does first: with [`initramfs_reuse::REUSE_ENV`] set, it
+/// copies that image to its `-o` file instead of making one.
+const REUSE_BLOCK: &str = r#"# pistemcell: reuse an image made from the same files (rootfs::initramfs_reuse)
+if [ -n "${PISTEMCELL_INITRAMFS_REUSE:-}" ]; then
+	pistemcell_out=
+	while [ $# -gt 0 ]; do
+		if [ "$1" = -o ] && [ $# -gt 1 ]; then pistemcell_out="$2"; fi
+		shift
+	done
+	[ -n "$pistemcell_out" ] || { echo "mkinitramfs: no -o file to copy the reused image to" >&2; exit 1; }
+	cp "$PISTEMCELL_INITRAMFS_REUSE" "$pistemcell_out" || exit 1
+	exit 0
+fi
+"#;
+
+/// A scratch directory for one traced run's strace files, removed on drop.
+struct TraceDir(std::path::PathBuf);
+
+impl TraceDir {
+    /// A new directory beside the rootfs (in its work directory, never inside it).
+    fn new(root: &Path) -> Result<TraceDir, DpkgError> {
+        let parent = root.parent().unwrap_or(root);
+        let dir = parent.join(format!(".initramfs-trace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(|source| DpkgError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(TraceDir(dir))
+    }
+}
+
+impl Drop for TraceDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Adds `mkinitramfs` to the host toolbox: the target's script, run by the host's shell, with
 /// the toolbox first in the `PATH` it sets.
 fn add_mkinitramfs(tools: &HostTools) -> Result<&HostTools, super::host_tools::Unavailable> {
     tools.add_script("mkinitramfs", "/usr/sbin/mkinitramfs", |body| {
+        let body = format!("{REUSE_BLOCK}{body}");
         let mut found = 0;
         let lines: Vec<String> = body
             .lines()
@@ -220,6 +306,7 @@ mod tests {
             None,
             &log,
             &Reporter::new(crate::progress::Verbosity::Quiet),
+            None,
         )
         .unwrap();
         assert!(r.is_empty());

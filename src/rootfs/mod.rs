@@ -9,6 +9,8 @@ pub mod host_perl;
 pub mod host_tools;
 pub mod hostkeys;
 pub mod initramfs;
+pub mod initramfs_reuse;
 pub mod initramfs_scan;
 pub mod mounts;
 pub mod statoverride;
+pub mod trace;
