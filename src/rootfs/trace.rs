@@ -29,28 +29,11 @@ const STRACE_ARGS: &[&str] = &[
 ];
 
 /// Calls whose first argument is a path that is read or probed.
-const READ_PATH: &[&str] = &[
-    "open",
-    "stat",
-    "lstat",
-    "stat64",
-    "lstat64",
-    "access",
-    "readlink",
-    "execve",
-    "statfs",
-    "getxattr",
-    "lgetxattr",
-    "listxattr",
-    "llistxattr",
-    "truncate",
-];
+const READ_PATH: &[&str] = &["open", "stat", "lstat", "access", "readlink", "execve"];
 /// Calls with a directory fd first and a read or probed path second.
 const READ_AT: &[&str] = &[
     "openat",
-    "openat2",
     "newfstatat",
-    "fstatat64",
     "statx",
     "faccessat",
     "faccessat2",
@@ -58,34 +41,15 @@ const READ_AT: &[&str] = &[
     "execveat",
 ];
 /// Calls whose first argument is a path that is written.
-const WRITE_PATH: &[&str] = &[
-    "creat",
-    "mkdir",
-    "unlink",
-    "rmdir",
-    "rename",
-    "link",
-    "symlink",
-    "chmod",
-    "chown",
-    "lchown",
-    "utime",
-    "utimes",
-    "mknod",
-    "setxattr",
-    "lsetxattr",
-];
+const WRITE_PATH: &[&str] = &["creat", "mkdir", "unlink", "rename", "link", "symlink"];
 /// Calls with a directory fd first and a written path second.
 const WRITE_AT: &[&str] = &[
     "mkdirat",
     "unlinkat",
     "renameat",
     "renameat2",
-    "fchmodat",
-    "fchownat",
-    "utimensat",
-    "mknodat",
-    "futimesat",
+    "linkat",
+    "symlinkat",
 ];
 
 /// What a traced command did with the rootfs, by absolute path inside it.
@@ -304,7 +268,7 @@ impl Walk<'_> {
                     let paths = self.paths_of(c, is_at, &at, &fds);
                     let writes = writes || opens_for_writing(c);
                     // An fd opened on a path: what later *at calls and listings name.
-                    if ok && matches!(name, "open" | "openat" | "openat2") {
+                    if ok && matches!(name, "open" | "openat") {
                         if let (Some(p), Some(fd)) =
                             (paths.first(), c.ret.split_whitespace().next())
                         {
@@ -340,7 +304,9 @@ impl Walk<'_> {
     ) -> Vec<String> {
         let mut out = Vec::new();
         let pairs: &[(usize, usize)] = match (c.name.as_str(), at) {
-            ("rename" | "link" | "symlink", false) => &[(usize::MAX, 0), (usize::MAX, 1)],
+            ("rename" | "link", false) => &[(usize::MAX, 0), (usize::MAX, 1)],
+            // A link's first argument is its target's text, not a path it writes.
+            ("symlink", false) => &[(usize::MAX, 1)],
             ("renameat" | "renameat2" | "linkat", true) => &[(0, 1), (2, 3)],
             ("symlinkat", _) => &[(1, 2)],
             (_, true) => &[(0, 1)],
@@ -381,7 +347,7 @@ fn fd_number(arg: &str) -> &str {
 fn opens_for_writing(c: &Call) -> bool {
     let flags = match c.name.as_str() {
         "open" => c.args.get(1),
-        "openat" | "openat2" => c.args.get(2),
+        "openat" => c.args.get(2),
         _ => None,
     };
     flags.is_some_and(|f| f.contains("O_WRONLY") || f.contains("O_CREAT") || f.contains("O_TRUNC"))
