@@ -63,9 +63,23 @@ pub struct Accesses {
     pub written: BTreeSet<String>,
 }
 
-/// Whether strace is there to trace with.
+/// Whether strace is there and can trace here (it traces `true` once per process with these
+/// options: a host or container that refuses ptrace or seccomp filters has no tracing).
 pub fn available() -> bool {
-    crate::cmd::on_path("strace")
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        crate::cmd::on_path("strace")
+            && Command::new("strace")
+                .args(STRACE_ARGS)
+                .args(["-o", "/dev/null", "--", "true"])
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
 }
 
 /// `cmd` (which clears its environment) run under strace, with one output file per process
