@@ -338,7 +338,9 @@ pub fn finish_with_host_tools(
             tools.as_ref(),
             &log,
             &ctx.reporter,
-            Some(&ctx.cache_dir),
+            ctx.settings
+                .reuse_initramfs
+                .then_some(ctx.cache_dir.as_path()),
         )?;
     }
     if let Some(t) = tools {

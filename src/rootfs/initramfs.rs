@@ -181,6 +181,9 @@ if [ -n "${PISTEMCELL_INITRAMFS_REUSE:-}" ]; then
 		shift
 	done
 	[ -n "$pistemcell_out" ] || { echo "mkinitramfs: no -o file to copy the reused image to" >&2; exit 1; }
+	# What making it leaves in the tree: its scratch directory came and went in TMPDIR.
+	pistemcell_tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/mkinitramfs_XXXXXX") || exit 1
+	rmdir "$pistemcell_tmp" || exit 1
 	cp "$PISTEMCELL_INITRAMFS_REUSE" "$pistemcell_out" || exit 1
 	exit 0
 fi
