@@ -12,12 +12,12 @@
 //! filesystems, scratch directories and the host toolbox, are not inputs.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::trace::Accesses;
+use crate::tarwrite::tree::hex;
 
 /// Bumped when what a record holds or how states are taken changes.
 const FORMAT: &str = "1";
@@ -89,7 +89,8 @@ impl Records {
             let image = dir.join("initrd.img");
             if same && image.is_file() {
                 // Recently used records are the last to go.
-                let _ = std::fs::File::open(dir).and_then(|f| f.set_modified(now()));
+                let _ = std::fs::File::open(dir)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
                 return Some((image, record.inputs.len()));
             }
         }
@@ -149,10 +150,6 @@ impl Records {
     }
 }
 
-fn now() -> std::time::SystemTime {
-    std::time::SystemTime::now()
-}
-
 /// Whether `path` is under one of the [`IGNORED`] prefixes.
 fn ignored(path: &str) -> bool {
     IGNORED
@@ -165,7 +162,7 @@ fn ignored(path: &str) -> bool {
 /// Directory states hold their entries (but those in `written`) when `listed`.
 pub fn state(root: &Path, path: &str, listed: bool, written: &BTreeSet<String>) -> String {
     if path == "/" {
-        return dir_state(root, path, listed, written);
+        return dir_state_at(root, path, listed, written);
     }
     let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
     let host_parent = if parent.is_empty() {
@@ -196,10 +193,6 @@ pub fn state(root: &Path, path: &str, listed: bool, written: &BTreeSet<String>) 
         return dir_state_at(&host, path, listed, written);
     }
     file_state(&host)
-}
-
-fn dir_state(root: &Path, path: &str, listed: bool, written: &BTreeSet<String>) -> String {
-    dir_state_at(root, path, listed, written)
 }
 
 /// `dir`, and with `listed` the sha256 of its sorted entries (but those in `written`).
@@ -233,25 +226,10 @@ fn file_state(host: &Path) -> String {
     if !meta.is_file() {
         return format!("special:{:o}", meta.mode());
     }
-    let mut h = Sha256::new();
-    let hashed = std::fs::File::open(host).and_then(|mut f| {
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            h.update(&buf[..n]);
-        }
-    });
-    match hashed {
-        Ok(()) => format!("file:{:o}:{}", meta.mode(), hex(&h.finalize())),
+    match crate::archive::cache::file_sha256(host) {
+        Ok(sum) => format!("file:{:o}:{sum}", meta.mode()),
         Err(e) => format!("unreadable: {e}"),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
