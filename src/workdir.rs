@@ -88,6 +88,7 @@ impl WorkDir {
                 n.starts_with(SCRATCH_PREFIX)
             })?);
         }
+        mark_top_dir(&path);
         Ok((WorkDir { path, _lock: lock }, swept))
     }
 
@@ -96,9 +97,14 @@ impl WorkDir {
         &self.path
     }
 
-    /// A fresh temporary tree `NAME.partial` under the work dir, removed on drop unless kept.
+    /// A fresh temporary tree `NAME.UNIQUE.partial` under the work dir, removed on drop unless
+    /// kept. The name differs every time: ext4 starts a new top-level tree in the block group
+    /// its name hashes to (see [`mark_top_dir`]), and one away from the tree the last run
+    /// replaced keeps its freed inodes out of the way.
     pub fn partial(&self, name: &str) -> Result<PartialTree, WorkDirError> {
-        let p = self.path.join(format!("{name}{PARTIAL}"));
+        let p = self
+            .path
+            .join(format!("{name}.{}{PARTIAL}", unique_suffix()));
         if p.exists() {
             remove_tree(&p).map_err(|source| WorkDirError::Io {
                 path: p.clone(),
@@ -110,6 +116,43 @@ impl WorkDir {
             source,
         })?;
         Ok(PartialTree { path: Some(p) })
+    }
+}
+
+/// A token unlikely to repeat: the process id and the clock's nanoseconds.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = PARTIAL_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}{:x}{n:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+static PARTIAL_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Marks `dir` as the top of directory hierarchies for ext4's Orlov allocator (`chattr +T`),
+/// so each tree made in it starts in a block group of its own instead of the one its parent
+/// is in. Without it, a rootfs extracted right after the previous one was removed lands where
+/// that one's inodes were just freed, and on ext4 without a journal the allocator then passes
+/// over each recently freed inode one by one (a 40,000-file restore took 9 to 21 s instead
+/// of 2). Best effort: other filesystems have no such flag, and nothing depends on it.
+fn mark_top_dir(dir: &Path) {
+    const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+    // _IOR('f', 1, long) and _IOW('f', 2, long): the kernel reads and writes an int.
+    const SIZE: libc::c_ulong = std::mem::size_of::<libc::c_long>() as libc::c_ulong;
+    const GETFLAGS: libc::c_ulong = (2 << 30) | (SIZE << 16) | ((b'f' as libc::c_ulong) << 8) | 1;
+    const SETFLAGS: libc::c_ulong = (1 << 30) | (SIZE << 16) | ((b'f' as libc::c_ulong) << 8) | 2;
+    let Ok(f) = File::open(dir) else {
+        return;
+    };
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS on a descriptor we own, with a pointer to a live int.
+    unsafe {
+        if libc::ioctl(f.as_raw_fd(), GETFLAGS as _, &mut flags) != 0 || flags & FS_TOPDIR_FL != 0 {
+            return;
+        }
+        flags |= FS_TOPDIR_FL;
+        libc::ioctl(f.as_raw_fd(), SETFLAGS as _, &flags);
     }
 }
 

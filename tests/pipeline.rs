@@ -412,7 +412,11 @@ fn scripts_get_the_documented_environment_and_nothing_else() {
         "{env}"
     );
     let rootfs = env.lines().find_map(|l| l.strip_prefix("ROOTFS=")).unwrap();
-    assert!(rootfs.ends_with("build.partial"), "{rootfs}");
+    let tree = Path::new(rootfs).file_name().unwrap().to_string_lossy();
+    assert!(
+        tree.starts_with("build.") && tree.ends_with(".partial"),
+        "{rootfs}"
+    );
     assert_eq!(
         fs::read_to_string(e.path("work/rootfs/f")).unwrap(),
         "from files/"

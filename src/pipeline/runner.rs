@@ -3,7 +3,7 @@
 //! Every applicable stage gets a key: the sha256 of its named inputs plus `pipeline-format`,
 //! its name and `parent` (the previous applicable stage's name and key), so a key exists in
 //! the cache only if the whole chain before it is unchanged. A build restores the snapshot of
-//! the last cached stage (up to `--until`) into `WORK/build.partial`, runs the stages after
+//! the last cached stage (up to `--until`) into `WORK/build.UNIQUE.partial`, runs the stages after
 //! it, snapshotting after each, and moves the tree to the output at the end. A run killed at
 //! any point leaves only complete snapshots and a partial tree the next run sweeps, so the
 //! next build resumes after the last complete stage.
