@@ -193,10 +193,11 @@ fi
 struct TraceDir(std::path::PathBuf);
 
 impl TraceDir {
-    /// A new directory beside the rootfs (in its work directory, never inside it).
+    /// A new directory beside the rootfs (in its work directory, never inside it), named
+    /// `*.partial` so that opening the work dir sweeps one a killed build left.
     fn new(root: &Path) -> Result<TraceDir, DpkgError> {
         let parent = root.parent().unwrap_or(root);
-        let dir = parent.join(format!(".initramfs-trace-{}", std::process::id()));
+        let dir = parent.join(format!(".initramfs-trace-{}.partial", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(|source| DpkgError::Io {
             path: dir.clone(),
