@@ -137,23 +137,37 @@ static PARTIAL_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 /// over each recently freed inode one by one (a 40,000-file restore took 9 to 21 s instead
 /// of 2). Best effort: other filesystems have no such flag, and nothing depends on it.
 fn mark_top_dir(dir: &Path) {
-    const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
-    // _IOR('f', 1, long) and _IOW('f', 2, long): the kernel reads and writes an int.
-    const SIZE: libc::c_ulong = std::mem::size_of::<libc::c_long>() as libc::c_ulong;
-    const GETFLAGS: libc::c_ulong = (2 << 30) | (SIZE << 16) | ((b'f' as libc::c_ulong) << 8) | 1;
-    const SETFLAGS: libc::c_ulong = (1 << 30) | (SIZE << 16) | ((b'f' as libc::c_ulong) << 8) | 2;
     let Ok(f) = File::open(dir) else {
         return;
     };
-    let mut flags: libc::c_int = 0;
-    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS on a descriptor we own, with a pointer to a live int.
-    unsafe {
-        if libc::ioctl(f.as_raw_fd(), GETFLAGS as _, &mut flags) != 0 || flags & FS_TOPDIR_FL != 0 {
-            return;
-        }
-        flags |= FS_TOPDIR_FL;
-        libc::ioctl(f.as_raw_fd(), SETFLAGS as _, &flags);
+    let Some(flags) = inode_flags(&f) else {
+        return;
+    };
+    if flags & FS_TOPDIR_FL == 0 {
+        let flags = flags | FS_TOPDIR_FL;
+        // SAFETY: FS_IOC_SETFLAGS on a descriptor we own, with a pointer to a live int.
+        unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_SETFLAGS as _, &flags) };
     }
+}
+
+/// ext4's "top of directory hierarchies" inode flag (`chattr +T`).
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+/// The size in the ioctl numbers below: they are declared with `long`, though the kernel
+/// reads and writes an int.
+const LONG: libc::c_ulong = std::mem::size_of::<libc::c_long>() as libc::c_ulong;
+/// `_IOR('f', 1, long)`.
+const FS_IOC_GETFLAGS: libc::c_ulong =
+    (2 << 30) | (LONG << 16) | ((b'f' as libc::c_ulong) << 8) | 1;
+/// `_IOW('f', 2, long)`.
+const FS_IOC_SETFLAGS: libc::c_ulong =
+    (1 << 30) | (LONG << 16) | ((b'f' as libc::c_ulong) << 8) | 2;
+
+/// The inode flags of an open file (`lsattr`), where its filesystem has them.
+fn inode_flags(f: &File) -> Option<libc::c_int> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS on a descriptor we own, with a pointer to a live int.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS as _, &mut flags) };
+    (rc == 0).then_some(flags)
 }
 
 /// Kills (and reaps, when they are ours) processes whose command line names a path starting
@@ -271,6 +285,25 @@ impl Drop for PartialTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_tree_has_its_own_name_in_a_top_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = WorkDir::open(dir.path()).unwrap();
+        let (a, b) = (w.partial("build").unwrap(), w.partial("build").unwrap());
+        assert_ne!(a.path(), b.path());
+        for t in [&a, &b] {
+            let name = t.path().file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with("build.") && name.ends_with(PARTIAL),
+                "{name}"
+            );
+        }
+        // Where the filesystem has inode flags (ext4 does), the work dir carries +T.
+        if let Some(flags) = inode_flags(&File::open(w.path()).unwrap()) {
+            assert_ne!(flags & FS_TOPDIR_FL, 0, "flags {flags:#x}");
+        }
+    }
 
     #[test]
     fn a_second_run_on_the_same_work_dir_is_refused() {
