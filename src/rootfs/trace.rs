@@ -4,8 +4,9 @@
 //! of what `update-initramfs` looked at, so a package edit that touches none of it does not
 //! build the initramfs again.
 //!
-//! strace writes one file per process (`-ff`), so each process's calls are in order; a child
-//! starts with its parent's working directory at the `clone`/`fork` that made it. Only calls
+//! strace writes every process's calls into one file, each line led by its pid (a call cut by
+//! another process's line is joined again); a child starts with its parent's working
+//! directory and descriptors at the `clone`/`fork` that made it. Only calls
 //! made after the `chroot` (by the process or an ancestor) count: before it, the `chroot`
 //! program loads the host's libraries.
 
@@ -13,26 +14,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::Command;
 
-/// strace's options: every process into one file, full strings, only the calls that name,
-/// list or leave files and that make processes, filtered in the kernel (seccomp-bpf; each
-/// traced call stops the process, so the list is kept short).
-const STRACE_ARGS: &[&str] = &[
-    "-f",
-    "-qq",
-    "-s",
-    "4096",
-    "--seccomp-bpf",
-    "-e",
-    "trace=open,openat,creat,stat,lstat,newfstatat,statx,access,faccessat,faccessat2,readlink,readlinkat,execve,execveat,chdir,fchdir,chroot,getdents64,clone,clone3,fork,vfork,mkdir,mkdirat,unlink,unlinkat,rename,renameat,renameat2,link,linkat,symlink,symlinkat",
-    "-e",
-    "signal=none",
-];
-
 /// Calls whose first argument is a path that is read or probed.
 const READ_PATH: &[&str] = &["open", "stat", "lstat", "access", "readlink", "execve"];
 /// Calls with a directory fd first and a read or probed path second.
 const READ_AT: &[&str] = &[
     "openat",
+    "openat2",
     "newfstatat",
     "statx",
     "faccessat",
@@ -51,6 +38,29 @@ const WRITE_AT: &[&str] = &[
     "linkat",
     "symlinkat",
 ];
+/// Calls that make a process (its child starts where it is, with its descriptors).
+const FORKS: &[&str] = &["clone", "clone3", "fork", "vfork"];
+/// Calls that copy a descriptor: `fts` (`find`, `rm -r`, `cp -r`) moves every directory it
+/// opens to another number with `fcntl(F_DUPFD_CLOEXEC)` and works from that one.
+const DUPS: &[&str] = &["dup", "dup2", "dup3", "fcntl"];
+/// Calls that move a process or list a directory.
+const PLACES: &[&str] = &["chdir", "fchdir", "chroot", "getdents64"];
+
+/// strace's options: every process into one file, full strings, only the calls above,
+/// filtered in the kernel (seccomp-bpf; each traced call stops the process, so the list is
+/// kept short).
+fn strace_args() -> Vec<String> {
+    let calls: Vec<&str> = [
+        READ_PATH, READ_AT, WRITE_PATH, WRITE_AT, FORKS, DUPS, PLACES,
+    ]
+    .concat();
+    ["-f", "-qq", "-s", "4096", "--seccomp-bpf", "-e"]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([format!("trace={}", calls.join(","))])
+        .chain(["-e".to_string(), "signal=none".to_string()])
+        .collect()
+}
 
 /// What a traced command did with the rootfs, by absolute path inside it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -70,7 +80,7 @@ pub fn available() -> bool {
     *WORKS.get_or_init(|| {
         crate::cmd::on_path("strace")
             && Command::new("strace")
-                .args(STRACE_ARGS)
+                .args(strace_args())
                 .args(["-o", "/dev/null", "--", "true"])
                 .env_clear()
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -86,7 +96,7 @@ pub fn available() -> bool {
 /// under `dir` (which must exist and be empty).
 pub fn traced(cmd: &Command, dir: &Path) -> Command {
     let mut t = Command::new("strace");
-    t.args(STRACE_ARGS)
+    t.args(strace_args())
         .arg("-o")
         .arg(dir.join("trace"))
         .arg("--")
@@ -153,7 +163,7 @@ pub fn read(dir: &Path) -> Result<Accesses, String> {
     let mut is_child = BTreeSet::new();
     for (pid, list) in &calls {
         for c in list {
-            if matches!(c.name.as_str(), "clone" | "clone3" | "fork" | "vfork") {
+            if FORKS.contains(&c.name.as_str()) {
                 if let Ok(child) = c.ret.split_whitespace().next().unwrap_or("").parse::<u32>() {
                     children.entry(*pid).or_default().push(child);
                     is_child.insert(child);
@@ -228,7 +238,7 @@ impl Walk<'_> {
         for c in list {
             let ok = !c.ret.starts_with('-') && !c.ret.starts_with('?');
             let name = c.name.as_str();
-            if matches!(name, "clone" | "clone3" | "fork" | "vfork") {
+            if FORKS.contains(&name) {
                 if let Ok(child) = c.ret.split_whitespace().next().unwrap_or("").parse::<u32>() {
                     kids.retain(|k| *k != child);
                     if depth < 4096 {
@@ -246,6 +256,10 @@ impl Walk<'_> {
                 } else if ok {
                     chrooted = true;
                 }
+                continue;
+            }
+            if DUPS.contains(&name) {
+                copy_descriptor(c, ok, &mut fds);
                 continue;
             }
             if !chrooted {
@@ -280,9 +294,10 @@ impl Walk<'_> {
                         continue;
                     };
                     let paths = self.paths_of(c, is_at, &at, &fds);
-                    let writes = writes || opens_for_writing(c);
+                    // A write that failed changed nothing: it probed (mkdir -p's EEXIST).
+                    let writes = ok && (writes || opens_for_writing(c));
                     // An fd opened on a path: what later *at calls and listings name.
-                    if ok && matches!(name, "open" | "openat") {
+                    if ok && matches!(name, "open" | "openat" | "openat2") {
                         if let (Some(p), Some(fd)) =
                             (paths.first(), c.ret.split_whitespace().next())
                         {
@@ -352,6 +367,20 @@ impl Walk<'_> {
     }
 }
 
+/// Follows a `dup`, `dup2`, `dup3` or `fcntl(F_DUPFD*)`: the new descriptor names what the
+/// old one named (and nothing known when the old one is not known).
+fn copy_descriptor(c: &Call, ok: bool, fds: &mut HashMap<String, String>) {
+    let copies = c.name != "fcntl" || c.args.get(1).is_some_and(|a| a.starts_with("F_DUPFD"));
+    let new = c.ret.split_whitespace().next().map(fd_number);
+    let (true, true, Some(new)) = (ok, copies, new) else {
+        return;
+    };
+    match c.args.first().and_then(|a| fds.get(fd_number(a))).cloned() {
+        Some(p) => fds.insert(new.to_string(), p),
+        None => fds.remove(new),
+    };
+}
+
 /// The fd number of an argument (`3`, or `3</path>` as strace prints it with `-y`).
 fn fd_number(arg: &str) -> &str {
     arg.split('<').next().unwrap_or(arg).trim()
@@ -361,7 +390,7 @@ fn fd_number(arg: &str) -> &str {
 fn opens_for_writing(c: &Call) -> bool {
     let flags = match c.name.as_str() {
         "open" => c.args.get(1),
-        "openat" => c.args.get(2),
+        "openat" | "openat2" => c.args.get(2),
         _ => None,
     };
     flags.is_some_and(|f| f.contains("O_WRONLY") || f.contains("O_CREAT") || f.contains("O_TRUNC"))
@@ -510,81 +539,5 @@ fn unescape(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_parsed_with_quoted_commas_and_fd_paths() {
-        let c = parse_line(
-            r#"openat(3</var/tmp/r/usr/lib>, "a,b\"c", O_RDONLY|O_CLOEXEC) = 4</var/tmp/r/usr/lib/a,b"c>"#,
-        )
-        .unwrap();
-        assert_eq!(c.name, "openat");
-        assert_eq!(c.args[0], "3</var/tmp/r/usr/lib>");
-        assert_eq!(unquote(&c.args[1]).unwrap(), "a,b\"c");
-        assert!(c.ret.starts_with('4'));
-        let c = parse_line(
-            r#"newfstatat(AT_FDCWD, "/x", 0x7ffd, 0) = -1 ENOENT (No such file or directory)"#,
-        )
-        .unwrap();
-        assert!(c.ret.starts_with("-1 ENOENT"));
-        assert_eq!(parse_line("+++ exited with 0 +++"), None);
-        assert_eq!(unescape(r"a\303\251\x41\n"), "aéA\n");
-        assert_eq!(join("/a/b", "../c/./d//e"), "/a/c/d/e");
-        assert_eq!(join("/a", "/x/.."), "/");
-    }
-
-    #[test]
-    fn a_process_tree_is_followed_from_its_chroot_with_working_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("trace"),
-            r#"100 execve("/usr/sbin/chroot", ["chroot"], 0x1 /* 3 vars */) = 0
-100 openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = 3
-100 chroot("/var/tmp/r") = 0
-100 chdir("/") = 0
-100 execve("/bin/sh", ["sh"], 0x2 /* 3 vars */) = 0
-100 openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = 3
-100 chdir("/usr/share") = 0
-100 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|SIGCHLD <unfinished ...>
-101 execve("/usr/bin/find", ["find", "hooks"], 0x3 /* 3 vars */) = 0
-100 <... clone resumed>) = 101
-101 openat(AT_FDCWD, "hooks", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY) = 4
-101 getdents64(4, 0x55 /* 3 entries */, 32768) = 80
-101 openat(4, "udev", O_RDONLY) = 5
-100 newfstatat(AT_FDCWD, "/boot/initrd.img-6", 0x7ffd, 0) = -1 ENOENT (No such file or directory)
-101 openat(AT_FDCWD, "/boot/initrd.img-6.new", O_WRONLY|O_CREAT|O_TRUNC, 0644) = 3
-101 renameat2(AT_FDCWD, "/boot/initrd.img-6.new", AT_FDCWD, "/boot/initrd.img-6", RENAME_NOREPLACE) = 0
-101 +++ exited with 0 +++
-100 vfork() = 102
-102 chroot("/var/tmp/d") = 0
-102 openat(AT_FDCWD, "/var/cache/ldconfig/aux-cache", O_RDONLY) = 3
-102 openat(AT_FDCWD, "../../../../etc/x", O_RDONLY) = 4
-100 +++ exited with 0 +++
-"#,
-        )
-        .unwrap();
-        let a = read(dir.path()).unwrap();
-        let read: Vec<&str> = a.read.iter().map(String::as_str).collect();
-        assert_eq!(
-            read,
-            [
-                "/bin/sh",
-                "/boot/initrd.img-6",
-                "/etc/ld.so.cache",
-                // Relative to a working directory outside the new root, as the kernel has it.
-                "/etc/x",
-                "/usr/bin/find",
-                "/usr/share/hooks",
-                "/usr/share/hooks/udev",
-                // ldconfig -r: absolute paths inside the tree it chrooted into.
-                "/var/tmp/d/var/cache/ldconfig/aux-cache",
-            ]
-        );
-        assert_eq!(a.listed.iter().collect::<Vec<_>>(), ["/usr/share/hooks"]);
-        assert_eq!(
-            a.written.iter().collect::<Vec<_>>(),
-            ["/boot/initrd.img-6", "/boot/initrd.img-6.new"]
-        );
-    }
-}
+#[path = "trace_tests.rs"]
+mod tests;
