@@ -102,33 +102,22 @@ impl WorkDir {
     /// its name hashes to (see [`mark_top_dir`]), and one away from the tree the last run
     /// replaced keeps its freed inodes out of the way.
     pub fn partial(&self, name: &str) -> Result<PartialTree, WorkDirError> {
-        let p = self
-            .path
-            .join(format!("{name}.{}{PARTIAL}", unique_suffix()));
-        if p.exists() {
-            remove_tree(&p).map_err(|source| WorkDirError::Io {
-                path: p.clone(),
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{name}."))
+            .suffix(PARTIAL)
+            // As create_dir makes it (the umask applies): the tree's root keeps its mode.
+            .permissions(std::fs::Permissions::from_mode(0o777))
+            .tempdir_in(&self.path)
+            .map_err(|source| WorkDirError::Io {
+                path: self.path.clone(),
                 source,
             })?;
-        }
-        std::fs::create_dir(&p).map_err(|source| WorkDirError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        Ok(PartialTree { path: Some(p) })
+        Ok(PartialTree {
+            path: Some(dir.keep()),
+        })
     }
 }
-
-/// A token unlikely to repeat: the process id and the clock's nanoseconds.
-fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = PARTIAL_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{:x}{:x}{n:x}", std::process::id(), nanos & 0xffff_ffff)
-}
-
-static PARTIAL_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Marks `dir` as the top of directory hierarchies for ext4's Orlov allocator (`chattr +T`),
 /// so each tree made in it starts in a block group of its own instead of the one its parent

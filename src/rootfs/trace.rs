@@ -371,10 +371,12 @@ impl Walk<'_> {
 /// old one named (and nothing known when the old one is not known).
 fn copy_descriptor(c: &Call, ok: bool, fds: &mut HashMap<String, String>) {
     let copies = c.name != "fcntl" || c.args.get(1).is_some_and(|a| a.starts_with("F_DUPFD"));
-    let new = c.ret.split_whitespace().next().map(fd_number);
-    let (true, true, Some(new)) = (ok, copies, new) else {
+    let Some(new) = c.ret.split_whitespace().next().map(fd_number) else {
         return;
     };
+    if !ok || !copies {
+        return;
+    }
     match c.args.first().and_then(|a| fds.get(fd_number(a))).cloned() {
         Some(p) => fds.insert(new.to_string(), p),
         None => fds.remove(new),

@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// What [`read`] makes of `trace` (strace's output for one command).
+fn accesses(trace: &str) -> Accesses {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("trace"), trace).unwrap();
+    read(dir.path()).unwrap()
+}
+
 #[test]
 fn lines_are_parsed_with_quoted_commas_and_fd_paths() {
     let c = parse_line(
@@ -25,9 +32,7 @@ fn lines_are_parsed_with_quoted_commas_and_fd_paths() {
 
 #[test]
 fn a_process_tree_is_followed_from_its_chroot_with_working_directories() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("trace"),
+    let a = accesses(
         r#"100 execve("/usr/sbin/chroot", ["chroot"], 0x1 /* 3 vars */) = 0
 100 openat(AT_FDCWD, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = 3
 100 chroot("/var/tmp/r") = 0
@@ -51,9 +56,7 @@ fn a_process_tree_is_followed_from_its_chroot_with_working_directories() {
 102 openat(AT_FDCWD, "../../../../etc/x", O_RDONLY) = 4
 100 +++ exited with 0 +++
 "#,
-    )
-    .unwrap();
-    let a = read(dir.path()).unwrap();
+    );
     let read: Vec<&str> = a.read.iter().map(String::as_str).collect();
     assert_eq!(
         read,
@@ -80,9 +83,7 @@ fn a_process_tree_is_followed_from_its_chroot_with_working_directories() {
 #[test]
 fn copied_descriptors_name_what_the_original_named() {
     // rm -r as fts walks: each directory opened, moved to another number, worked from there.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("trace"),
+    let a = accesses(
         r#"100 chroot("/var/tmp/r") = 0
 100 openat(AT_FDCWD, "/var/tmp/x", O_RDONLY|O_DIRECTORY) = 4
 100 openat(AT_FDCWD, "/usr/lib", O_RDONLY|O_DIRECTORY) = 3
@@ -99,9 +100,7 @@ fn copied_descriptors_name_what_the_original_named() {
 100 dup(9) = 6
 100 openat(6, "lost", O_RDONLY) = 8
 "#,
-    )
-    .unwrap();
-    let a = read(dir.path()).unwrap();
+    );
     let read: Vec<&str> = a.read.iter().map(String::as_str).collect();
     assert_eq!(
         read,
