@@ -118,3 +118,17 @@ fn copied_descriptors_name_what_the_original_named() {
         ["/usr/lib/modules/6.1"]
     );
 }
+
+#[test]
+fn a_write_that_failed_is_a_probe() {
+    // mkdir -p on a tree that exists: its EEXIST says /var is there, it wrote nothing.
+    let a = accesses(
+        r#"100 chroot("/var/tmp/r") = 0
+100 mkdir("/var", 0777) = -1 EEXIST (File exists)
+100 unlink("/etc/gone") = -1 ENOENT (No such file or directory)
+100 mkdir("/var/new", 0777) = 0
+"#,
+    );
+    assert_eq!(a.read.iter().collect::<Vec<_>>(), ["/etc/gone", "/var"]);
+    assert_eq!(a.written.iter().collect::<Vec<_>>(), ["/var/new"]);
+}
